@@ -1,0 +1,248 @@
+"""Supplier performance metrics over an evaluation window, as Polars expressions.
+
+Vocabulary (all dates are days; only records dated on or before the as-of date are known):
+
+- window: ``window_start = as_of - window_days + 1`` to ``as_of``, both inclusive.
+- deadline of a line: ``promised_date + tolerance_days``.
+- a line is *judged* when its promised date is in the window and its deadline is on or before the as-of
+  date; later lines are still open and count nowhere yet. Receipts after the as-of date are ignored.
+- completed date of a line: the received date of the receipt that brings the cumulative quantity received
+  up to the quantity ordered (null while the line is short).
+
+The per-line facts come from ``line_facts``; each rate below is a share of judged lines. Receipt metrics
+(acceptance, PPM) use the receipts received in the window, whichever line they belong to.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import polars as pl
+
+Z_95 = 1.959963984540054
+
+RECEIPT_KEYS = ("po_id", "line_no")
+
+
+def window_start(as_of: date, window_days: int) -> date:
+    """First day of the window: ``as_of - window_days + 1``."""
+    return as_of - timedelta(days=window_days - 1)
+
+
+def line_facts(
+    lines: pl.LazyFrame, receipts: pl.LazyFrame, *, as_of: date, window_days: int, tolerance_days: int
+) -> pl.LazyFrame:
+    """One row per judged line: supplier, dates, quantities by the deadline and by the as-of date, outcome flags.
+
+    - ``received_by_deadline`` = Σ quantity_received of receipts dated ≤ deadline
+    - ``accepted_by_deadline`` = Σ quantity_accepted of receipts dated ≤ deadline
+    - ``accepted_total``       = Σ quantity_accepted of receipts dated ≤ as_of
+    - ``on_time``  = received_by_deadline ≥ quantity_ordered
+    - ``in_full``  = accepted_total ≥ quantity_ordered
+    - ``otif``     = accepted_by_deadline ≥ quantity_ordered
+    - ``days_late`` (lines not on time) = (completed_date, or as_of while still short) − promised_date
+    """
+    start = window_start(as_of, window_days)
+    tolerance = pl.duration(days=tolerance_days)
+    judged = (
+        lines.with_columns(deadline=pl.col("promised_date") + tolerance)
+        .filter(pl.col("promised_date").is_between(start, as_of), pl.col("deadline") <= as_of)
+        .select("supplier_id", "po_id", "line_no", "promised_date", "deadline", "quantity_ordered")
+    )
+    known_receipts = receipts.filter(pl.col("received_date") <= as_of).select(
+        *RECEIPT_KEYS, "received_date", "quantity_received", "quantity_accepted"
+    )
+    per_receipt = (
+        judged.join(known_receipts, on=list(RECEIPT_KEYS), how="inner")
+        .sort(*RECEIPT_KEYS, "received_date")
+        .with_columns(received_so_far=pl.col("quantity_received").cum_sum().over(RECEIPT_KEYS))
+    )
+    by_deadline = pl.col("received_date") <= pl.col("deadline")
+    per_line = per_receipt.group_by(*RECEIPT_KEYS).agg(
+        received_by_deadline=pl.col("quantity_received").filter(by_deadline).sum(),
+        accepted_by_deadline=pl.col("quantity_accepted").filter(by_deadline).sum(),
+        received_total=pl.col("quantity_received").sum(),
+        accepted_total=pl.col("quantity_accepted").sum(),
+        completed_date=pl.col("received_date")
+        .filter(pl.col("received_so_far") >= pl.col("quantity_ordered"))
+        .min(),
+    )
+    ordered = pl.col("quantity_ordered")
+    return (
+        judged.join(per_line, on=list(RECEIPT_KEYS), how="left")
+        .with_columns(pl.col(c).fill_null(0.0) for c in ("received_by_deadline", "accepted_by_deadline",
+                                                         "received_total", "accepted_total"))
+        .with_columns(
+            on_time=pl.col("received_by_deadline") >= ordered,
+            in_full=pl.col("accepted_total") >= ordered,
+            otif=pl.col("accepted_by_deadline") >= ordered,
+        )
+        .with_columns(
+            days_late=pl.when(~pl.col("on_time")).then(
+                (pl.col("completed_date").fill_null(pl.lit(as_of)) - pl.col("promised_date")).dt.total_days()
+            )
+        )
+    )
+
+
+def on_time_rate() -> pl.Expr:
+    """On-time delivery rate = lines fully received by their deadline / judged lines."""
+    return pl.col("on_time").mean()
+
+
+def in_full_rate() -> pl.Expr:
+    """In-full rate = lines whose accepted quantity (by the as-of date) covers the order / judged lines."""
+    return pl.col("in_full").mean()
+
+
+def otif_rate() -> pl.Expr:
+    """OTIF rate = lines whose accepted quantity received by the deadline covers the order / judged lines.
+
+    Stricter than on time *and* in full separately: a rejected delivery replaced after the deadline is
+    on time (quantity arrived) and in full (replacement accepted) but not OTIF (usable goods came late).
+    """
+    return pl.col("otif").mean()
+
+
+def mean_days_late() -> pl.Expr:
+    """Mean days late = Σ days_late of lines not on time / number of such lines; 0 when none is late."""
+    return pl.col("days_late").mean().fill_null(0.0)
+
+
+def acceptance_rate() -> pl.Expr:
+    """Acceptance rate = Σ quantity_accepted / Σ (quantity_accepted + quantity_rejected) of receipts in the window."""
+    return pl.col("quantity_accepted").sum() / _units_inspected()
+
+
+def ppm_rejected() -> pl.Expr:
+    """PPM rejected = 1,000,000 × Σ quantity_rejected / Σ (quantity_accepted + quantity_rejected), receipts in window."""
+    return 1_000_000 * pl.col("quantity_rejected").sum() / _units_inspected()
+
+
+def _units_inspected() -> pl.Expr:
+    units = (pl.col("quantity_accepted") + pl.col("quantity_rejected")).sum()
+    return pl.when(units > 0).then(units)
+
+
+def wilson_interval(successes: pl.Expr, trials: pl.Expr, *, z: float = Z_95) -> tuple[pl.Expr, pl.Expr]:
+    """95 % Wilson score interval for a rate p = successes / trials (null when trials = 0).
+
+    centre = (p + z²/2n) / (1 + z²/n);  half = z·√(p(1−p)/n + z²/4n²) / (1 + z²/n)
+    """
+    n = trials.cast(pl.Float64)
+    p = successes.cast(pl.Float64) / n
+    denominator = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denominator
+    half = z * (p * (1 - p) / n + z**2 / (4 * n**2)).sqrt() / denominator
+    valid = trials > 0
+    return pl.when(valid).then(centre - half), pl.when(valid).then(centre + half)
+
+
+def delivery_metrics(facts: pl.LazyFrame) -> pl.LazyFrame:
+    """Per supplier: evidence counts, delivery rates with Wilson intervals, mean days late."""
+    metrics = facts.group_by("supplier_id").agg(
+        order_lines=pl.len().cast(pl.Int64),
+        on_time_lines=pl.col("on_time").sum().cast(pl.Int64),
+        in_full_lines=pl.col("in_full").sum().cast(pl.Int64),
+        otif_lines=pl.col("otif").sum().cast(pl.Int64),
+        late_lines=(~pl.col("on_time")).sum().cast(pl.Int64),
+        on_time_rate=on_time_rate(),
+        in_full_rate=in_full_rate(),
+        otif_rate=otif_rate(),
+        mean_days_late=mean_days_late(),
+    )
+    intervals = []
+    for rate in ("on_time", "in_full", "otif"):
+        low, high = wilson_interval(pl.col(f"{rate}_lines"), pl.col("order_lines"))
+        intervals += [low.alias(f"{rate}_rate_low"), high.alias(f"{rate}_rate_high")]
+    return metrics.with_columns(intervals)
+
+
+def quality_metrics(
+    lines: pl.LazyFrame, receipts: pl.LazyFrame, *, as_of: date, window_days: int
+) -> pl.LazyFrame:
+    """Per supplier, from receipts received in the window: receipts and units inspected, acceptance, PPM."""
+    start = window_start(as_of, window_days)
+    in_window = receipts.filter(pl.col("received_date").is_between(start, as_of))
+    owners = lines.select(*RECEIPT_KEYS, "supplier_id").unique(subset=list(RECEIPT_KEYS))
+    return (
+        in_window.join(owners, on=list(RECEIPT_KEYS), how="inner")
+        .group_by("supplier_id")
+        .agg(
+            receipts=pl.len().cast(pl.Int64),
+            units_inspected=(pl.col("quantity_accepted") + pl.col("quantity_rejected")).sum(),
+            acceptance_rate=acceptance_rate(),
+            ppm_rejected=ppm_rejected(),
+        )
+    )
+
+
+def nonconformance_metrics(nonconformances: pl.LazyFrame, *, as_of: date, window_days: int) -> pl.LazyFrame:
+    """Per supplier: nonconformances raised in the window, and critical ones still open at the as-of date."""
+    start = window_start(as_of, window_days)
+    known = nonconformances.filter(pl.col("raised_date") <= as_of)
+    still_open = pl.col("closed_date").is_null() | (pl.col("closed_date") > as_of)
+    return known.group_by("supplier_id").agg(
+        nonconformances=pl.col("raised_date").is_between(start, as_of).sum().cast(pl.Int64),
+        open_critical_nonconformances=((pl.col("severity") == "critical") & still_open).sum().cast(pl.Int64),
+    )
+
+
+def feedback_metrics(feedback: pl.LazyFrame, *, as_of: date, window_days: int) -> pl.LazyFrame:
+    """Per supplier: feedback entries in the window and their mean score (1-5)."""
+    start = window_start(as_of, window_days)
+    return (
+        feedback.filter(pl.col("date").is_between(start, as_of))
+        .group_by("supplier_id")
+        .agg(feedback_entries=pl.len().cast(pl.Int64), feedback_score=pl.col("score").mean())
+    )
+
+
+COUNT_COLUMNS = (
+    "order_lines", "on_time_lines", "in_full_lines", "otif_lines", "late_lines", "receipts",
+    "nonconformances", "open_critical_nonconformances", "feedback_entries",
+)
+
+
+def supplier_metrics(
+    suppliers: pl.DataFrame,
+    lines: pl.DataFrame,
+    receipts: pl.DataFrame,
+    nonconformances: pl.DataFrame,
+    feedback: pl.DataFrame,
+    *,
+    as_of: date,
+    window_days: int,
+    tolerance_days: int,
+) -> pl.DataFrame:
+    """Every metric for every supplier in ``suppliers`` (one row each; counts 0 and rates null without evidence)."""
+    lines_lazy, receipts_lazy = lines.lazy(), receipts.lazy()
+    facts = line_facts(lines_lazy, receipts_lazy, as_of=as_of, window_days=window_days, tolerance_days=tolerance_days)
+    frames = [
+        delivery_metrics(facts),
+        quality_metrics(lines_lazy, receipts_lazy, as_of=as_of, window_days=window_days),
+        nonconformance_metrics(nonconformances.lazy(), as_of=as_of, window_days=window_days),
+        feedback_metrics(feedback.lazy(), as_of=as_of, window_days=window_days),
+    ]
+    result = suppliers.lazy().select("supplier_id")
+    for frame in frames:
+        result = result.join(frame, on="supplier_id", how="left")
+    return (
+        result.with_columns(pl.col(c).fill_null(0) for c in COUNT_COLUMNS)
+        .with_columns(pl.col("units_inspected").fill_null(0.0))
+        .collect()
+    )
+
+
+def late_lines(
+    lines: pl.DataFrame, receipts: pl.DataFrame, *, as_of: date, window_days: int, tolerance_days: int
+) -> pl.DataFrame:
+    """The records behind the delivery metrics: every judged line that was not on time, latest first."""
+    facts = line_facts(lines.lazy(), receipts.lazy(), as_of=as_of, window_days=window_days,
+                       tolerance_days=tolerance_days)
+    return (
+        facts.filter(~pl.col("on_time"))
+        .select("supplier_id", "po_id", "line_no", "promised_date", "completed_date", "days_late")
+        .sort("supplier_id", "promised_date", "po_id", "line_no", descending=[False, True, False, False])
+        .collect()
+    )

@@ -1,0 +1,178 @@
+"""Metric formulas against a hand-computed example.
+
+Window: as of 2026-03-31, 90 days (2026-01-01 .. 2026-03-31), on-time tolerance 2 days. Supplier S1:
+
+| line  | promised | ordered | receipts (date: received / accepted / rejected)      | judged | OT | IF | OTIF | days late |
+|-------|----------|---------|------------------------------------------------------|--------|----|----|------|-----------|
+| P1-1  | 01-10    | 100     | 01-09: 100/100/0                                     | yes    | y  | y  | y    |           |
+| P1-2  | 01-20    | 100     | 01-19: 60/60/0, 01-22: 40/40/0 (split, within tol.)  | yes    | y  | y  | y    |           |
+| P2-1  | 02-01    | 50      | 02-01: 30/30/0, 02-10: 20/20/0 (completed 02-10)     | yes    | n  | y  | n    | 9         |
+| P2-2  | 02-15    | 200     | 02-14: 200/190/10                                    | yes    | y  | n  | n    |           |
+| P3-1  | 03-01    | 80      | 02-28: 50/50/0 (short, never completed)              | yes    | n  | n  | n    | 30 (open) |
+| P3-2  | 03-30    | 10      | 03-30: 10/10/0 (deadline 04-01 after as-of)           | no     |    |    |      |           |
+| P0-1  | 2025-12-20 | 10    | 01-05: 10/8/2 (promised before the window)           | no     |    |    |      |           |
+| P4-1  | 03-10    | 20      | 04-02: 20/20/0 (after as-of: unknown)                | yes    | n  | n  | n    | 21 (open) |
+| P5-1  | 01-15    | 10      | 01-14: 10/5/5, 01-25: 5/5/0 (late replacement)       | yes    | y  | y  | n    |           |
+
+Judged 7: on time 4/7, in full 4/7, OTIF 2/7, late lines 3 with mean (9 + 30 + 21) / 3 = 20 days.
+Receipts in the window (not the 04-02 one): 11; accepted 518, rejected 17, inspected 535:
+acceptance 518/535 = 0.968224…, PPM 17/535 × 10⁶ = 31,775.70….
+Wilson 95 % for 4/7 = [0.2505, 0.8418].
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from rules import metrics
+
+D = date.fromisoformat
+AS_OF = D("2026-03-31")
+
+LINES = pl.DataFrame(
+    [
+        ("P1", 1, "S1", "2026-01-10", 100.0),
+        ("P1", 2, "S1", "2026-01-20", 100.0),
+        ("P2", 1, "S1", "2026-02-01", 50.0),
+        ("P2", 2, "S1", "2026-02-15", 200.0),
+        ("P3", 1, "S1", "2026-03-01", 80.0),
+        ("P3", 2, "S1", "2026-03-30", 10.0),
+        ("P0", 1, "S1", "2025-12-20", 10.0),
+        ("P4", 1, "S1", "2026-03-10", 20.0),
+        ("P5", 1, "S1", "2026-01-15", 10.0),
+    ],
+    schema=["po_id", "line_no", "supplier_id", "promised_date", "quantity_ordered"],
+    orient="row",
+).with_columns(pl.col("promised_date").str.to_date())
+
+RECEIPTS = pl.DataFrame(
+    [
+        ("P1", 1, "2026-01-09", 100.0, 100.0, 0.0),
+        ("P1", 2, "2026-01-19", 60.0, 60.0, 0.0),
+        ("P1", 2, "2026-01-22", 40.0, 40.0, 0.0),
+        ("P2", 1, "2026-02-01", 30.0, 30.0, 0.0),
+        ("P2", 1, "2026-02-10", 20.0, 20.0, 0.0),
+        ("P2", 2, "2026-02-14", 200.0, 190.0, 10.0),
+        ("P3", 1, "2026-02-28", 50.0, 50.0, 0.0),
+        ("P3", 2, "2026-03-30", 10.0, 10.0, 0.0),
+        ("P0", 1, "2026-01-05", 10.0, 8.0, 2.0),
+        ("P4", 1, "2026-04-02", 20.0, 20.0, 0.0),
+        ("P5", 1, "2026-01-14", 10.0, 5.0, 5.0),
+        ("P5", 1, "2026-01-25", 5.0, 5.0, 0.0),
+    ],
+    schema=["po_id", "line_no", "received_date", "quantity_received", "quantity_accepted", "quantity_rejected"],
+    orient="row",
+).with_columns(pl.col("received_date").str.to_date())
+
+SUPPLIERS = pl.DataFrame({"supplier_id": ["S1", "S2"]})
+EMPTY_NCR = pl.DataFrame(
+    schema={"ncr_id": pl.String, "supplier_id": pl.String, "raised_date": pl.Date, "severity": pl.String,
+            "closed_date": pl.Date}
+)
+EMPTY_FEEDBACK = pl.DataFrame(schema={"supplier_id": pl.String, "date": pl.Date, "score": pl.Int64})
+
+
+def compute(nonconformances: pl.DataFrame = EMPTY_NCR, feedback: pl.DataFrame = EMPTY_FEEDBACK) -> dict[str, dict]:
+    frame = metrics.supplier_metrics(SUPPLIERS, LINES, RECEIPTS, nonconformances, feedback,
+                                     as_of=AS_OF, window_days=90, tolerance_days=2)
+    return {row["supplier_id"]: row for row in frame.to_dicts()}
+
+
+def test_window_starts_window_days_before_as_of_inclusive() -> None:
+    assert metrics.window_start(AS_OF, 90) == D("2026-01-01")
+
+
+def test_per_line_outcomes_match_the_hand_computed_table() -> None:
+    facts = metrics.line_facts(LINES.lazy(), RECEIPTS.lazy(), as_of=AS_OF, window_days=90, tolerance_days=2).collect()
+    table = {
+        f"{r['po_id']}-{r['line_no']}": (r["on_time"], r["in_full"], r["otif"], r["days_late"])
+        for r in facts.to_dicts()
+    }
+    assert table == {
+        "P1-1": (True, True, True, None),
+        "P1-2": (True, True, True, None),
+        "P2-1": (False, True, False, 9),
+        "P2-2": (True, False, False, None),
+        "P3-1": (False, False, False, 30),
+        "P4-1": (False, False, False, 21),
+        "P5-1": (True, True, False, None),
+    }
+
+
+def test_completed_date_is_the_receipt_that_fills_the_line() -> None:
+    facts = metrics.line_facts(LINES.lazy(), RECEIPTS.lazy(), as_of=AS_OF, window_days=90, tolerance_days=2).collect()
+    completed = {f"{r['po_id']}-{r['line_no']}": r["completed_date"] for r in facts.to_dicts()}
+    assert completed["P1-2"] == D("2026-01-22")
+    assert completed["P2-1"] == D("2026-02-10")
+    assert completed["P5-1"] == D("2026-01-14")
+    assert completed["P3-1"] is None  # short
+    assert completed["P4-1"] is None  # its only receipt is after the as-of date
+
+
+def test_delivery_rates() -> None:
+    s1 = compute()["S1"]
+    assert s1["order_lines"] == 7
+    assert s1["on_time_rate"] == pytest.approx(4 / 7)
+    assert s1["in_full_rate"] == pytest.approx(4 / 7)
+    assert s1["otif_rate"] == pytest.approx(2 / 7)
+    assert s1["late_lines"] == 3
+    assert s1["mean_days_late"] == pytest.approx(20.0)
+
+
+def test_quality_metrics_count_receipts_in_the_window() -> None:
+    s1 = compute()["S1"]
+    assert s1["receipts"] == 11
+    assert s1["units_inspected"] == pytest.approx(535.0)
+    assert s1["acceptance_rate"] == pytest.approx(518 / 535)
+    assert s1["ppm_rejected"] == pytest.approx(31_775.700934, rel=1e-9)
+
+
+def test_wilson_interval_for_on_time_rate() -> None:
+    s1 = compute()["S1"]
+    assert s1["on_time_rate_low"] == pytest.approx(0.2505, abs=1e-4)
+    assert s1["on_time_rate_high"] == pytest.approx(0.8418, abs=1e-4)
+
+
+def test_tolerance_zero_makes_the_split_line_late() -> None:
+    frame = metrics.supplier_metrics(SUPPLIERS, LINES, RECEIPTS, EMPTY_NCR, EMPTY_FEEDBACK,
+                                     as_of=AS_OF, window_days=90, tolerance_days=0)
+    s1 = frame.filter(pl.col("supplier_id") == "S1").row(0, named=True)
+    # P1-2's last 40 units came 2 days after the promise; P3-2 (promised 03-30) is now judged and on time.
+    assert s1["order_lines"] == 8
+    assert s1["on_time_rate"] == pytest.approx(4 / 8)
+    assert s1["mean_days_late"] == pytest.approx((2 + 9 + 30 + 21) / 4)
+
+
+def test_supplier_without_records_has_zero_evidence_and_no_rates() -> None:
+    s2 = compute()["S2"]
+    assert (s2["order_lines"], s2["receipts"], s2["late_lines"]) == (0, 0, 0)
+    assert s2["on_time_rate"] is None and s2["ppm_rejected"] is None and s2["on_time_rate_low"] is None
+
+
+def test_no_late_line_means_zero_mean_days_late() -> None:
+    on_time_only = LINES.filter(pl.col("po_id") == "P1")
+    frame = metrics.supplier_metrics(SUPPLIERS, on_time_only, RECEIPTS, EMPTY_NCR, EMPTY_FEEDBACK,
+                                     as_of=AS_OF, window_days=90, tolerance_days=2)
+    assert frame.filter(pl.col("supplier_id") == "S1")["mean_days_late"].item() == 0.0
+
+
+def test_nonconformances_and_feedback() -> None:
+    ncrs = pl.DataFrame(
+        [("N1", "S1", "2026-02-01", "critical", None), ("N2", "S1", "2026-02-05", "critical", "2026-03-01"),
+         ("N3", "S1", "2025-06-01", "major", None), ("N4", "S1", "2026-04-10", "critical", None)],
+        schema=["ncr_id", "supplier_id", "raised_date", "severity", "closed_date"], orient="row",
+    ).with_columns(pl.col("raised_date", "closed_date").str.to_date())
+    feedback = pl.DataFrame({"supplier_id": ["S1", "S1", "S1"], "date": ["2026-01-05", "2026-02-05", "2025-01-01"],
+                             "score": [4, 2, 1]}).with_columns(pl.col("date").str.to_date())
+    s1 = compute(ncrs, feedback)["S1"]
+    assert s1["nonconformances"] == 2  # N1, N2 raised in the window; N3 before it, N4 after as-of
+    assert s1["open_critical_nonconformances"] == 1  # N1 (N2 closed, N4 not yet raised)
+    assert s1["feedback_entries"] == 2 and s1["feedback_score"] == pytest.approx(3.0)
+
+
+def test_late_lines_lists_the_records_behind_the_metric() -> None:
+    late = metrics.late_lines(LINES, RECEIPTS, as_of=AS_OF, window_days=90, tolerance_days=2)
+    assert late.select("po_id", "line_no", "days_late").rows() == [("P4", 1, 21), ("P3", 1, 30), ("P2", 1, 9)]
