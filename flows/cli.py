@@ -1,0 +1,335 @@
+"""The ``supplier-eval`` command line: each command parses, calls one library function, prints the outcome.
+
+Exit codes: 0 ok, 1 the run failed, 2 bad usage or settings. A user error is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from flows import runtime
+from suppliers.errors import ConfigError, SupplierEvalError
+
+if TYPE_CHECKING:
+    from flows.pipeline import RunSummary
+
+DEMO_DIR = Path("demo-work")
+
+
+class _DateType(click.ParamType):
+    name = "DATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a date; use YYYY-MM-DD, e.g. 2026-06-30", param, ctx)
+
+
+DATE = _DateType()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="supplier-eval")
+def cli() -> None:
+    """Evaluate suppliers against ISO 9001:2015 clause 8.4 rules: validate, score, record, report.
+
+    \b
+    Example:
+      supplier-eval demo
+    """
+
+
+@cli.command()
+@click.option("--work-dir", type=click.Path(path_type=Path), default=DEMO_DIR, show_default=True,
+              help="Folder for the sample data, store, reports and outbox.")
+@click.option("--suppliers", "supplier_count", type=click.IntRange(5, 100_000), default=60, show_default=True)
+@click.option("--lines", type=click.IntRange(10), default=6000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo(work_dir: Path, supplier_count: int, lines: int, seed: int) -> None:
+    """Generate sample data and run the nightly flow on it, on embedded defaults (SQLite, outbox folder).
+
+    \b
+    Example:
+      supplier-eval demo --work-dir demo-work
+    """
+    from suppliers.generate import generate_frames, write_sample_data
+
+    work_dir = work_dir.resolve()
+    runtime.configure(work_dir / ".prefect")
+    today = date.today()
+    click.echo(f"Generating sample data: {supplier_count} suppliers, {lines:,} order lines (seed {seed}) ...")
+    frames = generate_frames(suppliers=supplier_count, lines=lines, seed=seed, end_date=today)
+    paths = write_sample_data(frames, work_dir / "data", "csv")
+    click.echo(f"  wrote {', '.join(p.name for p in paths.values())} to {work_dir / 'data'}")
+    config = work_dir / "supplier-eval.toml"
+    config.write_text(_demo_settings(), encoding="utf-8")
+    click.echo(f"  settings: {config}")
+    click.echo("Running the nightly flow (Prefect starts a temporary local server on first use) ...")
+    from flows.pipeline import RunParameters, fast_flow_runs, nightly
+
+    params = RunParameters(trigger="nightly", requested_by="demo", as_of=today, config_file=str(config))
+    with fast_flow_runs():
+        summary = nightly(params)
+    _print_summary(summary, store=work_dir / "supplier-eval.db")
+    click.echo(f"\nRun it again (nothing is duplicated):  supplier-eval evaluate --config {config}")
+
+
+@cli.command()
+@click.option("--supplier", "suppliers", multiple=True, metavar="ID", help="Supplier id (repeatable); default: all active.")
+@click.option("--as-of", type=DATE, help="Evaluate as of this date (YYYY-MM-DD); default today.")
+@click.option("--window-days", type=click.IntRange(1, 3660), help="Days to look back; default: the rule set's.")
+@click.option("--rules", "rules_file", type=click.Path(path_type=Path), help="Rule file (YAML).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@click.option("--to", "recipients", multiple=True, metavar="EMAIL",
+              help="Send the digest and reports to this address instead (repeatable).")
+@click.option("--no-email", is_flag=True, help="Store and render, but send nothing.")
+def evaluate(suppliers: tuple[str, ...], as_of: date | None, window_days: int | None, rules_file: Path | None,
+             config_file: Path | None, recipients: tuple[str, ...], no_email: bool) -> None:
+    """Run an ad-hoc evaluation (the adhoc flow) and deliver its reports.
+
+    \b
+    Example:
+      supplier-eval evaluate --supplier S0003 --as-of 2026-06-30 --window-days 180 --to buyer@example.org
+    """
+    from pydantic import ValidationError
+
+    runtime.configure(_prefect_home(config_file))
+    from flows.pipeline import RunParameters, adhoc, fast_flow_runs
+
+    try:
+        params = RunParameters(suppliers=suppliers, as_of=as_of, window_days=window_days,
+                               rules_file=str(rules_file) if rules_file else None,
+                               config_file=str(config_file) if config_file else None, recipients=recipients,
+                               send_email=not no_email, trigger="adhoc")
+    except ValidationError as exc:
+        raise ConfigError(str(exc.errors()[0]["msg"]).removeprefix("Value error, "), where="--to") from None
+    _preflight(params)
+    with fast_flow_runs():
+        summary = adhoc(params)
+    from flows.settings import load_settings
+
+    _print_summary(summary, store=load_settings(config_file).store_url)
+
+
+@cli.command()
+@click.option("--suppliers", "supplier_count", type=click.IntRange(5), default=60, show_default=True)
+@click.option("--lines", type=click.IntRange(10), default=6000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write into.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option("--end", "end_date", type=DATE, help="Last day of the history (YYYY-MM-DD); default today.")
+def generate(supplier_count: int, lines: int, seed: int, out_dir: Path, fmt: str, end_date: date | None) -> None:
+    """Generate realistic sample records (same seed and end date: same files).
+
+    \b
+    Example:
+      supplier-eval generate --suppliers 200 --lines 50000 --seed 1 --out data --format parquet
+    """
+    from suppliers.generate import generate_frames, write_sample_data
+
+    frames = generate_frames(suppliers=supplier_count, lines=lines, seed=seed, end_date=end_date or date.today())
+    for kind, path in write_sample_data(frames, out_dir, fmt).items():
+        click.echo(f"{path}  {frames[kind].height:,} {kind.replace('_', ' ')}")
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the settings).")
+@click.option("--quarantine-out", type=click.Path(path_type=Path), help="Write every quarantined row to this CSV.")
+def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Path | None) -> None:
+    """Check the input records without scoring: counts per source and why rows would be quarantined.
+
+    \b
+    Example:
+      supplier-eval validate --data data --quarantine-out quarantine.csv
+    """
+    from flows.settings import load_settings
+    from reports.context import quarantine_summary_with_reasons
+    from suppliers.sources import discover_sources, read_source
+    from suppliers.validate import validate_inputs
+
+    settings = load_settings(config_file)
+    folder = data_dir or settings.data_dir
+    raw = {kind: (source, read_source(source)) for kind, source in discover_sources(folder).items()}
+    result = validate_inputs(raw, max_quarantine_share=settings.validation.max_quarantine_share)
+    summary = quarantine_summary_with_reasons(result.summary, result.quarantine)
+    for row in summary.iter_rows(named=True):
+        click.echo(f"{row['source']:<32} {row['rows_read']:>10,} rows  {row['rows_quarantined']:>8,} quarantined")
+        for reason in row["top_reasons"]:
+            click.echo(f"    {reason}")
+    if quarantine_out is not None:
+        result.quarantine.write_csv(quarantine_out)
+        click.echo(f"Quarantined rows written to {quarantine_out}")
+
+
+@cli.group()
+def rules() -> None:
+    """Work with rule files.
+
+    \b
+    Example:
+      supplier-eval rules check rules/iso9001-8.4.yaml
+    """
+
+
+@rules.command("check")
+@click.argument("rule_file", type=click.Path(path_type=Path), required=False)
+def rules_check(rule_file: Path | None) -> None:
+    """Check a rule file and summarise it; errors name the file and line.
+
+    \b
+    Example:
+      supplier-eval rules check my-rules.yaml
+    """
+    from rules.loader import load_rule_set
+
+    rule_set = load_rule_set(rule_file)
+    click.echo(f"{rule_set.name} (version {rule_set.version}) is valid; sha256 {rule_set.content_hash[:16]}")
+    click.echo(f"  window {rule_set.evaluation.window_days} days, on-time tolerance "
+               f"{rule_set.evaluation.on_time_tolerance_days} days")
+    for criterion in rule_set.criteria:
+        click.echo(f"  {criterion.weight:>5g}  {criterion.name}  [{criterion.metric}]")
+    for band in rule_set.bands:
+        click.echo(f"  band {band.band}: {band.lower:g}-{band.upper:g} -> {band.status}")
+    for gate in rule_set.gates:
+        click.echo(f"  gate {gate.name}: caps status at {gate.cap_status}")
+
+
+@cli.command()
+@click.option("--supplier", "supplier_id", metavar="ID", help="One supplier's history.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+def history(supplier_id: str | None, limit: int, config_file: Path | None) -> None:
+    """Show recorded evaluations, newest first (the clause 8.4 evaluation records).
+
+    \b
+    Example:
+      supplier-eval history --supplier S0003 --config demo-work/supplier-eval.toml
+    """
+    from flows.settings import load_settings
+    from suppliers.store import Store
+
+    store = Store(load_settings(config_file).store_url)
+    try:
+        frame = store.evaluation_history(supplier_id, limit)
+    finally:
+        store.close()
+    if frame.is_empty():
+        click.echo("No evaluations recorded yet. Run: supplier-eval evaluate")
+        return
+    for row in frame.iter_rows(named=True):
+        score = f"{row['score']:5.1f}" if row["score"] is not None else "  -  "
+        note = row["insufficient_reason"] or ""
+        click.echo(f"{row['as_of']}  {row['supplier_id']:<10} {score}  {row['band'] or '-':<2} "
+                   f"{row['previous_status'] or '-':>12} -> {row['status']:<12} {note}")
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+def asl(config_file: Path | None) -> None:
+    """Show the approved supplier list: each supplier's status and the change that set it.
+
+    \b
+    Example:
+      supplier-eval asl --config demo-work/supplier-eval.toml
+    """
+    from flows.settings import load_settings
+    from suppliers.store import Store
+
+    store = Store(load_settings(config_file).store_url)
+    try:
+        changes = store.status_history()
+    finally:
+        store.close()
+    if changes.is_empty():
+        click.echo("No status changes recorded yet: every supplier keeps the status in its supplier record.")
+        return
+    latest = changes.group_by("supplier_id").last().sort("supplier_id")
+    for row in latest.iter_rows(named=True):
+        click.echo(f"{row['supplier_id']:<10} {row['to_status']:<13} since {row['as_of']}  ({row['reason']})")
+
+
+def _prefect_home(config_file: Path | None) -> Path:
+    from flows.settings import find_settings_file
+
+    file = find_settings_file(config_file)
+    base = file.resolve().parent if file is not None and file.is_file() else Path.cwd()
+    return base / ".supplier-eval" / "prefect"
+
+
+def _preflight(params: Any) -> None:
+    """Check settings and rules before Prefect starts, so a typo costs a second, not a server start."""
+    from flows.settings import load_settings
+    from rules.loader import load_rule_set
+
+    settings = load_settings(params.config_file)
+    load_rule_set(params.rules_file or settings.rules_file)
+
+
+def _demo_settings() -> str:
+    return """# Settings written by `supplier-eval demo`; paths are relative to this file.
+[data]
+dir = "data"
+
+[store]
+url = "sqlite:///supplier-eval.db"
+
+[output]
+dir = "reports"
+
+[mail]
+sender = "supplier-eval@example.org"
+officers = ["quality.manager@example.org", "procurement.lead@example.org"]
+outbox_dir = "outbox"
+"""
+
+
+def _print_summary(summary: RunSummary, *, store: Any) -> None:
+    echo = click.echo
+    echo("")
+    echo(f"Run {summary.run_id}  as of {summary.as_of}  ({summary.window_days}-day window)")
+    recorded = ("already recorded: nothing added" if summary.already_recorded
+                else f"{summary.evaluations_added} new evaluations recorded")
+    echo(f"Suppliers evaluated: {summary.suppliers_evaluated}  ({recorded})")
+    width = max(len(k) for k in summary.bands)
+    for band, count in summary.bands.items():
+        label = f"Band {band}" if len(band) == 1 else band.capitalize()
+        echo(f"  {label:<{width + 5}} {count:>6}  {'#' * min(count, 60)}")
+    echo(f"Status changes: {summary.status_changes}    Quarantined rows: {summary.quarantined_rows}")
+    echo(f"Reports:  {summary.reports_dir}")
+    if summary.transport == "outbox":
+        echo(f"Emails:   {summary.messages_delivered_now} written as .eml files to {summary.delivery_location}"
+             + (f" ({summary.messages - summary.messages_delivered_now} already sent before)"
+                if summary.messages != summary.messages_delivered_now else ""))
+    else:
+        echo(f"Emails:   {summary.messages_delivered_now} sent via {summary.delivery_location}"
+             + (f" ({summary.messages - summary.messages_delivered_now} already sent before)"
+                if summary.messages != summary.messages_delivered_now else ""))
+    echo(f"Store:    {store}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        result = cli.main(args=argv, prog_name="supplier-eval", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except SupplierEvalError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

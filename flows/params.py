@@ -1,0 +1,58 @@
+"""One model for a run's parameters: the CLI builds it, both flows take it, a deployment shows it as a form."""
+
+from __future__ import annotations
+
+import getpass
+import re
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+class RunParameters(BaseModel):
+    """What to evaluate, as of when, and who asked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    suppliers: tuple[str, ...] = Field(
+        (), description="Supplier ids to evaluate; empty means every active supplier."
+    )
+    as_of: date | None = Field(None, description="Evaluate as of this date (records after it are ignored); today if empty.")
+    window_days: int | None = Field(
+        None, ge=1, le=3660, description="Days to look back over; the rule set's window if empty."
+    )
+    rules_file: str | None = Field(None, description="Rule file; the settings' (or the shipped ISO 9001 8.4 rules) if empty.")
+    config_file: str | None = Field(None, description="Settings file (TOML); ./supplier-eval.toml or defaults if empty.")
+    recipients: tuple[str, ...] = Field(
+        (), description="Send the digest and every report to these addresses instead of the usual recipients."
+    )
+    send_email: bool = Field(True, description="Deliver the reports (to SMTP or the outbox folder).")
+    trigger: Literal["nightly", "adhoc"] = Field("adhoc", description="What started the run.")
+    requested_by: str = Field(default_factory=_default_user, min_length=1, max_length=200,
+                              description="Who started the run (recorded with it).")
+
+    @field_validator("suppliers")
+    @classmethod
+    def _clean_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted({item.strip() for item in value if item.strip()}))
+
+    @field_validator("recipients")
+    @classmethod
+    def _emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            if not _EMAIL.match(address):
+                raise ValueError(f"{address!r} is not an email address")
+        return value
+
+    def effective_as_of(self) -> date:
+        return self.as_of or date.today()

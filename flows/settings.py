@@ -1,0 +1,143 @@
+"""The settings file (TOML): where data, store, reports and mail go. Secrets never live here.
+
+Relative paths are taken from the settings file's folder (or the working folder without a file), so a
+settings file and its data can move together. See ``examples/supplier-eval.toml`` for every key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from reports.delivery import SmtpSettings
+from suppliers.errors import ConfigError
+
+SETTINGS_ENV = "SUPPLIER_EVAL_CONFIG"
+DEFAULT_SETTINGS_NAME = "supplier-eval.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataSettings(_Section):
+    dir: Path = Field(Path("data"), description="Folder with suppliers, purchase_order_lines, receipts, ... files.")
+
+
+class StoreSettings(_Section):
+    url: str = Field("sqlite:///supplier-eval.db", description="SQLAlchemy URL: sqlite:///file.db or postgresql://...")
+
+
+class RulesSettings(_Section):
+    file: Path | None = Field(None, description="Rule file; the shipped ISO 9001 clause 8.4 rules when unset.")
+
+
+class OutputSettings(_Section):
+    dir: Path = Field(Path("reports-out"), description="Where each run's reports and quarantine are written.")
+
+
+class ValidationSettings(_Section):
+    max_quarantine_share: float = Field(0.2, ge=0, le=1, description="Stop when a source has more bad rows.")
+
+
+class MailSettings(_Section):
+    sender: str = "supplier-eval@localhost"
+    officers: tuple[str, ...] = Field((), description="Who receives the officer digest.")
+    outbox_dir: Path = Field(Path("outbox"), description="Where .eml files go when no SMTP server is set.")
+    concurrency: int = Field(4, ge=1, le=64)
+    retries: int = Field(3, ge=0, le=10)
+    smtp: SmtpSettings | None = None
+
+
+class ScheduleSettings(_Section):
+    nightly_cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+
+
+class Settings(_Section):
+    data: DataSettings = DataSettings()
+    store: StoreSettings = StoreSettings()
+    rules: RulesSettings = RulesSettings()
+    output: OutputSettings = OutputSettings()
+    validation: ValidationSettings = ValidationSettings()
+    mail: MailSettings = MailSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    @field_validator("base_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.resolve()
+
+    def path(self, value: Path) -> Path:
+        """A settings path made absolute against the settings file's folder."""
+        return value if value.is_absolute() else (self.base_dir / value)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.data.dir)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.path(self.output.dir)
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.path(self.mail.outbox_dir)
+
+    @property
+    def rules_file(self) -> Path | None:
+        return self.path(self.rules.file) if self.rules.file is not None else None
+
+    @property
+    def store_url(self) -> str:
+        """The store URL with a relative SQLite path resolved, and its folder created."""
+        url = self.store.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
+            database = self.path(Path(url[len(prefix):]))
+            database.parent.mkdir(parents=True, exist_ok=True)
+            return prefix + str(database)
+        return url
+
+
+def find_settings_file(explicit: str | Path | None) -> Path | None:
+    """The settings file to use: the one given, else $SUPPLIER_EVAL_CONFIG, else ./supplier-eval.toml if present."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(SETTINGS_ENV):
+        return Path(os.environ[SETTINGS_ENV])
+    local = Path(DEFAULT_SETTINGS_NAME)
+    return local if local.is_file() else None
+
+
+def load_settings(path: str | Path | None = None, *, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read and check the settings file; without one, defaults relative to the working folder."""
+    file = find_settings_file(path)
+    data: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if file is not None:
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("settings file not found", where=str(file),
+                              fix="Pass an existing file with --config, or copy examples/supplier-eval.toml.") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"not valid TOML ({exc})", where=str(file), fix="Fix the syntax on that line.") from None
+        base_dir = file.resolve().parent
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update(values)
+    try:
+        return Settings.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        raise ConfigError(f"setting '{key}': {message}", where=str(file or "settings"),
+                          fix="See examples/supplier-eval.toml for the allowed keys and values.") from None
