@@ -1,0 +1,82 @@
+"""From scores to decisions: the evaluation record of each supplier and the ASL status changes it brings."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from rules.catalogue import METRICS
+from rules.model import RuleSet
+from rules.scoring import CURRENT_STATUS, criterion_column
+
+METRIC_COLUMNS = (
+    "order_lines", "on_time_lines", "in_full_lines", "otif_lines", "late_lines", "on_time_rate", "on_time_rate_low",
+    "on_time_rate_high", "in_full_rate", "in_full_rate_low", "in_full_rate_high", "otif_rate", "otif_rate_low",
+    "otif_rate_high", "mean_days_late", "receipts", "units_inspected", "acceptance_rate", "ppm_rejected",
+    "nonconformances", "open_critical_nonconformances", "feedback_entries", "feedback_score",
+)
+
+_CONFIDENCE = {"on_time_rate", "in_full_rate", "otif_rate"}
+
+
+def _criteria_column(rule_set: RuleSet) -> pl.Expr:
+    items = []
+    for index, criterion in enumerate(rule_set.criteria):
+        info = METRICS[criterion.metric]
+        points = pl.col(criterion_column(index))
+        has_interval = criterion.metric in _CONFIDENCE
+        items.append(
+            pl.struct(
+                name=pl.lit(criterion.name),
+                metric=pl.lit(criterion.metric),
+                metric_label=pl.lit(info.label),
+                unit=pl.lit(info.unit),
+                value=pl.col(criterion.metric).cast(pl.Float64),
+                evidence=pl.col(info.evidence).cast(pl.Float64).round(0).cast(pl.Int64),
+                evidence_label=pl.lit(info.evidence_label),
+                weight=pl.lit(float(criterion.weight)),
+                points=points.round(1),
+                weighted_points=(points * criterion.weight / 100.0).round(2),
+                confidence_low=pl.col(f"{criterion.metric}_low") if has_interval else pl.lit(None, pl.Float64),
+                confidence_high=pl.col(f"{criterion.metric}_high") if has_interval else pl.lit(None, pl.Float64),
+            )
+        )
+    return pl.concat_list(items)
+
+
+def assemble_evaluations(scored: pl.DataFrame, rule_set: RuleSet, previous: pl.DataFrame) -> pl.DataFrame:
+    """Scored rows plus the audit detail: metrics, criteria, previous score and change, the band's action."""
+    actions = pl.DataFrame(
+        {"band": [b.band for b in rule_set.bands], "action": [b.action for b in rule_set.bands]}
+    )
+    return (
+        scored.with_columns(
+            metrics=pl.struct(*METRIC_COLUMNS),
+            criteria=_criteria_column(rule_set),
+        )
+        .join(previous, on="supplier_id", how="left")
+        .join(actions, on="band", how="left")
+        .with_columns(score_change=(pl.col("score") - pl.col("previous_score")).round(1))
+    )
+
+
+def status_changes(evaluated: pl.DataFrame) -> pl.DataFrame:
+    """Suppliers whose status differs from their current ASL status, with the reason in words."""
+    score_part = pl.when(pl.col("score").is_not_null()).then(
+        pl.format("score {} puts it in band {}", pl.col("score").round(1), pl.col("band"))
+    )
+    insufficient_part = pl.when(pl.col("insufficient_reason").is_not_null()).then(
+        pl.format("insufficient data ({})", pl.col("insufficient_reason"))
+    )
+    gates_part = pl.when(pl.col("gates_hit").list.len() > 0).then(
+        pl.format("gate hit: {}", pl.col("gates_hit").list.join(", "))
+    )
+    return (
+        evaluated.filter(pl.col("status") != pl.col(CURRENT_STATUS))
+        .select(
+            "supplier_id",
+            from_status=pl.col(CURRENT_STATUS),
+            to_status=pl.col("status"),
+            reason=pl.concat_str([score_part, insufficient_part, gates_part], separator="; ", ignore_nulls=True),
+        )
+        .sort("supplier_id")
+    )

@@ -1,0 +1,362 @@
+"""The evaluation store: the retained documented information of clause 8.4.
+
+Runs, evaluations, ASL status changes, quarantine summaries and the email outbox ledger, in SQLite (one file,
+the default) or PostgreSQL (by URL). Evaluations and status changes are append-only and keyed by the run
+key (as-of date, window, selection, rule-set hash, input fingerprint), so re-running the same evaluation
+adds nothing; the outbox is keyed by message, so nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from suppliers.errors import StoreError
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("run_id", sa.String(36), primary_key=True),
+    sa.Column("run_key", sa.String(64), nullable=False, index=True),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.String(200), nullable=False),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("window_days", sa.Integer, nullable=False),
+    sa.Column("selection", sa.Text, nullable=False),
+    sa.Column("rule_set_name", sa.Text, nullable=False),
+    sa.Column("rule_set_version", sa.String(64), nullable=False),
+    sa.Column("rule_set_hash", sa.String(64), nullable=False),
+    sa.Column("input_fingerprint", sa.String(64), nullable=False),
+    sa.Column("code_version", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("evaluations_added", sa.Integer),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+evaluations = sa.Table(
+    "evaluations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_key", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("supplier_id", sa.String(200), nullable=False),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("window_start", sa.Date, nullable=False),
+    sa.Column("score", sa.Float),
+    sa.Column("band", sa.String(16)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("previous_status", sa.String(16)),
+    sa.Column("insufficient_reason", sa.Text),
+    sa.Column("gates_hit", sa.Text, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("criteria", sa.Text, nullable=False),
+    sa.Column("rule_set_hash", sa.String(64), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("run_key", "supplier_id", name="uq_evaluation_per_run_key"),
+    sa.Index("ix_evaluations_supplier", "supplier_id", "as_of"),
+)
+
+status_changes = sa.Table(
+    "status_changes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_key", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("supplier_id", sa.String(200), nullable=False),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("from_status", sa.String(16), nullable=False),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("approved_by", sa.String(200), nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("run_key", "supplier_id", name="uq_status_change_per_run_key"),
+    sa.Index("ix_status_changes_supplier", "supplier_id"),
+)
+
+quarantine_summaries = sa.Table(
+    "quarantine_summaries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_key", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("rows_read", sa.Integer, nullable=False),
+    sa.Column("rows_quarantined", sa.Integer, nullable=False),
+    sa.Column("top_reasons", sa.Text, nullable=False),
+    sa.UniqueConstraint("run_key", "kind", name="uq_quarantine_per_run_key"),
+)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("message_key", sa.String(200), primary_key=True),
+    sa.Column("run_key", sa.String(64), nullable=False, index=True),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("supplier_id", sa.String(200)),
+    sa.Column("recipients", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("transport", sa.String(16)),
+    sa.Column("location", sa.Text),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    run_key: str
+    trigger: str
+    requested_by: str
+    as_of: date
+    window_days: int
+    selection: Sequence[str]
+    rule_set_name: str
+    rule_set_version: str
+    rule_set_hash: str
+    input_fingerprint: str
+    code_version: str
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    message_key: str
+    kind: str
+    supplier_id: str | None
+    recipients: Sequence[str]
+    subject: str
+    body: bytes
+
+
+class Store:
+    """A connection to the evaluation store; every method is one transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine = sa.create_engine(url, future=True)
+            if self.engine.dialect.name == "sqlite":
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            metadata.create_all(self.engine)
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"cannot open the store ({_reason(exc)})", where=_redact(url),
+                             fix="Check store.url in the settings and that its folder exists and is writable.") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _insert_ignoring_duplicates(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(self.engine.dialect.name)
+        if dialect is None:
+            raise StoreError(f"unsupported database {self.engine.dialect.name!r}", where=_redact(self.url),
+                             fix="Use a sqlite:/// or postgresql:// URL.")
+        statement = dialect.insert(table).on_conflict_do_nothing()
+        with self.engine.begin() as connection:
+            before = connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            connection.execute(statement, list(rows))
+            after = connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+        return int(after - before)
+
+    # runs ------------------------------------------------------------------------------------------------
+
+    def start_run(self, record: RunRecord) -> None:
+        values = {**record.__dict__, "selection": json.dumps(list(record.selection)), "status": "running",
+                  "started_at": _now()}
+        with self.engine.begin() as connection:
+            connection.execute(runs.insert().values(**values))
+
+    def finish_run(self, run_id: str, *, status: str, error: str | None = None,
+                   evaluations_added: int | None = None) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                runs.update().where(runs.c.run_id == run_id).values(
+                    status=status, error=error, evaluations_added=evaluations_added, finished_at=_now()
+                )
+            )
+
+    def runs_frame(self, limit: int = 50) -> pl.DataFrame:
+        query = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+        return self._frame(query)
+
+    # evaluations and ASL -----------------------------------------------------------------------------------
+
+    def save_evaluations(self, run_key: str, run_id: str, evaluated: pl.DataFrame, *, as_of: date,
+                         window_start: date, rule_set_hash: str) -> int:
+        """Append one evaluation per supplier; rows already recorded under this run key are left alone."""
+        recorded_at = _now()
+        rows = [
+            {
+                "run_key": run_key, "run_id": run_id, "supplier_id": row["supplier_id"], "as_of": as_of,
+                "window_start": window_start, "score": row["score"], "band": row["band"], "status": row["status"],
+                "previous_status": row["current_status"], "insufficient_reason": row["insufficient_reason"],
+                "gates_hit": json.dumps(row["gates_hit"]), "metrics": json.dumps(row["metrics"]),
+                "criteria": json.dumps(row["criteria"]), "rule_set_hash": rule_set_hash, "recorded_at": recorded_at,
+            }
+            for row in evaluated.select(
+                "supplier_id", "score", "band", "status", "current_status", "insufficient_reason", "gates_hit",
+                "metrics", "criteria",
+            ).iter_rows(named=True)
+        ]
+        return self._insert_ignoring_duplicates(evaluations, rows)
+
+    def save_status_changes(self, run_key: str, run_id: str, changes: pl.DataFrame, *, as_of: date,
+                            approved_by: str) -> int:
+        changed_at = _now()
+        rows = [
+            {"run_key": run_key, "run_id": run_id, "as_of": as_of, "approved_by": approved_by,
+             "changed_at": changed_at, **row}
+            for row in changes.select("supplier_id", "from_status", "to_status", "reason").iter_rows(named=True)
+        ]
+        return self._insert_ignoring_duplicates(status_changes, rows)
+
+    def save_quarantine_summary(self, run_key: str, run_id: str, summary: pl.DataFrame) -> int:
+        rows = [
+            {"run_key": run_key, "run_id": run_id, "kind": row["kind"], "source": row["source"],
+             "rows_read": row["rows_read"], "rows_quarantined": row["rows_quarantined"],
+             "top_reasons": json.dumps(row["top_reasons"])}
+            for row in summary.iter_rows(named=True)
+        ]
+        return self._insert_ignoring_duplicates(quarantine_summaries, rows)
+
+    def current_statuses(self, *, excluding_run_key: str) -> pl.DataFrame:
+        """The latest recorded ASL status per supplier (supplier_id, status), ignoring the given run key."""
+        latest = (
+            sa.select(
+                status_changes.c.supplier_id,
+                status_changes.c.to_status.label("status"),
+                sa.func.row_number().over(partition_by=status_changes.c.supplier_id,
+                                          order_by=status_changes.c.id.desc()).label("rank"),
+            ).where(status_changes.c.run_key != excluding_run_key)
+        ).subquery()
+        query = sa.select(latest.c.supplier_id, latest.c.status).where(latest.c.rank == 1)
+        return self._frame(query, schema={"supplier_id": pl.String, "status": pl.String})
+
+    def previous_evaluations(self, *, as_of: date, excluding_run_key: str) -> pl.DataFrame:
+        """Per supplier, the latest evaluation on or before ``as_of`` under another run key."""
+        ranked = (
+            sa.select(
+                evaluations.c.supplier_id,
+                evaluations.c.as_of.label("previous_as_of"),
+                evaluations.c.score.label("previous_score"),
+                evaluations.c.band.label("previous_band"),
+                sa.func.row_number().over(
+                    partition_by=evaluations.c.supplier_id,
+                    order_by=(evaluations.c.as_of.desc(), evaluations.c.id.desc()),
+                ).label("rank"),
+            ).where(evaluations.c.run_key != excluding_run_key, evaluations.c.as_of <= as_of)
+        ).subquery()
+        query = sa.select(ranked.c.supplier_id, ranked.c.previous_as_of, ranked.c.previous_score,
+                          ranked.c.previous_band).where(ranked.c.rank == 1)
+        return self._frame(query, schema={"supplier_id": pl.String, "previous_as_of": pl.Date,
+                                          "previous_score": pl.Float64, "previous_band": pl.String})
+
+    def evaluation_history(self, supplier_id: str | None = None, limit: int = 100) -> pl.DataFrame:
+        query = (
+            sa.select(evaluations.c.supplier_id, evaluations.c.as_of, evaluations.c.score, evaluations.c.band,
+                      evaluations.c.status, evaluations.c.previous_status, evaluations.c.insufficient_reason,
+                      evaluations.c.gates_hit, evaluations.c.run_id, evaluations.c.rule_set_hash)
+            .order_by(evaluations.c.as_of.desc(), evaluations.c.id.desc())
+            .limit(limit)
+        )
+        if supplier_id is not None:
+            query = query.where(evaluations.c.supplier_id == supplier_id)
+        return self._frame(query)
+
+    def status_history(self, supplier_id: str | None = None) -> pl.DataFrame:
+        query = sa.select(status_changes).order_by(status_changes.c.id)
+        if supplier_id is not None:
+            query = query.where(status_changes.c.supplier_id == supplier_id)
+        return self._frame(query)
+
+    def count(self, table: sa.Table) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+    # outbox ledger -----------------------------------------------------------------------------------------
+
+    def enqueue_messages(self, run_key: str, run_id: str, messages: Iterable[PendingMessage]) -> int:
+        """Write messages to the ledger before any is sent; a message already there keeps its state."""
+        created_at = _now()
+        rows = [
+            {"message_key": m.message_key, "run_key": run_key, "run_id": run_id, "kind": m.kind,
+             "supplier_id": m.supplier_id, "recipients": json.dumps(list(m.recipients)), "subject": m.subject,
+             "body": m.body, "status": "pending", "attempts": 0, "created_at": created_at}
+            for m in messages
+        ]
+        return self._insert_ignoring_duplicates(outbox, rows)
+
+    def unsent_messages(self, run_key: str) -> list[tuple[str, bytes]]:
+        query = (
+            sa.select(outbox.c.message_key, outbox.c.body)
+            .where(outbox.c.run_key == run_key, outbox.c.status != "sent")
+            .order_by(outbox.c.message_key)
+        )
+        with self.engine.connect() as connection:
+            return [(row.message_key, bytes(row.body)) for row in connection.execute(query)]
+
+    def mark_message(self, message_key: str, *, ok: bool, attempts: int, transport: str, location: str,
+                     error: str | None) -> None:
+        values: dict[str, Any] = {"status": "sent" if ok else "failed", "transport": transport, "location": location,
+                                  "last_error": error, "attempts": outbox.c.attempts + attempts}
+        if ok:
+            values["sent_at"] = _now()
+        with self.engine.begin() as connection:
+            connection.execute(outbox.update().where(outbox.c.message_key == message_key).values(**values))
+
+    def outbox_frame(self, run_key: str | None = None) -> pl.DataFrame:
+        query = sa.select(outbox.c.message_key, outbox.c.kind, outbox.c.supplier_id, outbox.c.recipients,
+                          outbox.c.subject, outbox.c.status, outbox.c.attempts, outbox.c.transport,
+                          outbox.c.location, outbox.c.last_error, outbox.c.sent_at)
+        if run_key is not None:
+            query = query.where(outbox.c.run_key == run_key)
+        return self._frame(query.order_by(outbox.c.message_key))
+
+    # helpers -----------------------------------------------------------------------------------------------
+
+    def _frame(self, query: sa.Select, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
+        with self.engine.connect() as connection:
+            result = connection.execute(query)
+            columns = list(result.keys())
+            rows = [tuple(row) for row in result]
+        if schema is not None:
+            return pl.DataFrame(rows, schema=schema, orient="row")
+        return pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers and one writer work at once; busy_timeout makes a second run wait, not fail.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _redact(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable store URL>"
+
+
+def _reason(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None)
+    return str(original or exc).splitlines()[0]
