@@ -9,6 +9,7 @@ adds nothing; the outbox is keyed by message, so nothing is sent twice.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -153,7 +154,7 @@ class Store:
             self.engine = sa.create_engine(url, future=True)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self.engine)
+            _create_schema(self.engine)
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open the store ({_reason(exc)})", where=_redact(url),
                              fix="Check store.url in the settings and that its folder exists and is writable.") from None
@@ -339,6 +340,18 @@ class Store:
         if schema is not None:
             return pl.DataFrame(rows, schema=schema, orient="row")
         return pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None)
+
+
+def _create_schema(engine: sa.Engine, attempts: int = 5) -> None:
+    # Two runs starting at once both see no tables and both CREATE; the loser retries and finds them there.
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,142 @@
+"""The store keeps records once: re-running an evaluation adds nothing and re-sends nothing."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from suppliers.errors import StoreError
+from suppliers.store import PendingMessage, RunRecord, Store, evaluations, status_changes
+
+AS_OF = date(2026, 6, 30)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    yield store
+    store.close()
+
+
+def run_record(run_id: str, run_key: str = "key-1", as_of: date = AS_OF) -> RunRecord:
+    return RunRecord(run_id=run_id, run_key=run_key, trigger="adhoc", requested_by="tester", as_of=as_of,
+                     window_days=365, selection=["*active*"], rule_set_name="rules", rule_set_version="1",
+                     rule_set_hash="h" * 64, input_fingerprint="f" * 64, code_version="0.1.0")
+
+
+def evaluated(scores: dict[str, float | None]) -> pl.DataFrame:
+    ids = list(scores)
+    return pl.DataFrame({
+        "supplier_id": ids,
+        "score": [scores[i] for i in ids],
+        "band": ["A" if scores[i] is not None else None for i in ids],
+        "status": ["approved"] * len(ids),
+        "current_status": ["conditional"] * len(ids),
+        "insufficient_reason": [None if scores[i] is not None else "too little" for i in ids],
+        "gates_hit": [[] for _ in ids],
+        "metrics": [{"order_lines": 10, "on_time_rate": 0.9} for _ in ids],
+        "criteria": [[{"name": "On time", "points": 90.0}] for _ in ids],
+    }, schema_overrides={"gates_hit": pl.List(pl.String), "score": pl.Float64, "band": pl.String,
+                         "insufficient_reason": pl.String})
+
+
+def test_same_run_key_twice_adds_no_duplicate_evaluation(store: Store) -> None:
+    frame = evaluated({"S1": 91.0, "S2": None})
+    assert store.save_evaluations("key-1", "run-1", frame, as_of=AS_OF, window_start=date(2025, 7, 1),
+                                  rule_set_hash="h") == 2
+    assert store.save_evaluations("key-1", "run-2", frame, as_of=AS_OF, window_start=date(2025, 7, 1),
+                                  rule_set_hash="h") == 0
+    assert store.count(evaluations) == 2
+    history = store.evaluation_history("S1")
+    assert history.height == 1 and history["run_id"].item() == "run-1" and history["score"].item() == 91.0
+
+
+def test_status_changes_are_recorded_once_and_become_the_current_status(store: Store) -> None:
+    changes = pl.DataFrame({"supplier_id": ["S1"], "from_status": ["approved"], "to_status": ["probation"],
+                            "reason": ["score 55.0 puts it in band C"]})
+    assert store.save_status_changes("key-1", "run-1", changes, as_of=AS_OF, approved_by="tester") == 1
+    assert store.save_status_changes("key-1", "run-2", changes, as_of=AS_OF, approved_by="tester") == 0
+    assert store.count(status_changes) == 1
+    current = store.current_statuses(excluding_run_key="other")
+    assert current.rows() == [("S1", "probation")]
+    # while re-running key-1 itself, its own change is not "current": the re-run decides the same way again
+    assert store.current_statuses(excluding_run_key="key-1").is_empty()
+
+
+def test_previous_evaluation_is_the_latest_earlier_one_under_another_key(store: Store) -> None:
+    window = date(2025, 1, 1)
+    store.save_evaluations("old", "r1", evaluated({"S1": 60.0}), as_of=date(2025, 12, 31), window_start=window,
+                           rule_set_hash="h")
+    store.save_evaluations("mid", "r2", evaluated({"S1": 70.0}), as_of=date(2026, 3, 31), window_start=window,
+                           rule_set_hash="h")
+    store.save_evaluations("future", "r3", evaluated({"S1": 80.0}), as_of=date(2026, 9, 30), window_start=window,
+                           rule_set_hash="h")
+    store.save_evaluations("now", "r4", evaluated({"S1": 75.0}), as_of=AS_OF, window_start=window,
+                           rule_set_hash="h")
+    previous = store.previous_evaluations(as_of=AS_OF, excluding_run_key="now")
+    assert previous.select("supplier_id", "previous_as_of", "previous_score").rows() == [
+        ("S1", date(2026, 3, 31), 70.0)]
+
+
+def test_outbox_ledger_sends_each_message_once(store: Store) -> None:
+    messages = [PendingMessage("digest-1", "digest", None, ["qm@example.org"], "Digest", b"body-1"),
+                PendingMessage("supplier-1", "supplier", "S1", ["buyer@example.org"], "Report", b"body-2")]
+    assert store.enqueue_messages("key-1", "run-1", messages) == 2
+    assert [key for key, _ in store.unsent_messages("key-1")] == ["digest-1", "supplier-1"]
+    store.mark_message("digest-1", ok=True, attempts=1, transport="outbox", location="/tmp/x.eml", error=None)
+    store.mark_message("supplier-1", ok=False, attempts=3, transport="smtp", location="h:25", error="451 busy")
+    # a re-run enqueues the same messages again: nothing is added, the sent one stays sent
+    assert store.enqueue_messages("key-1", "run-2", messages) == 0
+    assert [key for key, _ in store.unsent_messages("key-1")] == ["supplier-1"]
+    ledger = {row["message_key"]: row for row in store.outbox_frame("key-1").to_dicts()}
+    assert ledger["digest-1"]["status"] == "sent" and ledger["digest-1"]["sent_at"] is not None
+    assert (ledger["supplier-1"]["status"], ledger["supplier-1"]["attempts"]) == ("failed", 3)
+
+
+def test_runs_are_recorded_with_their_outcome(store: Store) -> None:
+    store.start_run(run_record("run-1"))
+    store.finish_run("run-1", status="failed", error="receipts.csv: missing column 'po_id'")
+    row = store.runs_frame().row(0, named=True)
+    assert (row["status"], row["error"], row["rule_set_hash"]) == ("failed", "receipts.csv: missing column 'po_id'",
+                                                                    "h" * 64)
+    assert row["finished_at"] is not None
+
+
+def test_two_writers_at_once_leave_exactly_one_copy(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    frame = evaluated({f"S{i:04d}": float(i % 100) for i in range(500)})
+    errors: list[BaseException] = []
+
+    def write(run_id: str) -> None:
+        try:
+            writer = Store(url)  # the schema is created concurrently too
+            try:
+                writer.save_evaluations("same-key", run_id, frame, as_of=AS_OF, window_start=date(2025, 7, 1),
+                                        rule_set_hash="h")
+            finally:
+                writer.close()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(f"run-{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    reader = Store(url)
+    try:
+        assert reader.count(evaluations) == 500
+    finally:
+        reader.close()
+
+
+def test_unopenable_store_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot open the store.*Check store.url"):
+        Store(f"sqlite:///{blocker / 'store.db'}")
