@@ -40,7 +40,9 @@ def line_facts(
     - ``on_time``  = received_by_deadline ≥ quantity_ordered
     - ``in_full``  = accepted_total ≥ quantity_ordered
     - ``otif``     = accepted_by_deadline ≥ quantity_ordered
-    - ``days_late`` (lines not on time) = (completed_date, or as_of while still short) − promised_date
+    - ``days_late`` (lines not on time) = max(0, last_delivery − promised_date), where last_delivery is the
+      completed date, else (a short line) its latest receipt, else (nothing received yet) the as-of date.
+      A short line's lateness is what it delivered late; its shortfall is the in-full rate's business.
     """
     start = window_start(as_of, window_days)
     tolerance = pl.duration(days=tolerance_days)
@@ -66,6 +68,7 @@ def line_facts(
         completed_date=pl.col("received_date")
         .filter(pl.col("received_so_far") >= pl.col("quantity_ordered"))
         .min(),
+        last_receipt_date=pl.col("received_date").max(),
     )
     ordered = pl.col("quantity_ordered")
     return (
@@ -79,7 +82,9 @@ def line_facts(
         )
         .with_columns(
             days_late=pl.when(~pl.col("on_time")).then(
-                (pl.col("completed_date").fill_null(pl.lit(as_of)) - pl.col("promised_date")).dt.total_days()
+                (pl.coalesce("completed_date", "last_receipt_date", pl.lit(as_of)) - pl.col("promised_date"))
+                .dt.total_days()
+                .clip(lower_bound=0)
             )
         )
     )

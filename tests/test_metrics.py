@@ -8,13 +8,14 @@ Window: as of 2026-03-31, 90 days (2026-01-01 .. 2026-03-31), on-time tolerance 
 | P1-2  | 01-20    | 100     | 01-19: 60/60/0, 01-22: 40/40/0 (split, within tol.)  | yes    | y  | y  | y    |           |
 | P2-1  | 02-01    | 50      | 02-01: 30/30/0, 02-10: 20/20/0 (completed 02-10)     | yes    | n  | y  | n    | 9         |
 | P2-2  | 02-15    | 200     | 02-14: 200/190/10                                    | yes    | y  | n  | n    |           |
-| P3-1  | 03-01    | 80      | 02-28: 50/50/0 (short, never completed)              | yes    | n  | n  | n    | 30 (open) |
+| P3-1  | 03-01    | 80      | 02-28: 50/50/0 (short, never completed)              | yes    | n  | n  | n    | 0 (short) |
 | P3-2  | 03-30    | 10      | 03-30: 10/10/0 (deadline 04-01 after as-of)           | no     |    |    |      |           |
 | P0-1  | 2025-12-20 | 10    | 01-05: 10/8/2 (promised before the window)           | no     |    |    |      |           |
 | P4-1  | 03-10    | 20      | 04-02: 20/20/0 (after as-of: unknown)                | yes    | n  | n  | n    | 21 (open) |
 | P5-1  | 01-15    | 10      | 01-14: 10/5/5, 01-25: 5/5/0 (late replacement)       | yes    | y  | y  | n    |           |
 
-Judged 7: on time 4/7, in full 4/7, OTIF 2/7, late lines 3 with mean (9 + 30 + 21) / 3 = 20 days.
+Judged 7: on time 4/7, in full 4/7, OTIF 2/7, late lines 3 with mean (9 + 0 + 21) / 3 = 10 days
+(P3-1's last delivery came before its promise: short, not late; P4-1 has nothing known, so as-of − promised).
 Receipts in the window (not the 04-02 one): 11; accepted 518, rejected 17, inspected 535:
 acceptance 518/535 = 0.968224…, PPM 17/535 × 10⁶ = 31,775.70….
 Wilson 95 % for 4/7 = [0.2505, 0.8418].
@@ -96,7 +97,7 @@ def test_per_line_outcomes_match_the_hand_computed_table() -> None:
         "P1-2": (True, True, True, None),
         "P2-1": (False, True, False, 9),
         "P2-2": (True, False, False, None),
-        "P3-1": (False, False, False, 30),
+        "P3-1": (False, False, False, 0),
         "P4-1": (False, False, False, 21),
         "P5-1": (True, True, False, None),
     }
@@ -119,7 +120,7 @@ def test_delivery_rates() -> None:
     assert s1["in_full_rate"] == pytest.approx(4 / 7)
     assert s1["otif_rate"] == pytest.approx(2 / 7)
     assert s1["late_lines"] == 3
-    assert s1["mean_days_late"] == pytest.approx(20.0)
+    assert s1["mean_days_late"] == pytest.approx(10.0)
 
 
 def test_quality_metrics_count_receipts_in_the_window() -> None:
@@ -143,7 +144,7 @@ def test_tolerance_zero_makes_the_split_line_late() -> None:
     # P1-2's last 40 units came 2 days after the promise; P3-2 (promised 03-30) is now judged and on time.
     assert s1["order_lines"] == 8
     assert s1["on_time_rate"] == pytest.approx(4 / 8)
-    assert s1["mean_days_late"] == pytest.approx((2 + 9 + 30 + 21) / 4)
+    assert s1["mean_days_late"] == pytest.approx((2 + 9 + 0 + 21) / 4)
 
 
 def test_supplier_without_records_has_zero_evidence_and_no_rates() -> None:
@@ -175,4 +176,4 @@ def test_nonconformances_and_feedback() -> None:
 
 def test_late_lines_lists_the_records_behind_the_metric() -> None:
     late = metrics.late_lines(LINES, RECEIPTS, as_of=AS_OF, window_days=90, tolerance_days=2)
-    assert late.select("po_id", "line_no", "days_late").rows() == [("P4", 1, 21), ("P3", 1, 30), ("P2", 1, 9)]
+    assert late.select("po_id", "line_no", "days_late").rows() == [("P4", 1, 21), ("P3", 1, 0), ("P2", 1, 9)]

@@ -1,7 +1,7 @@
 """Scoring against hand-computed cases with the shipped rule set.
 
 Shipped criteria: on-time 30 % (linear 0.70 → 0, 0.98 → 100), OTIF 20 % (0.60 → 0, 0.95 → 100),
-PPM 30 % (≤500: 100, ≤2000: 80, ≤10000: 50, ≤30000: 20, else 0), mean days late 20 % (20 → 0, 2 → 100).
+PPM 30 % (≤1000: 100, ≤3000: 80, ≤10000: 50, ≤30000: 20, else 0), mean days late 20 % (20 → 0, 2 → 100).
 """
 
 from __future__ import annotations
