@@ -1,0 +1,416 @@
+"""Deliver composed messages: over SMTP (aiosmtplib) or, with no server configured, to an outbox folder.
+
+SMTP delivery runs with bounded concurrency (one connection per message, at most ``concurrency`` at once),
+retries temporary failures (connection problems, timeouts, disconnects, 4xx replies) with exponential
+backoff, and never retries permanent ones (5xx replies, failed authentication, TLS certificate problems).
+A failed message is a ``DeliveryResult`` with ``ok=False`` and a readable ``error``; nothing raises per
+message. Credentials are read from environment variables named in ``SmtpSettings``, never from files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import queue
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Literal
+
+import aiosmtplib
+import pydantic
+
+from reports.mail import safe_key
+from suppliers.errors import ConfigError, DeliveryError
+
+__all__ = ["SmtpSettings", "OutgoingMessage", "DeliveryResult", "deliver_messages", "outbox_path"]
+
+MAX_BACKOFF_SECONDS = 300.0
+
+
+class SmtpSettings(pydantic.BaseModel, frozen=True, extra="forbid"):
+    """Where and how to send mail. Secrets are not stored here, only the names of the variables with them."""
+
+    host: str = pydantic.Field(min_length=1, description="SMTP server host name or IP address.")
+    port: int = pydantic.Field(587, ge=1, le=65535, description="587 for STARTTLS, 465 for TLS, 25 for none.")
+    security: Literal["starttls", "tls", "none"] = pydantic.Field(
+        "starttls",
+        description="starttls: upgrade after connecting; tls: TLS from the start; none: plain text.",
+    )
+    timeout_seconds: float = pydantic.Field(30, gt=0, description="Timeout for each network operation.")
+    username_env: str = pydantic.Field(
+        "SUPPLIER_EVAL_SMTP_USER", description="Environment variable with the user."
+    )
+    password_env: str = pydantic.Field(
+        "SUPPLIER_EVAL_SMTP_PASSWORD", description="Environment variable with the password."
+    )
+
+    @property
+    def location(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A composed message and its outbox-ledger key."""
+
+    key: str
+    message: EmailMessage
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What happened to one message; ``ok=True`` may carry an ``error`` when some recipients were refused."""
+
+    key: str
+    ok: bool
+    transport: str  # "smtp" | "outbox"
+    location: str  # the .eml path, or "host:port"
+    attempts: int
+    error: str | None = None
+
+
+def outbox_path(outbox_dir: Path, key: str) -> Path:
+    """The file a message with this key is written to in outbox mode."""
+    return Path(outbox_dir) / f"{safe_key(key)}.eml"
+
+
+def deliver_messages(
+    messages: Sequence[OutgoingMessage],
+    *,
+    smtp: SmtpSettings | None,
+    outbox_dir: Path,
+    concurrency: int = 4,
+    retries: int = 3,
+    backoff_seconds: float = 1.0,
+    tls_context: ssl.SSLContext | None = None,
+    on_result: Callable[[DeliveryResult], None] | None = None,
+) -> list[DeliveryResult]:
+    """Deliver every message; return one result per message, in the input order.
+
+    ``smtp=None`` writes ``<outbox_dir>/<key>.eml`` files instead. ``on_result`` is called in the calling
+    thread as each message finishes, so the caller can mark its ledger; if it raises, the batch still
+    finishes and its first error is raised at the end. Blocks until all are done; safe to call from
+    synchronous code whether or not an event loop is running in this thread.
+    """
+    if concurrency < 1:
+        raise ConfigError(f"delivery concurrency must be at least 1, got {concurrency}")
+    if retries < 0:
+        raise ConfigError(f"delivery retries must be 0 or more, got {retries}")
+    if backoff_seconds < 0:
+        raise ConfigError(f"delivery backoff must be 0 seconds or more, got {backoff_seconds}")
+    _check_unique_keys(messages)
+    report = _Reporter(on_result)
+    if smtp is None:
+        results = _deliver_to_outbox(messages, Path(outbox_dir), report)
+    else:
+        run = _SmtpRun(smtp, _credentials(smtp), concurrency, retries, backoff_seconds, tls_context)
+        results = _run_sync(run, list(messages), report)
+    report.raise_first_error()
+    return results
+
+
+# ---- outbox folder ------------------------------------------------------------------------------------
+
+
+def _deliver_to_outbox(
+    messages: Sequence[OutgoingMessage], outbox_dir: Path, report: Callable[[DeliveryResult], None]
+) -> list[DeliveryResult]:
+    try:
+        outbox_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeliveryError(
+            f"cannot create the outbox folder: {exc.strerror or exc}",
+            where=str(outbox_dir),
+            fix="Choose a writable folder for the outbox, or configure an SMTP server.",
+        ) from exc
+    results = []
+    for item in messages:
+        path = outbox_path(outbox_dir, item.key)
+        try:
+            # CRLF whatever policy the message was parsed with: the same message always gives the same file.
+            _write_atomically(path, item.message.as_bytes(policy=item.message.policy.clone(linesep="\r\n")))
+            result = DeliveryResult(item.key, True, "outbox", str(path), 1, None)
+        except OSError as exc:
+            result = DeliveryResult(
+                item.key, False, "outbox", str(path), 1, f"could not write {path}: {exc.strerror or exc}"
+            )
+        results.append(result)
+        report(result)
+    return results
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over the target: all or nothing."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# ---- SMTP ---------------------------------------------------------------------------------------------
+
+
+def _credentials(smtp: SmtpSettings) -> tuple[str, str] | None:
+    username = os.environ.get(smtp.username_env) or None
+    password = os.environ.get(smtp.password_env) or None
+    if username is None and password is None:
+        return None
+    if username is None or password is None:
+        missing = smtp.username_env if username is None else smtp.password_env
+        present = smtp.password_env if username is None else smtp.username_env
+        raise ConfigError(
+            f"{present} is set but {missing} is not",
+            where="SMTP settings",
+            fix=f"Set both {smtp.username_env} and {smtp.password_env}, or neither for no login.",
+        )
+    if smtp.security == "none" and not _is_loopback(smtp.host):
+        raise ConfigError(
+            f"refusing to send the SMTP password unencrypted to {smtp.location}",
+            where="SMTP settings",
+            fix='Set security to "starttls" or "tls".',
+        )
+    return username, password
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _SmtpRun:
+    """One batch of SMTP deliveries with shared settings."""
+
+    def __init__(
+        self,
+        smtp: SmtpSettings,
+        credentials: tuple[str, str] | None,
+        concurrency: int,
+        retries: int,
+        backoff_seconds: float,
+        tls_context: ssl.SSLContext | None,
+    ) -> None:
+        self.smtp = smtp
+        self.credentials = credentials
+        self.concurrency = concurrency
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self.tls_context = tls_context
+
+    async def deliver_all(
+        self, messages: list[OutgoingMessage], emit: Callable[[DeliveryResult], None]
+    ) -> list[DeliveryResult]:
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def deliver(item: OutgoingMessage) -> DeliveryResult:
+            result = await self.deliver_one(item, semaphore)
+            emit(result)
+            return result
+
+        return list(await asyncio.gather(*(deliver(item) for item in messages)))
+
+    async def deliver_one(self, item: OutgoingMessage, semaphore: asyncio.Semaphore) -> DeliveryResult:
+        location = self.smtp.location
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                async with semaphore:  # held per attempt, not while waiting to retry
+                    errors, _ = await self._send(item.message)
+            except Exception as exc:  # every failure becomes a result, never an exception
+                temporary = _is_temporary(exc)
+                if not temporary or attempts > self.retries:
+                    verdict = (
+                        "permanent failure, not retried"
+                        if not temporary
+                        else f"gave up after {attempts} attempt{'s' if attempts != 1 else ''}"
+                    )
+                    return DeliveryResult(
+                        item.key,
+                        False,
+                        "smtp",
+                        location,
+                        attempts,
+                        f"{_describe(exc, self.smtp)} ({verdict})",
+                    )
+                delay = min(self.backoff_seconds * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
+                await asyncio.sleep(delay)
+                continue
+            # Accepted for at least one recipient. Retrying would send it again to the ones that got it, so
+            # a partial refusal is reported but counts as delivered.
+            warning = None
+            if errors:
+                refused = "; ".join(
+                    f"{address} ({response.code} {response.message})"
+                    for address, response in sorted(errors.items())
+                )
+                warning = f"delivered, but the server refused some recipients: {refused}"
+            return DeliveryResult(item.key, True, "smtp", location, attempts, warning)
+
+    async def _send(self, message: EmailMessage):
+        username, password = self.credentials or (None, None)
+        return await aiosmtplib.send(
+            message,
+            hostname=self.smtp.host,
+            port=self.smtp.port,
+            username=username,
+            password=password,
+            timeout=self.smtp.timeout_seconds,
+            use_tls=self.smtp.security == "tls",
+            # Explicit False for "none": aiosmtplib's default (None) upgrades opportunistically.
+            start_tls=self.smtp.security == "starttls",
+            tls_context=self.tls_context,
+        )
+
+
+def _is_temporary(exc: BaseException) -> bool:
+    """Worth trying again later? 4xx replies and network trouble are; 5xx, bad credentials and TLS are not."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refusal.code for refusal in exc.recipients]
+        return bool(codes) and all(400 <= code < 500 for code in codes)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        # Includes SMTPAuthenticationError: 535 (bad credentials) is permanent, 454 (temporary auth failure)
+        # is not. Codes outside 4xx/5xx come from a garbled reply or a dropped connection: retry.
+        return not 500 <= exc.code < 600
+    if _tls_problem(exc):
+        return False
+    # Network trouble is temporary: refused or dropped connections, timeouts, resolver hiccups (aiosmtplib's
+    # connect, disconnect and timeout errors are ConnectionError / TimeoutError, so OSError). Anything else
+    # (SMTPNotSupported, ValueError for a bad address, a programming error) is permanent.
+    return isinstance(exc, OSError)
+
+
+def _tls_problem(exc: BaseException) -> ssl.SSLError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _describe(exc: BaseException, smtp: SmtpSettings) -> str:
+    where = smtp.location
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return (
+            f"{where} refused the login ({exc.code} {exc.message}); check {smtp.username_env} and "
+            f"{smtp.password_env}"
+        )
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        refused = "; ".join(f"{r.recipient} ({r.code} {r.message})" for r in exc.recipients)
+        return f"{where} refused every recipient: {refused}"
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return f"{where} refused the sender {exc.sender} ({exc.code} {exc.message})"
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"{where} answered {exc.code} {exc.message}"
+    tls = _tls_problem(exc)
+    if tls is not None:
+        reason = getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or str(tls)
+        return f"TLS with {where} failed: {reason}; check the server certificate and the security setting"
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return f"{where} timed out after {smtp.timeout_seconds:g} s"
+    if isinstance(exc, aiosmtplib.SMTPConnectError):
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and isinstance(cause.errno, int) and cause.errno > 0:
+            return f"could not connect to {where}: {os.strerror(cause.errno)}"
+        return f"could not connect to {where}: {exc.message}"
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return f"{where} closed the connection: {exc.message}"
+    if isinstance(exc, aiosmtplib.SMTPException):
+        return f"{where}: {exc.message}"
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
+        return f"could not reach {where}: {text}"
+    return f"{type(exc).__name__}: {text}"
+
+
+# ---- running from synchronous code --------------------------------------------------------------------
+
+_DONE = object()
+
+
+class _Reporter:
+    """Calls ``on_result`` for every result; its first error is raised after the batch, not in the middle.
+
+    Stopping half-way would leave messages sent but unrecorded, and a ledger that failed once may record the
+    rest, so it is offered every result.
+    """
+
+    def __init__(self, on_result: Callable[[DeliveryResult], None] | None) -> None:
+        self.on_result = on_result
+        self.error: Exception | None = None
+
+    def __call__(self, result: DeliveryResult) -> None:
+        if self.on_result is None:
+            return
+        try:
+            self.on_result(result)
+        except Exception as exc:  # re-raised by raise_first_error
+            self.error = self.error or exc
+
+    def raise_first_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _run_sync(run: _SmtpRun, messages: list[OutgoingMessage], report: _Reporter) -> list[DeliveryResult]:
+    """Run the async batch to completion from synchronous code; ``report`` always runs in this thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run.deliver_all(messages, report))
+
+    # An event loop is already running in this thread (we were called from inside async code): run the batch
+    # on its own loop in a worker thread and pump results back here, so the callback sees the caller's thread
+    # (SQLite connections, for one, refuse to be used from another thread).
+    events: queue.Queue[object] = queue.Queue()
+    outcome: dict[str, object] = {}
+
+    def worker() -> None:
+        try:
+            outcome["results"] = asyncio.run(run.deliver_all(messages, events.put))
+        except BaseException as exc:  # handed to the calling thread
+            outcome["error"] = exc
+        finally:
+            events.put(_DONE)
+
+    thread = threading.Thread(target=worker, name="supplier-eval-smtp", daemon=True)
+    thread.start()
+    while (event := events.get()) is not _DONE:
+        report(event)  # type: ignore[arg-type]
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["results"]  # type: ignore[return-value]
+
+
+def _check_unique_keys(messages: Sequence[OutgoingMessage]) -> None:
+    seen: dict[str, str] = {}
+    for item in messages:
+        name = safe_key(item.key)
+        if name in seen:
+            raise ConfigError(
+                f"two outgoing messages share the key {item.key!r}"
+                + (f" (same file name as {seen[name]!r})" if seen[name] != item.key else ""),
+                fix="Give every message its own ledger key.",
+            )
+        seen[name] = item.key

@@ -1,0 +1,236 @@
+"""Render supplier reports and the officer digest from plain-dict contexts (Jinja2, CSS inlined for mail).
+
+Templates live in ``reports/templates``. HTML templates (``*.html.j2``) are autoescaped; plain-text templates
+(``*.txt.j2``) are not, so ``&`` stays ``&`` in the text part. A missing context key is an error
+(``StrictUndefined``), never a silently empty cell.
+
+Units of ``criteria[].value`` (and the confidence bounds): ``rate`` is a fraction 0–1 shown as a percentage,
+``ppm`` parts per million, ``days`` days, ``count`` a whole number, ``score`` a plain score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import css_inline
+import jinja2
+
+__all__ = [
+    "Rendered",
+    "render_supplier_report",
+    "render_digest",
+    "supplier_report_subject",
+    "digest_subject",
+    "format_value",
+]
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+DASH = "—"
+MAX_LATE_LINES = 25
+BANDS = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One rendered document: HTML with its CSS inlined, and the plain-text alternative."""
+
+    html: str
+    text: str
+
+
+def render_supplier_report(context: Mapping[str, Any]) -> Rendered:
+    """Render one supplier's evaluation report."""
+    return _render("supplier_report", context)
+
+
+def render_digest(context: Mapping[str, Any]) -> Rendered:
+    """Render the officer digest: everyone by band, what changed, insufficient data, data quality."""
+    return _render("digest", context)
+
+
+def supplier_report_subject(context: Mapping[str, Any]) -> str:
+    """A one-line subject, e.g. ``Supplier evaluation: Acme Ltd (S-001): band B, conditional``."""
+    supplier, evaluation = context["supplier"], context["evaluation"]
+    if evaluation["insufficient_data"] or evaluation["band"] is None:
+        outcome = "insufficient data"
+    else:
+        outcome = f"band {evaluation['band']}, {evaluation['status']}"
+    return f"Supplier evaluation: {supplier['name']} ({supplier['supplier_id']}): {outcome}"
+
+
+def digest_subject(context: Mapping[str, Any]) -> str:
+    """A one-line subject, e.g. ``Supplier evaluation digest 2026-11-24: 120 suppliers, 3 status changes``."""
+    totals = context["totals"]
+    return (
+        f"Supplier evaluation digest {context['as_of']}: {totals['suppliers_evaluated']:,} suppliers, "
+        f"{totals['status_changes']} status change{'' if totals['status_changes'] == 1 else 's'}"
+    )
+
+
+# ---- formatting filters -------------------------------------------------------------------------------
+
+
+def _missing(value: Any) -> bool:
+    """True for None, NaN and infinity. StrictUndefined raises here: a missing key never renders as a dash."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError naming the missing key
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def _fixed(value: Any, decimals: int = 1) -> str:
+    """Round half up, the way people round (91.25 → ``91.3``), not banker's rounding of the binary float."""
+    quantum = Decimal(1).scaleb(-decimals)
+    return str(Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP))
+
+
+def _dash(value: Any) -> Any:
+    return DASH if _missing(value) or value == "" else value
+
+
+def _score(value: Any) -> str:
+    return DASH if _missing(value) else _fixed(value)
+
+
+def _signed(value: Any) -> str:
+    """Score change with its sign (a true minus sign); zero shows as ``±0.0``."""
+    if _missing(value):
+        return DASH
+    text = _fixed(value)
+    if float(text) == 0:
+        return "±0.0"
+    return f"+{text}" if not text.startswith("-") else f"\u2212{text[1:]}"
+
+
+def _pct(value: Any, decimals: int = 1) -> str:
+    """A fraction 0–1 as a percentage: 0.935 → ``93.5 %``."""
+    return DASH if _missing(value) else f"{_fixed(float(value) * 100, decimals)} %"
+
+
+def _thousands(value: Any) -> str:
+    return (
+        DASH
+        if _missing(value)
+        else f"{int(Decimal(repr(float(value))).quantize(Decimal(1), ROUND_HALF_UP)):,}"
+    )
+
+
+def _number(value: Any) -> str:
+    """A weight or other plain number: no trailing ``.0``."""
+    if _missing(value):
+        return DASH
+    value = float(value)
+    return f"{int(value):,}" if value == int(value) else _fixed(value)
+
+
+def format_value(value: Any, unit: str) -> str:
+    """Format a metric value for people: rate ``93.5 %``, ppm ``1,250 ppm``, days ``3.4 days``, None ``—``."""
+    if _missing(value):
+        return DASH
+    if unit == "rate":
+        return _pct(value)
+    if unit == "ppm":
+        return f"{_thousands(value)} ppm"
+    if unit == "days":
+        return f"{_fixed(value)} days"
+    if unit == "count":
+        return _thousands(value)
+    if unit == "score":
+        return _score(value)
+    return f"{float(value):,.2f} {unit}".strip()
+
+
+def _interval(low: Any, high: Any, unit: str) -> str:
+    """A confidence interval in the metric's unit: ``90.7–95.5 %``; a dash when either bound is missing."""
+    if _missing(low) or _missing(high):
+        return DASH
+    if unit == "rate":
+        return f"{_fixed(float(low) * 100)}–{_fixed(float(high) * 100)} %"
+    return f"{format_value(low, unit)} – {format_value(high, unit)}"
+
+
+def _band_key(band: Any) -> str:
+    """A CSS-safe band key: ``A``..``D`` or ``none`` (insufficient data / unknown)."""
+    return band if band in BANDS else "none"
+
+
+def _trend(change: Any) -> str:
+    """CSS class for a score change: ``up``, ``down`` or ``flat`` (no change, or no previous score)."""
+    if _missing(change):
+        return "flat"
+    text = _fixed(change)
+    return "flat" if float(text) == 0 else ("up" if float(text) > 0 else "down")
+
+
+def _column(value: Any, width: int, align: str = "left", truncate: bool = True) -> str:
+    """Pad to a width for plain-text tables; names may be shortened with an ellipsis, identifiers never."""
+    text = " ".join(str(_dash(value)).split())
+    if truncate and len(text) > width:
+        text = text[: max(width - 1, 0)] + "…"
+    return text.rjust(width) if align == "right" else text.ljust(width)
+
+
+def _plural(count: Any, singular: str, plural: str | None = None) -> str:
+    return singular if count == 1 else (plural or singular + "s")
+
+
+# ---- environment --------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        # select_autoescape() alone does not match "*.html.j2" (STACK.md gotcha 10); *.txt.j2 stays raw.
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "htm", "xml", "html.j2"),
+            disabled_extensions=("txt", "txt.j2", "css"),
+            default_for_string=True,
+            default=True,
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        dash=_dash,
+        score=_score,
+        signed=_signed,
+        pct=_pct,
+        thousands=_thousands,
+        number=_number,
+        value=format_value,
+        interval=_interval,
+        band_key=_band_key,
+        trend=_trend,
+        col=_column,
+        plural=_plural,
+    )
+    env.globals.update(MAX_LATE_LINES=MAX_LATE_LINES, DASH=DASH)
+    return env
+
+
+@lru_cache(maxsize=1)
+def _inliner() -> css_inline.CSSInliner:
+    # Never fetch anything: reports are rendered offline and must not touch the network.
+    return css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False, keep_link_tags=False)
+
+
+def _render(name: str, context: Mapping[str, Any]) -> Rendered:
+    env = _environment()
+    data = dict(context)
+    try:
+        html = env.get_template(f"{name}.html.j2").render(data)
+        text = env.get_template(f"{name}.txt.j2").render(data)
+    except jinja2.UndefinedError as exc:
+        exc.add_note(
+            f"while rendering reports/templates/{name}: the context is missing a key the template uses"
+        )
+        raise
+    return Rendered(html=_inliner().inline(html), text=text)

@@ -1,0 +1,469 @@
+"""Report rendering: autoescaping, inlined CSS, number formats, insufficient data, the digest, strict keys."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+
+import jinja2
+import pytest
+
+from reports.render import (
+    Rendered,
+    digest_subject,
+    format_value,
+    render_digest,
+    render_supplier_report,
+    supplier_report_subject,
+)
+
+NAME = "Smith & Sons <Precision> Ltd"
+NAME_HTML = "Smith &amp; Sons &lt;Precision&gt; Ltd"
+SCRIPT = "<script>alert('x')</script>"
+DASH = "—"
+
+RUN = {
+    "run_id": "run-2026-11-24-001",
+    "trigger": "nightly",
+    "requested_by": None,
+    "generated_at": "2026-11-24T02:00:00+00:00",
+    "code_version": "0.1.0",
+}
+RULE_SET = {
+    "name": "ISO 9001:2015 clause 8.4 supplier evaluation",
+    "version": "2026.1",
+    "content_hash": "sha256:9f2c1e0d4b7a",
+}
+
+
+def criterion(name, metric, value, unit, evidence, label, weight, points, low=None, high=None):
+    return {
+        "name": name,
+        "metric": metric,
+        "metric_label": name.lower(),
+        "value": value,
+        "unit": unit,
+        "evidence": evidence,
+        "evidence_label": label,
+        "weight": weight,
+        "points": points,
+        "weighted_points": None if points is None else points * weight / 100,
+        "confidence_low": low,
+        "confidence_high": high,
+    }
+
+
+def late_line(i: int) -> dict:
+    return {
+        "po_id": f"PO-{i:05d}",
+        "line_no": 1 + i % 3,
+        "promised_date": "2026-03-01",
+        "completed_date": None if i == 0 else "2026-03-09",
+        "days_late": 8 + i,
+    }
+
+
+def report(**evaluation) -> dict:
+    context = {
+        "run": dict(RUN),
+        "rule_set": dict(RULE_SET),
+        "supplier": {
+            "supplier_id": "S-001",
+            "name": NAME,
+            "category": "fasteners",
+            "criticality": "major",
+            "owner_email": "buyer@example.com",
+        },
+        "evaluation": {
+            "as_of": "2026-11-24",
+            "window_start": "2025-11-24",
+            "window_end": "2026-11-24",
+            "score": 78.44,
+            "band": "B",
+            "status": "conditional",
+            "previous_status": "approved",
+            "previous_score": 81.6,
+            "score_change": -3.16,
+            "insufficient_data": False,
+            "insufficient_reason": None,
+            "gates_hit": ["Quality certificate expired"],
+            "action": "Approved with conditions; agree an improvement plan with the supplier.",
+        },
+        "criteria": [
+            criterion(
+                "On-time delivery", "on_time_rate", 0.935, "rate", 1412, "order lines", 30, 84.0, 0.907, 0.955
+            ),
+            criterion("Rejects per million", "ppm_rejected", 12345.4, "ppm", 40, "receipts", 30, 20.0),
+            criterion("Mean days late", "mean_days_late", None, "days", 0, "late lines", 20, None),
+            criterion("Open nonconformances", "open_ncrs", 2, "count", 2, "NCRs", 20, 60.0),
+        ],
+        "late_lines": [late_line(i) for i in range(3)],
+    }
+    context["evaluation"].update(evaluation)
+    return context
+
+
+def digest() -> dict:
+    return {
+        "run": dict(RUN),
+        "rule_set": dict(RULE_SET),
+        "as_of": "2026-11-24",
+        "window_start": "2025-11-24",
+        "window_end": "2026-11-24",
+        "totals": {
+            "suppliers_evaluated": 1234,
+            "insufficient_data": 1,
+            "status_changes": 2,
+            "quarantined_rows": 17,
+        },
+        "bands": [
+            {
+                "band": "A",
+                "status": "approved",
+                "suppliers": [
+                    {
+                        "supplier_id": "S-002",
+                        "name": "Acme Components",
+                        "score": 91.25,
+                        "status": "approved",
+                        "score_change": 1.04,
+                    }
+                ],
+            },
+            {
+                "band": "B",
+                "status": "conditional",
+                "suppliers": [
+                    {
+                        "supplier_id": "S-001",
+                        "name": NAME,
+                        "score": 78.44,
+                        "status": "conditional",
+                        "score_change": -3.16,
+                    }
+                ],
+            },
+            {"band": "C", "status": "probation", "suppliers": []},
+            {
+                "band": "D",
+                "status": "disqualified",
+                "suppliers": [
+                    {
+                        "supplier_id": "S-009",
+                        "name": "Brittle Castings",
+                        "score": 31.0,
+                        "status": "disqualified",
+                        "score_change": None,
+                    }
+                ],
+            },
+        ],
+        "insufficient": [
+            {
+                "supplier_id": "S-010",
+                "name": "New Vendor GmbH",
+                "reason": "3 order lines due in the window; at least 5 needed",
+            }
+        ],
+        "status_changes": [
+            {
+                "supplier_id": "S-001",
+                "name": NAME,
+                "from_status": "approved",
+                "to_status": "conditional",
+                "reason": "Score fell into band B",
+            },
+            {
+                "supplier_id": "S-009",
+                "name": "Brittle Castings",
+                "from_status": "probation",
+                "to_status": "disqualified",
+                "reason": "Score fell into band D",
+            },
+        ],
+        "quarantine": [
+            {
+                "kind": "receipts",
+                "source": "data/receipts.csv",
+                "rows_read": 120000,
+                "rows_quarantined": 17,
+                "share": 17 / 120000,
+                "top_reasons": ["quantity_received below 0 (12 rows)", "unknown PO line (5 rows)"],
+            },
+            {
+                "kind": "purchase order lines",
+                "source": "erp.sqlite",
+                "rows_read": 50000,
+                "rows_quarantined": 0,
+                "share": 0.0,
+                "top_reasons": [],
+            },
+        ],
+    }
+
+
+def tag_with(html: str, text: str) -> str:
+    """The opening tag of the innermost element whose text starts with ``text``."""
+    match = re.search(r"<(\w+)[^<>]*>" + re.escape(text), html)
+    assert match, f"{text!r} not found"
+    return match.group(0)
+
+
+# ---- autoescape ---------------------------------------------------------------------------------------
+
+
+def test_names_are_escaped_in_html_and_raw_in_text():
+    out = render_supplier_report(report())
+    assert isinstance(out, Rendered)
+    assert NAME_HTML in out.html and NAME not in out.html
+    assert NAME in out.text and "&amp;" not in out.text and "&lt;" not in out.text
+
+
+def test_digest_text_part_is_not_html_escaped():
+    out = render_digest(digest())
+    assert NAME_HTML in out.html and NAME not in out.html
+    assert NAME in out.text and "&amp;" not in out.text
+
+
+@pytest.mark.parametrize("place", ["supplier name", "action", "gate", "criterion", "late line", "reason"])
+def test_script_in_any_field_never_reaches_the_html_raw(place):
+    context = report(insufficient_data=True, score=None, band=None)
+    if place == "supplier name":
+        context["supplier"]["name"] = SCRIPT
+    elif place == "action":
+        context["evaluation"]["action"] = SCRIPT
+    elif place == "gate":
+        context["evaluation"]["gates_hit"] = [SCRIPT]
+    elif place == "criterion":
+        context["criteria"][0]["name"] = SCRIPT
+    elif place == "late line":
+        context["late_lines"][0]["po_id"] = SCRIPT
+    else:
+        context["evaluation"]["insufficient_reason"] = SCRIPT
+    out = render_supplier_report(context)
+    assert "<script" not in out.html.lower()
+    assert "&lt;script&gt;" in out.html
+    assert SCRIPT in out.text
+
+
+def test_script_in_digest_fields_is_escaped():
+    context = digest()
+    context["bands"][0]["suppliers"][0]["name"] = SCRIPT
+    context["status_changes"][0]["reason"] = SCRIPT
+    context["quarantine"][0]["top_reasons"] = [SCRIPT]
+    context["insufficient"][0]["reason"] = SCRIPT
+    out = render_digest(context)
+    assert "<script" not in out.html.lower()
+    assert out.html.count("&lt;script&gt;") == 4
+
+
+# ---- CSS inlined --------------------------------------------------------------------------------------
+
+
+def test_css_is_inlined_and_no_style_block_is_needed():
+    for out in (render_supplier_report(report()), render_digest(digest())):
+        assert "<style" not in out.html.lower()
+        assert out.html.count('style="') > 20
+        assert "<link" not in out.html.lower()
+        assert out.html.count("<table") == out.html.count("</table>")
+
+
+@pytest.mark.parametrize(
+    "band, colour", [("A", "#dff3e4"), ("B", "#eef6d5"), ("C", "#fff0d1"), ("D", "#fbe1e1")]
+)
+def test_band_badge_is_coloured_per_band(band, colour):
+    html = render_supplier_report(report(band=band)).html
+    badge = tag_with(html, f"{band}</span>")
+    assert f"background-color: {colour}" in badge
+
+
+# ---- numbers ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, unit, expected",
+    [
+        (0.935, "rate", "93.5 %"),
+        (1.0, "rate", "100.0 %"),
+        (0.0, "rate", "0.0 %"),
+        (0.91255, "rate", "91.3 %"),
+        (12345.4, "ppm", "12,345 ppm"),
+        (1234567.5, "ppm", "1,234,568 ppm"),
+        (0, "ppm", "0 ppm"),
+        (3.44, "days", "3.4 days"),
+        (2.25, "days", "2.3 days"),  # half up, as people round, not banker's rounding
+        (1234, "count", "1,234"),
+        (4.25, "score", "4.3"),
+        (None, "rate", DASH),
+        (None, "ppm", DASH),
+        (math.nan, "days", DASH),
+    ],
+)
+def test_format_value(value, unit, expected):
+    assert format_value(value, unit) == expected
+
+
+def test_report_shows_values_evidence_weights_points_and_change():
+    out = render_supplier_report(report())
+    for html_or_text in (out.html, out.text):
+        assert "78.4" in html_or_text  # score, one decimal
+        assert "93.5 %" in html_or_text and "90.7–95.5 %" in html_or_text  # value and confidence range
+        assert "12,345 ppm" in html_or_text
+        assert "1,412 order lines" in html_or_text  # evidence with its label
+        assert "25.2" in html_or_text  # weighted points 84 x 30 %
+        assert "\u22123.2" in html_or_text  # change since the previous evaluation, true minus sign
+        assert "81.6" in html_or_text and "approved" in html_or_text  # previous score and status
+        assert "Quality certificate expired" in html_or_text
+        assert "agree an improvement plan" in html_or_text
+    row = re.search(r"Mean days late\s+(.*)", out.text).group(1)
+    assert row.split() == [DASH, "20", DASH, DASH]  # value, weight, points, weighted: missing shown as a dash
+
+
+def test_none_values_render_as_a_dash_not_none():
+    context = report(previous_status=None, previous_score=None, score_change=None, action=None, gates_hit=[])
+    context["supplier"]["category"] = None
+    out = render_supplier_report(context)
+    for part in (out.html, out.text):
+        assert "None" not in part
+        assert DASH in part
+        assert "first evaluation" in part
+
+
+# ---- insufficient data --------------------------------------------------------------------------------
+
+
+def test_insufficient_data_report_renders_without_a_score():
+    reason = "3 order lines due in the window; at least 5 are needed"
+    context = report(
+        score=None,
+        band=None,
+        status="pending",
+        insufficient_data=True,
+        insufficient_reason=reason,
+        previous_score=None,
+        score_change=None,
+        previous_status=None,
+        action=None,
+        gates_hit=[],
+    )
+    for c in context["criteria"]:
+        c.update(points=None, weighted_points=None)
+    out = render_supplier_report(context)
+    assert "Insufficient data" in out.html and reason in out.html
+    assert "INSUFFICIENT DATA" in out.text and reason in out.text
+    assert "/ 100" not in out.text
+    assert re.search(r"Score\s+—", out.text)
+    assert "background-color: #eceff1" in tag_with(
+        out.html, "Insufficient data</span>"
+    )  # grey, not a band colour
+    assert supplier_report_subject(context).endswith("insufficient data")
+
+
+# ---- late lines ---------------------------------------------------------------------------------------
+
+
+def test_late_lines_are_capped_at_25_with_a_count_of_the_rest():
+    context = report()
+    context["late_lines"] = [late_line(i) for i in range(30)]
+    out = render_supplier_report(context)
+    for part in (out.html, out.text):
+        assert "PO-00024" in part and "PO-00025" not in part
+        assert "5 more not shown" in part
+        assert "30 order lines were completed after the promised date" in part
+        assert "not yet complete" in part  # the line with no completion date
+
+
+def test_no_late_lines():
+    context = report()
+    context["late_lines"] = []
+    out = render_supplier_report(context)
+    assert "No late deliveries" in out.html and "No late deliveries" in out.text
+    assert "more not shown" not in out.text
+
+
+# ---- digest -------------------------------------------------------------------------------------------
+
+
+def test_digest_groups_suppliers_by_band_in_order():
+    text = render_digest(digest()).text
+    positions = [text.index(f"Band {band} - ") for band in "ABCD"]
+    assert positions == sorted(positions)
+    assert (
+        positions[0]
+        < text.index("Acme Components")
+        < positions[1]
+        < text.index(NAME, positions[1])
+        < positions[2]
+    )
+    assert (
+        positions[2]
+        < text.index("No suppliers in this band.")
+        < positions[3]
+        < text.index("Brittle Castings", positions[3])
+    )
+    html = render_digest(digest()).html
+    heads = [m.start() for m in re.finditer(r">Band [ABCD] ·", html)]
+    assert len(heads) == 4 and html.index("Acme Components") > heads[0]
+
+
+def test_digest_lists_status_changes_insufficient_data_and_quarantine():
+    out = render_digest(digest())
+    for part in (out.html, out.text):
+        assert "1,234" in part  # suppliers evaluated
+        assert "Score fell into band D" in part and "disqualified" in part
+        assert "New Vendor GmbH" in part and "at least 5 needed" in part
+        assert "120,000" in part and "0.01 %" in part and "unknown PO line (5 rows)" in part
+        assert "91.3" in part and "+1.0" in part  # half-up score, signed change
+    assert "probation -> disqualified" in out.text
+    assert (
+        digest_subject(digest()) == "Supplier evaluation digest 2026-11-24: 1,234 suppliers, 2 status changes"
+    )
+
+
+def test_empty_digest_renders():
+    context = digest()
+    context.update(bands=[], insufficient=[], status_changes=[], quarantine=[])
+    out = render_digest(context)
+    assert "No supplier changed status" in out.text and "No supplier changed status" in out.html
+
+
+# ---- audit trail and strictness -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("render, context", [(render_supplier_report, report), (render_digest, digest)])
+def test_audit_trail_shows_rule_set_and_run(render, context):
+    out = render(context())
+    for part in (out.html, out.text):
+        for value in ("run-2026-11-24-001", RULE_SET["name"], "2026.1", "sha256:9f2c1e0d4b7a", "0.1.0"):
+            assert value in part
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("evaluation", "band"),
+        ("evaluation", "score_change"),
+        ("supplier", "owner_email"),
+        ("run", "run_id"),
+        ("rule_set", "content_hash"),
+        ("late_lines", 0, "days_late"),
+        ("criteria", 1, "unit"),
+        ("late_lines",),
+    ],
+)
+def test_strict_undefined_catches_a_missing_key(path):
+    context = copy.deepcopy(report())
+    target = context
+    for step in path[:-1]:
+        target = target[step]
+    del target[path[-1]]
+    with pytest.raises(jinja2.UndefinedError):
+        render_supplier_report(context)
+
+
+def test_strict_undefined_in_digest():
+    context = digest()
+    del context["bands"][0]["suppliers"][0]["score_change"]
+    with pytest.raises(jinja2.UndefinedError):
+        render_digest(context)
