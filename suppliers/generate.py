@@ -110,9 +110,12 @@ RELIABLE, LATE, QUALITY, SPARSE = 0, 1, 2, 3
 PROFILE_NAMES = ("reliable", "late", "quality", "sparse")
 
 # Per-profile behaviour, indexed by the profile codes above. Ranges are drawn once per supplier.
-_LATE_PROB = ((0.02, 0.05), (0.40, 0.70), (0.02, 0.05), (0.00, 0.10))  # share of lines after promised date
-_LATE_DAYS = ((1, 3), (3, 30), (1, 3), (1, 5))  # how late such a line is, in days (inclusive)
-_REJECT_RATE = ((0.001, 0.005), (0.002, 0.008), (0.03, 0.10), (0.0, 0.01))  # share of units rejected
+_LATE_PROB = ((0.01, 0.10), (0.15, 0.60), (0.02, 0.06), (0.00, 0.10))  # share of lines after promised date
+_LATE_DAYS = ((1, 4), (3, 25), (1, 3), (1, 5))  # how late such a line is, in days (inclusive)
+# Rejects come in defective lots, as they do in goods-in inspection: most receipts are clean, and a lot with
+# defects loses a share of its units.
+_DEFECTIVE_LOT_PROB = ((0.005, 0.06), (0.01, 0.05), (0.15, 0.60), (0.0, 0.05))  # share of receipts with rejects
+_REJECT_RATE = ((0.01, 0.05), (0.02, 0.08), (0.05, 0.18), (0.01, 0.05))  # share of a defective lot rejected
 _SHORT_PROB = ((0.015, 0.025), (0.08, 0.15), (0.02, 0.04), (0.0, 0.03))  # share of lines closed short
 _NCR_PROB = (0.02, 0.05, 0.12, 0.05)  # chance a receipt with rejects raises a nonconformance
 _NCR_SEVERITY_P = ((0.05, 0.30, 0.65), (0.05, 0.35, 0.60), (0.20, 0.45, 0.35), (0.05, 0.30, 0.65))
@@ -424,6 +427,7 @@ def _plan_suppliers(rng: np.random.Generator, n: int, lines: int, end: int) -> d
         "late_prob": _uniform_per(rng, _LATE_PROB, profile),
         "late_min": np.array([r[0] for r in _LATE_DAYS])[profile],
         "late_max": np.array([r[1] for r in _LATE_DAYS])[profile],
+        "defective_lot_prob": _uniform_per(rng, _DEFECTIVE_LOT_PROB, profile),
         "reject_rate": _uniform_per(rng, _REJECT_RATE, profile),
         "short_prob": _uniform_per(rng, _SHORT_PROB, profile),
         "ncr_prob": np.array(_NCR_PROB)[profile],
@@ -540,7 +544,8 @@ def _plan_receipts(
     day = day[keep]
     received = received[keep]
     rec_sup = s[rec_line]
-    rejected = rng.binomial(received, sup["reject_rate"][rec_sup])
+    defective = rng.random(received.size) < sup["defective_lot_prob"][rec_sup]
+    rejected = np.where(defective, rng.binomial(received, sup["reject_rate"][rec_sup]), 0)
     return {"line": rec_line, "sup": rec_sup, "day": day, "received": received, "rejected": rejected}
 
 
