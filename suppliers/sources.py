@@ -1,0 +1,202 @@
+"""Input sources: find the record files in a data folder, read them raw, fingerprint them.
+
+A data folder holds one file per record kind, named ``<kind>.csv`` or ``<kind>.parquet``. CSV files are
+read with every column as text, so :mod:`suppliers.validate` does the casting and can quarantine a bad cell
+instead of failing the whole file; Parquet files are read as stored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from suppliers.errors import SourceError
+
+__all__ = [
+    "RECORD_KINDS",
+    "REQUIRED_KINDS",
+    "FORMATS",
+    "Source",
+    "discover_sources",
+    "read_source",
+    "fingerprint_sources",
+]
+
+RECORD_KINDS: tuple[str, ...] = (
+    "suppliers",
+    "purchase_order_lines",
+    "receipts",
+    "nonconformances",
+    "feedback",
+)
+REQUIRED_KINDS: tuple[str, ...] = ("suppliers", "purchase_order_lines", "receipts")
+FORMATS: tuple[str, ...] = ("csv", "parquet")
+
+_CHUNK = 1 << 20
+_DUPLICATED = re.compile(r"^(?P<base>.*)_duplicated_\d+$")  # how Polars renames a repeated CSV header
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file: the record kind it holds, where it is, and its format ("csv" or "parquet")."""
+
+    kind: str
+    path: Path
+    format: str
+
+    @property
+    def name(self) -> str:
+        """The file name, as quarantine rows and messages show it."""
+        return self.path.name
+
+
+def discover_sources(data_dir: Path) -> dict[str, Source]:
+    """Find ``<data_dir>/<kind>.csv`` or ``<kind>.parquet`` for every record kind.
+
+    Required kinds must be present; optional kinds (nonconformances, feedback) are left out when absent.
+    Raises :class:`SourceError` for a missing folder, a missing required file, or a kind given twice.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise SourceError(
+            "data folder not found" if not data_dir.exists() else "not a folder",
+            where=str(data_dir),
+            fix="Point the data folder setting at the folder that holds suppliers.csv, "
+            "purchase_order_lines.csv and receipts.csv",
+        )
+    sources: dict[str, Source] = {}
+    missing: list[str] = []
+    for kind in RECORD_KINDS:
+        found = [data_dir / f"{kind}.{fmt}" for fmt in FORMATS if (data_dir / f"{kind}.{fmt}").is_file()]
+        if len(found) > 1:
+            raise SourceError(
+                f"both {found[0].name} and {found[1].name} are present; it is unclear which holds the {kind}",
+                where=str(data_dir),
+                fix="Keep one of them and move or delete the other",
+            )
+        if found:
+            sources[kind] = Source(kind=kind, path=found[0], format=found[0].suffix[1:])
+        elif kind in REQUIRED_KINDS:
+            missing.append(kind)
+    if missing:
+        present = sorted(p.name for p in data_dir.iterdir() if p.is_file())
+        wanted = [f"{kind}.csv (or {kind}.parquet)" for kind in missing]
+        hints = []
+        for kind in missing:
+            close = difflib.get_close_matches(f"{kind}.csv", present, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"found '{close[0]}' — did you mean {kind}.csv?")
+        what = f"missing required input file{'s' if len(missing) > 1 else ''} {', '.join(wanted)}"
+        if hints:
+            what += f" ({'; '.join(hints)})"
+        raise SourceError(
+            what,
+            where=str(data_dir),
+            fix="Export the missing records into the folder under exactly these names, "
+            "or rename the file that holds them",
+        )
+    return sources
+
+
+def read_source(source: Source) -> pl.DataFrame:
+    """Read a source raw: CSV with every column as String, Parquet as stored.
+
+    Raises :class:`SourceError` naming the file when it is missing, empty, not UTF-8 or not parseable.
+    """
+    path = Path(source.path)
+    if source.format not in FORMATS:
+        raise SourceError(
+            f"unsupported format '{source.format}'", where=str(path), fix="Use a .csv or .parquet file"
+        )
+    if not path.is_file():
+        raise SourceError("file not found", where=str(path), fix="Check the data folder and the file name")
+    if path.stat().st_size == 0:
+        raise SourceError(
+            "the file is empty (not even a header line)",
+            where=path.name,
+            fix="Re-export the records with a header line",
+        )
+    if source.format == "csv":
+        return _read_csv(path)
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # polars raises several types for a damaged file
+        raise SourceError(
+            f"cannot be read as Parquet ({_first_line(exc)})",
+            where=path.name,
+            fix="Re-export the file as Parquet, or export it as CSV instead",
+        ) from exc
+
+
+def _read_csv(path: Path) -> pl.DataFrame:
+    try:
+        frame = pl.read_csv(path, infer_schema=False, encoding="utf8")
+    except pl.exceptions.NoDataError as exc:
+        raise SourceError(
+            "the file is empty (not even a header line)",
+            where=path.name,
+            fix="Re-export the records with a header line",
+        ) from exc
+    except pl.exceptions.ComputeError as exc:
+        message = str(exc)
+        if "utf-8" in message.lower() or "utf8" in message.lower():
+            raise SourceError(
+                f"is not UTF-8 text ({_utf8_position(path)})",
+                where=path.name,
+                fix="Re-save it as UTF-8 (in Excel: Save As → 'CSV UTF-8 (Comma delimited)')",
+            ) from exc
+        raise SourceError(
+            f"cannot be read as CSV ({_first_line(exc)})",
+            where=path.name,
+            fix="Check that every line has as many comma-separated fields as the header",
+        ) from exc
+    except Exception as exc:
+        raise SourceError(
+            f"cannot be read as CSV ({_first_line(exc)})",
+            where=path.name,
+            fix="Check the file is a comma-separated export with a header line",
+        ) from exc
+    repeated = sorted(
+        {m["base"] for c in frame.columns if (m := _DUPLICATED.match(c)) and m["base"] in frame.columns}
+    )
+    if repeated:
+        names = ", ".join(f"'{c}'" for c in repeated)
+        raise SourceError(
+            f"column {names} appears more than once in the header",
+            where=path.name,
+            fix="Remove or rename the repeated column",
+        )
+    return frame
+
+
+def _utf8_position(path: Path) -> str:
+    """Where the first byte that is not UTF-8 is — read only on the error path."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"byte 0x{data[exc.start]:02x} on line {line}"
+    return "invalid byte sequence"  # pragma: no cover - polars and Python disagree
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def fingerprint_sources(sources: dict[str, Source]) -> str:
+    """SHA-256 hex over each source's kind, format and file bytes, in kind order (not dict order)."""
+    digest = hashlib.sha256()
+    for kind in sorted(sources):
+        source = sources[kind]
+        digest.update(f"{kind}\0{source.format}\0{Path(source.path).stat().st_size}\0".encode())
+        with open(source.path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()

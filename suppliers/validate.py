@@ -1,0 +1,667 @@
+"""Validation with quarantine: good rows go on in canonical dtypes, bad rows are set aside with reasons.
+
+For each source (:func:`validate_frame`):
+
+1. every canonical column must be present, else :class:`SourceError` (Pandera would raise a raw Polars
+   error here — STACK.md gotcha 1);
+2. each column is cast here, not by Pandera (gotcha 2): text is trimmed, an empty cell is a null, dates are
+   ISO ``YYYY-MM-DD``, booleans true/false/yes/no/1/0; a cell that had a value but does not cast is
+   quarantined with its original text;
+3. the cast rows are checked with the Pandera models of :mod:`suppliers.schemas` on a ``DataFrame``
+   (gotcha 3), ``lazy=True``; ``SchemaErrors.failure_cases`` is joined back on the row index (gotcha 4);
+4. a repeated key keeps its first row; the later ones are quarantined as duplicates.
+
+:func:`validate_inputs` then checks references across sources (lines → suppliers, receipts → lines,
+nonconformances and feedback → suppliers) and stops the run when a source's quarantined share is over the
+threshold. All of it is vectorised: loops run over columns and checks, never over rows.
+
+Blank lines (every cell empty) are skipped and not counted as rows read: spreadsheet exports often end
+with a few, and they hold no record to quarantine. Row numbers still count them, so ``row`` is always the
+file's line number minus the header line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import polars as pl
+from pandera.errors import SchemaErrors
+
+from suppliers.errors import ConfigError, DataQualityError, SourceError
+from suppliers.schemas import CANONICAL, FRAME_RULES, KEYS, MODELS, check_reasons, empty_frame
+from suppliers.sources import RECORD_KINDS, REQUIRED_KINDS, Source
+
+__all__ = [
+    "QUARANTINE_SCHEMA",
+    "SUMMARY_SCHEMA",
+    "ValidatedInputs",
+    "reason_family",
+    "validate_frame",
+    "validate_inputs",
+]
+
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "kind": pl.String(),
+    "row": pl.Int64(),  # 1-based data row (file line minus the header); null for a whole-file failure
+    "column": pl.String(),  # null for a row-level reason
+    "value": pl.String(),  # the cell as written in the file
+    "reason": pl.String(),
+}
+SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "kind": pl.String(),
+    "source": pl.String(),
+    "rows_read": pl.Int64(),
+    "rows_quarantined": pl.Int64(),
+    "share": pl.Float64(),
+}
+
+_ROW = "__row__"  # internal row-number column; never a canonical name
+# Internal quarantine parts carry the row and leave source/kind to the end.
+_PART_SCHEMA: dict[str, pl.DataType] = {
+    _ROW: pl.Int64(),
+    "column": pl.String(),
+    "value": pl.String(),
+    "reason": pl.String(),
+}
+
+_CAST_REASONS: dict[pl.DataType, str] = {
+    pl.Date(): "not a date (expected YYYY-MM-DD)",
+    pl.Int64(): "not a whole number",
+    pl.Float64(): "not a number",
+    pl.Boolean(): "not a true/false value (expected true, false, yes, no, 1 or 0)",
+}
+_BOOLEANS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
+@dataclass(frozen=True)
+class ValidatedInputs:
+    """The good rows of every record kind, in canonical dtypes, plus what was set aside and why."""
+
+    suppliers: pl.DataFrame
+    purchase_order_lines: pl.DataFrame
+    receipts: pl.DataFrame
+    nonconformances: pl.DataFrame  # empty with the canonical schema when the source is absent
+    feedback: pl.DataFrame  # empty with the canonical schema when the source is absent
+    quarantine: pl.DataFrame  # QUARANTINE_SCHEMA, one row per failure
+    summary: pl.DataFrame  # SUMMARY_SCHEMA, one row per source read
+
+
+@dataclass
+class _Checked:
+    """One source part-way through validation (internal)."""
+
+    kind: str
+    source_name: str
+    raw: pl.DataFrame  # canonical columns as read; position = row - 1
+    cast: pl.DataFrame  # non-blank rows: _ROW + canonical columns in canonical dtypes
+    parts: list[pl.DataFrame] = field(default_factory=list)  # quarantine parts, _PART_SCHEMA
+    _good: pl.DataFrame | None = None
+
+    @property
+    def rows_read(self) -> int:
+        return self.cast.height
+
+    @property
+    def good(self) -> pl.DataFrame:
+        """_ROW + canonical columns of the rows not quarantined so far (one anti-join, cached)."""
+        if self._good is None:
+            bad = [p.select(_ROW) for p in self.parts]
+            self._good = (
+                self.cast.join(pl.concat(bad).drop_nulls().unique(), on=_ROW, how="anti")
+                if bad
+                else self.cast
+            )
+        return self._good
+
+    def add(self, part: pl.DataFrame) -> None:
+        """Quarantine ``part``'s rows (``_PART_SCHEMA`` columns)."""
+        if part.height:
+            self.parts.append(part.select(list(_PART_SCHEMA)).cast(_PART_SCHEMA))
+            self._good = None
+
+    def quarantine(self) -> pl.DataFrame:
+        parts = pl.concat(self.parts, how="vertical") if self.parts else pl.DataFrame(schema=_PART_SCHEMA)
+        return parts.sort(_ROW, nulls_last=False, maintain_order=True).select(
+            pl.lit(self.source_name, pl.String).alias("source"),
+            pl.lit(self.kind, pl.String).alias("kind"),
+            pl.col(_ROW).alias("row"),
+            "column",
+            "value",
+            "reason",
+        )
+
+    def raw_text(self, column: str, rows: pl.Series) -> pl.Series:
+        """The cells of ``column`` at 1-based ``rows``, as text, as they were in the file."""
+        return self.raw.get_column(column).gather(rows - 1).cast(pl.String)
+
+
+# --- columns
+
+
+def _check_columns(kind: str, raw: pl.DataFrame, source_name: str) -> pl.DataFrame:
+    """Trim header whitespace and make sure every canonical column is present (gotcha 1)."""
+    wanted = list(CANONICAL[kind])
+    renames = {
+        c: c.strip()
+        for c in raw.columns
+        if c != c.strip() and c.strip() in wanted and c.strip() not in raw.columns
+    }
+    if renames:
+        raw = raw.rename(renames)
+    missing = [c for c in wanted if c not in raw.columns]
+    if not missing:
+        return raw
+    spare = [c for c in raw.columns if c not in wanted]
+    described = []
+    for column in missing:
+        close = [c for c in spare if c.strip().lower() == column] or difflib.get_close_matches(
+            column, spare, n=1, cutoff=0.6
+        )
+        hint = f" (found '{close[0]}' — did you mean it?)" if close else ""
+        described.append(f"'{column}'{hint}")
+    noun = "column" if len(missing) == 1 else "columns"
+    raise SourceError(
+        f"missing {noun} {', '.join(described)}",
+        where=source_name,
+        fix=f"Add the {noun} or map {'it' if len(missing) == 1 else 'them'} in the source mapping "
+        f"(expected: {', '.join(wanted)})",
+    )
+
+
+# --- cast
+
+
+def _clean_text(expr: pl.Expr) -> pl.Expr:
+    """Text trimmed of surrounding whitespace; an empty cell becomes null."""
+    text = expr.cast(pl.String).str.strip_chars()
+    return pl.when(text.str.len_bytes() > 0).then(text)
+
+
+def _is_text(dtype: pl.DataType) -> bool:
+    """Columns we read as text: String, and anything that is neither a number, a date/time nor a boolean."""
+    return dtype == pl.String or not (dtype.is_numeric() or dtype.is_temporal() or dtype == pl.Boolean)
+
+
+def _before(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+    """The cell before the cast: text trimmed with empty as null; typed (Parquet) values as they are,
+    except that a text column stored as numbers (a Parquet ``item_id`` of integers) becomes text here."""
+    if _is_text(source) or target == pl.String:
+        return _clean_text(pl.col(name))
+    return pl.col(name)
+
+
+def _after(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+    """The cell cast to ``target``, null where it does not cast; ``name`` holds the :func:`_before` value."""
+    col = pl.col(name)
+    if _is_text(source):
+        source = pl.String()
+    if target == pl.String:
+        return col if source == pl.String else col.cast(pl.String)
+    if source == target:
+        return pl.when(col.is_finite()).then(col) if target == pl.Float64 else col
+    if target == pl.Date:
+        if source == pl.String:
+            return col.str.to_date("%Y-%m-%d", strict=False)
+        if isinstance(source, pl.Datetime):
+            return col.dt.date()
+        return pl.lit(None, pl.Date)  # a number, a boolean or a time of day is not a date
+    if source.is_temporal() or (source == pl.Boolean and target != pl.Boolean):
+        return pl.lit(None, target)  # a date is not a number, nor true/false a quantity
+    if target == pl.Float64:
+        number = col.cast(pl.Float64, strict=False)
+        return pl.when(number.is_finite()).then(number)
+    if target == pl.Int64:
+        number = col.cast(pl.Float64, strict=False)
+        whole = (
+            pl.when(number.is_finite() & (number == number.floor())).then(number).cast(pl.Int64, strict=False)
+        )
+        if source.is_float():
+            return whole
+        return pl.coalesce(col.cast(pl.Int64, strict=False), whole)  # "12", then "12.0" and "1e3"
+    if target == pl.Boolean:
+        if source == pl.String:
+            return col.str.to_lowercase().replace_strict(_BOOLEANS, default=None, return_dtype=pl.Boolean)
+        if source.is_integer():
+            return pl.when(col == 1).then(True).when(col == 0).then(False)
+        return pl.lit(None, pl.Boolean)
+    raise AssertionError(f"no cast to {target}")  # pragma: no cover - CANONICAL uses only the dtypes above
+
+
+def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str) -> _Checked:
+    schema = CANONICAL[kind]
+    for column, dtype in schema.items():
+        if raw.schema[column].is_nested() or raw.schema[column] == pl.Object:
+            raise SourceError(
+                f"column '{column}' holds {raw.schema[column]} values, which cannot be read as {dtype}",
+                where=source_name,
+                fix=f"Export '{column}' as plain values",
+            )
+    raw_canonical = raw.select(list(schema))
+    # Stage 1: number the rows, trim text, empty → null.
+    before = (
+        raw_canonical.lazy()
+        .with_row_index(_ROW, offset=1)
+        .select(
+            pl.col(_ROW).cast(pl.Int64),
+            *[_before(c, raw.schema[c], dtype).alias(c) for c, dtype in schema.items()],
+        )
+        .collect()
+    )
+    # Skip blank lines: every canonical cell empty, and every extra column too (checked on those rows only).
+    blank = before.filter(pl.all_horizontal([pl.col(c).is_null() for c in schema])).get_column(_ROW)
+    extra = [c for c in raw.columns if c not in schema]
+    if blank.len() and extra:
+        at = raw.select(extra).gather(blank - 1)
+        blank = blank.filter(
+            at.select(pl.all_horizontal([_clean_text(pl.col(c)).is_null() for c in extra])).to_series()
+        )
+    if blank.len():
+        before = before.filter(~pl.col(_ROW).is_in(blank.implode()))
+    # Stage 2: cast; a cell that had a value before and has none after did not cast.
+    checks = [c for c, dtype in schema.items() if dtype != pl.String]
+    work = (
+        before.lazy()
+        .with_columns([_after(c, before.schema[c], schema[c]).alias(f"_cast_{c}") for c in checks])
+        .with_columns(
+            [(pl.col(c).is_not_null() & pl.col(f"_cast_{c}").is_null()).alias(f"_failed_{c}") for c in checks]
+        )
+        .collect()
+    )
+    cast = work.select(_ROW, *[pl.col(f"_cast_{c}").alias(c) if c in checks else pl.col(c) for c in schema])
+    checked = _Checked(kind=kind, source_name=source_name, raw=raw_canonical, cast=cast)
+    flags = [f"_failed_{c}" for c in checks]
+    failed = work.select(_ROW, *flags).filter(pl.any_horizontal(flags)) if checks else work.clear()
+    for column in checks:
+        rows = failed.filter(pl.col(f"_failed_{column}")).get_column(_ROW)
+        if rows.len():
+            checked.add(
+                pl.DataFrame(
+                    {
+                        _ROW: rows,
+                        "column": pl.repeat(column, rows.len(), dtype=pl.String, eager=True),
+                        "value": checked.raw_text(column, rows),
+                        "reason": pl.repeat(
+                            _CAST_REASONS[schema[column]], rows.len(), dtype=pl.String, eager=True
+                        ),
+                    }
+                )
+            )
+    return checked
+
+
+# --- pandera
+
+
+def _schema_failures(checked: _Checked) -> None:
+    """Run the Pandera model on the cast rows and quarantine every failure with a readable reason."""
+    model = MODELS[checked.kind]
+    frame = checked.cast  # a DataFrame, not a LazyFrame: data checks run (gotcha 3)
+    try:
+        model.validate(frame, lazy=True)
+        return
+    except SchemaErrors as exc:
+        failures = exc.failure_cases
+    failures = failures.select(
+        pl.col("failure_case").cast(pl.String),
+        pl.col("column").cast(pl.String),
+        pl.col("check").cast(pl.String),
+        pl.col("index").cast(pl.Int64),
+    )
+    lookup = check_reasons(checked.kind)
+    canonical = list(CANONICAL[checked.kind])
+    failures = failures.join(lookup, on=["column", "check"], how="left").with_columns(
+        pl.col("target").fill_null(pl.col("column")),
+        pl.col("reason").fill_null(pl.format("{} failed check {}", pl.col("column"), pl.col("check"))),
+    )
+
+    # Frame-level failures (no row index) are not lost: they are reported against the whole source.
+    whole = failures.filter(pl.col("index").is_null())
+    if whole.height:
+        checked.parts.append(
+            whole.select(
+                pl.lit(None, pl.Int64).alias(_ROW),
+                pl.when(pl.col("target").is_in(canonical)).then(pl.col("target")).alias("column"),
+                pl.col("failure_case").alias("value"),
+                pl.format("whole file: {}", pl.col("reason")).alias("reason"),
+            ).cast(_PART_SCHEMA)
+        )
+
+    located = failures.filter(pl.col("index").is_not_null())
+    located = located.with_columns(frame.get_column(_ROW).gather(located.get_column("index")).alias(_ROW))
+    # A cell that failed its cast is null now: "required value is missing" would be a second, wrong reason.
+    cast_failed = (
+        pl.concat(checked.parts).select(_ROW, pl.col("column").alias("target"))
+        if checked.parts
+        else pl.DataFrame(schema={_ROW: pl.Int64, "target": pl.String})
+    )
+    located = located.join(cast_failed, on=[_ROW, "target"], how="anti")
+    rule_reasons = {rule.reason: rule for rule in FRAME_RULES.values()}
+    for target in located.get_column("target").unique(maintain_order=True).to_list():
+        for reason in (
+            located.filter(pl.col("target") == target).get_column("reason").unique(maintain_order=True)
+        ):
+            part = located.filter((pl.col("target") == target) & (pl.col("reason") == reason))
+            part_rows = part.get_column(_ROW)
+            rule = rule_reasons.get(reason)
+            if rule is not None:  # cross-column: show every value involved
+                value = (
+                    pl.DataFrame({c: checked.raw_text(c, part_rows) for c in rule.value_columns})
+                    .select(
+                        pl.concat_str(
+                            [pl.format(f"{c}={{}}", pl.col(c).fill_null("")) for c in rule.value_columns],
+                            separator=", ",
+                        )
+                    )
+                    .to_series()
+                )
+            elif target in checked.raw.columns:
+                value = checked.raw_text(target, part_rows)
+            else:
+                value = part.get_column("failure_case")
+            checked.add(
+                pl.DataFrame(
+                    {
+                        _ROW: part_rows,
+                        "column": part.get_column("target")
+                        if target in canonical
+                        else pl.repeat(None, part.height, dtype=pl.String, eager=True),
+                        "value": value,
+                        "reason": part.get_column("reason"),
+                    }
+                )
+            )
+
+
+def _duplicates(checked: _Checked) -> None:
+    """A repeated key keeps its first row; later rows are quarantined as "duplicate of row N"."""
+    keys = list(KEYS.get(checked.kind, ()))
+    if not keys:
+        return
+    key = pl.struct(keys) if len(keys) > 1 else pl.col(keys[0])
+    frame = checked.cast.select(_ROW, *keys).filter(
+        pl.all_horizontal([pl.col(k).is_not_null() for k in keys])
+    )
+    if frame.select(key.n_unique()).item() == frame.height:  # the common case, and the cheap test
+        return
+    first = key.is_first_distinct()
+    dupes = frame.filter(~first)
+    if not dupes.height:
+        return
+    firsts = (
+        frame.filter(first).join(dupes.select(keys).unique(), on=keys, how="semi").rename({_ROW: "_first"})
+    )
+    dupes = dupes.join(firsts, on=keys, how="left").sort(_ROW)
+    rows = dupes.get_column(_ROW)
+    value = (
+        pl.DataFrame({k: checked.raw_text(k, rows) for k in keys})
+        .select(pl.concat_str([pl.col(k).str.strip_chars() for k in keys], separator=", "))
+        .to_series()
+    )
+    checked.add(
+        pl.DataFrame(
+            {
+                _ROW: rows,
+                "column": pl.repeat(", ".join(keys), rows.len(), dtype=pl.String, eager=True),
+                "value": value,
+                "reason": dupes.select(pl.format("duplicate of row {}", pl.col("_first"))).to_series(),
+            }
+        )
+    )
+
+
+def _check(kind: str, raw: pl.DataFrame, source_name: str) -> _Checked:
+    if kind not in CANONICAL:
+        raise SourceError(
+            f"unknown record kind '{kind}'", where=source_name, fix=f"Use one of {', '.join(RECORD_KINDS)}"
+        )
+    raw = _check_columns(kind, raw, source_name)
+    checked = _cast_frame(kind, raw, source_name)
+    _schema_failures(checked)
+    _duplicates(checked)
+    return checked
+
+
+def validate_frame(kind: str, raw: pl.DataFrame, source_name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate one source: (good rows in canonical dtypes and column order, quarantine rows).
+
+    Raises :class:`SourceError` when a canonical column is missing. Extra columns are dropped. A check that
+    fails for the frame as a whole (no row to blame) appears in the quarantine with ``row`` null;
+    :func:`validate_inputs` turns such a failure into a :class:`SourceError`.
+    """
+    checked = _check(kind, raw, source_name)
+    return checked.good.select(list(CANONICAL[kind])), checked.quarantine()
+
+
+# --- references
+
+
+def _reference(
+    child: _Checked,
+    columns: list[str],
+    parent: _Checked,
+    parent_columns: list[str],
+    unknown: str,
+    quarantined: str,
+) -> None:
+    """Quarantine ``child`` good rows whose ``columns`` are not a good row of ``parent`` (anti-join).
+
+    ``unknown`` and ``quarantined`` are ``pl.format`` templates over ``columns`` for a key that is not in
+    the parent file at all, or is there but was quarantined.
+    """
+    renamed = dict(zip(parent_columns, columns, strict=True))
+    good_keys = parent.good.select(parent_columns).rename(renamed).unique()
+    orphans = child.good.select(_ROW, *columns).join(good_keys, on=columns, how="anti")
+    if not orphans.height:
+        return
+    all_keys = (
+        parent.cast.select(parent_columns)
+        .rename(renamed)
+        .drop_nulls()
+        .unique()
+        .with_columns(pl.lit(True).alias("_known"))
+    )
+    orphans = orphans.join(all_keys, on=columns, how="left").sort(_ROW)
+    rows = orphans.get_column(_ROW)
+    keys = [pl.col(c) for c in columns]
+    reasons = orphans.select(
+        pl.when(pl.col("_known")).then(pl.format(quarantined, *keys)).otherwise(pl.format(unknown, *keys))
+    ).to_series()
+    value = (
+        pl.DataFrame({c: child.raw_text(c, rows) for c in columns})
+        .select(pl.concat_str([pl.col(c).str.strip_chars() for c in columns], separator=", "))
+        .to_series()
+    )
+    child.add(
+        pl.DataFrame(
+            {
+                _ROW: rows,
+                "column": pl.repeat(", ".join(columns), rows.len(), dtype=pl.String, eager=True),
+                "value": value,
+                "reason": reasons,
+            }
+        )
+    )
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _references(checked: dict[str, _Checked]) -> None:
+    suppliers = checked["suppliers"]
+    name = _escape(suppliers.source_name)
+    for kind in ("purchase_order_lines", "nonconformances", "feedback"):
+        if kind in checked:
+            _reference(
+                checked[kind],
+                ["supplier_id"],
+                suppliers,
+                ["supplier_id"],
+                unknown=f"unknown supplier_id '{{}}' (not in {name})",
+                quarantined=f"supplier_id '{{}}' is quarantined in {name}",
+            )
+    lines = checked["purchase_order_lines"]
+    name = _escape(lines.source_name)
+    _reference(
+        checked["receipts"],
+        ["po_id", "line_no"],
+        lines,
+        ["po_id", "line_no"],
+        unknown=f"unknown purchase order line: po_id '{{}}' line_no {{}} (not in {name})",
+        quarantined=f"purchase order line po_id '{{}}' line_no {{}} is quarantined in {name}",
+    )
+
+
+# --- summary
+
+
+def _summary(checked: dict[str, _Checked], quarantine: pl.DataFrame) -> pl.DataFrame:
+    read = pl.DataFrame(
+        {
+            "kind": [c.kind for c in checked.values()],
+            "source": [c.source_name for c in checked.values()],
+            "rows_read": [c.rows_read for c in checked.values()],
+        },
+        schema={"kind": pl.String, "source": pl.String, "rows_read": pl.Int64},
+    )
+    bad = (
+        quarantine.filter(pl.col("row").is_not_null())
+        .group_by("kind")
+        .agg(pl.col("row").n_unique().cast(pl.Int64).alias("rows_quarantined"))
+    )
+    return (
+        read.join(bad, on="kind", how="left")
+        .with_columns(pl.col("rows_quarantined").fill_null(0))
+        .with_columns(
+            pl.when(pl.col("rows_read") > 0)
+            .then(pl.col("rows_quarantined") / pl.col("rows_read"))
+            .otherwise(0.0)
+            .cast(pl.Float64)
+            .alias("share")
+        )
+        .select(list(SUMMARY_SCHEMA))
+    )
+
+
+def reason_family() -> pl.Expr:
+    """An expression over a quarantine frame that folds alike reasons into one family for counting.
+
+    Reasons carry values ("unknown supplier_id 'S9999' ...", "duplicate of row 12"); the family drops them
+    ("unknown supplier_id '…' ...", "supplier_id: duplicate of an earlier row") and names the column where
+    the reason alone would not ("item_id: required value is missing").
+    """
+    folded = (
+        pl.col("reason")
+        .str.replace_all(r"'[^']*'", "'…'")
+        .str.replace_all(r"line_no -?\d+", "line_no …")
+        .str.replace(r"^duplicate of row \d+$", "duplicate of an earlier row")
+    )
+    bare = pl.col("column").is_not_null() & folded.str.contains(
+        r"^(required value is missing|not a |duplicate of)"
+    )
+    return pl.when(bare).then(pl.format("{}: {}", pl.col("column"), folded)).otherwise(folded)
+
+
+def _top_reasons(quarantine: pl.DataFrame, kind: str, n: int = 3) -> str:
+    """The commonest reason families of one source, e.g. "quantity_ordered must be > 0 (12), ..."."""
+    top = (
+        quarantine.filter(pl.col("kind") == kind)
+        .group_by(reason_family().alias("_family"))
+        .agg(pl.len().alias("_n"))
+        .sort(["_n", "_family"], descending=[True, False])
+        .head(n)
+    )
+    return ", ".join(f"{family} ({count})" for family, count in top.iter_rows())
+
+
+def _check_threshold(summary: pl.DataFrame, quarantine: pl.DataFrame, max_share: float) -> None:
+    over = summary.filter(pl.col("share") > max_share).sort("share", descending=True)
+    if not over.height:
+        return
+    described = [
+        (
+            row["source"],
+            f"{row['share']:.1%} of rows quarantined ({row['rows_quarantined']} of {row['rows_read']}), "
+            f"over the {max_share:.1%} threshold; top reasons: {_top_reasons(quarantine, row['kind'])}",
+        )
+        for row in over.iter_rows(named=True)
+    ]
+    (where, what), rest = described[0], described[1:]
+    if rest:
+        what += "; also " + "; ".join(f"{source}: {text}" for source, text in rest)
+    error = DataQualityError(
+        what,
+        where=where,
+        fix=f"Fix the rows listed in the quarantine report, or raise validation.max_quarantine_share "
+        f"in the settings (now {max_share:g})",
+    )
+    error.quarantine = quarantine  # type: ignore[attr-defined]  # for a data-quality report of a failed run
+    error.summary = summary  # type: ignore[attr-defined]
+    raise error
+
+
+# --- all
+
+
+def validate_inputs(
+    raw: dict[str, tuple[Source, pl.DataFrame]], *, max_quarantine_share: float = 0.2
+) -> ValidatedInputs:
+    """Validate every source, check references between them, and enforce the quarantine threshold.
+
+    Raises :class:`SourceError` for a missing required source or column and :class:`DataQualityError`
+    when a source's quarantined share of rows is over ``max_quarantine_share``.
+    """
+    if not 0.0 <= max_quarantine_share <= 1.0:
+        raise ConfigError(
+            f"max_quarantine_share must be between 0 and 1, got {max_quarantine_share}",
+            where="validation.max_quarantine_share",
+            fix="Use a share such as 0.2 (20%)",
+        )
+    missing = [kind for kind in REQUIRED_KINDS if kind not in raw]
+    if missing:
+        raise SourceError(
+            f"no source for {', '.join(missing)}",
+            where="inputs",
+            fix=f"Provide {', '.join(f'{k}.csv' for k in missing)} in the data folder",
+        )
+    unknown = sorted(set(raw) - set(RECORD_KINDS))
+    if unknown:
+        raise SourceError(
+            f"unknown record kind {', '.join(map(repr, unknown))}",
+            where="inputs",
+            fix=f"Use one of {', '.join(RECORD_KINDS)}",
+        )
+    checked: dict[str, _Checked] = {}
+    for kind in RECORD_KINDS:
+        if kind in raw:
+            source, frame = raw[kind]
+            checked[kind] = _check(kind, frame, source.path.name)
+    _references(checked)
+
+    quarantine = pl.concat([c.quarantine() for c in checked.values()], how="vertical").cast(QUARANTINE_SCHEMA)
+    whole = quarantine.filter(pl.col("row").is_null())
+    if whole.height:  # a check failed for the file as a whole: no row to set aside, so the source is unusable
+        first = whole.row(0, named=True)
+        raise SourceError(
+            f"{first['reason']}"
+            + (f" (and {whole.height - 1} more whole-file failures)" if whole.height > 1 else ""),
+            where=first["source"],
+            fix="Check that the file is the right export for its record kind",
+        )
+    summary = _summary(checked, quarantine)
+    _check_threshold(summary, quarantine, max_quarantine_share)
+
+    def good(kind: str) -> pl.DataFrame:
+        return checked[kind].good.select(list(CANONICAL[kind])) if kind in checked else empty_frame(kind)
+
+    return ValidatedInputs(
+        suppliers=good("suppliers"),
+        purchase_order_lines=good("purchase_order_lines"),
+        receipts=good("receipts"),
+        nonconformances=good("nonconformances"),
+        feedback=good("feedback"),
+        quarantine=quarantine,
+        summary=summary,
+    )

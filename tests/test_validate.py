@@ -1,0 +1,519 @@
+"""Sources, schemas and validation with quarantine.
+
+Every fixture is a tiny CSV written here, line by line, so a row number in an assertion is the line number
+in the file minus the header.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandera.polars as pa
+import polars as pl
+import pytest
+
+from suppliers.errors import DataQualityError, SourceError
+from suppliers.schemas import CANONICAL, MODELS, NULLABLE, FeedbackRecord
+from suppliers.sources import Source, discover_sources, fingerprint_sources, read_source
+from suppliers.validate import QUARANTINE_SCHEMA, SUMMARY_SCHEMA, validate_frame, validate_inputs
+
+SUPPLIERS = """\
+supplier_id,name,category,criticality,contact_email,owner_email,status,certificate_expiry,active
+S1,Acme Metals,metal,critical,sales@acme.example,ann@buyer.example,approved,2026-06-30,true
+S2,Bolt & Co,metal,minor,sales@bolt.example,bob@buyer.example,conditional,,Yes
+S3,Cog Plastics,plastic,huge,sales@cog.example,ann@buyer.example,approved,2026-01-01,true
+"""
+
+LINES = """\
+po_id,line_no,supplier_id,item_id,category,order_date,promised_date,quantity_ordered,unit_price,currency
+P1,1,S1,I1,metal,2024-03-01,2024-03-15,100,2.50,EUR
+P1,2,S1,I2,metal,2024-03-01,2024-03-20,50,1,EUR
+P2,1,S2,I3,metal,31/03/2024,2024-04-15,10,1,EUR
+P3,1,S2,I4,metal,2024-03-01,2024-03-10,-5,1,EUR
+P4,1,S2,I5,metal,2024-03-10,2024-03-01,5,1,EUR
+P5,1,S2,,metal,2024-03-01,2024-03-10,5,1,EUR
+P1,1,S1,I1,metal,2024-03-01,2024-03-15,100,2.50,EUR
+P6,1,S9999,I6,metal,2024-03-01,2024-03-10,5,1,EUR
+P7,1,S3,I7,plastic,2024-03-01,2024-03-10,5,1,EUR
+P8,1,S2,I8,metal,2024-03-01,2024-03-10,0,-1,eur
+"""
+
+RECEIPTS = """\
+receipt_id,po_id,line_no,received_date,quantity_received,quantity_accepted,quantity_rejected
+R1,P1,1,2024-03-14,100,98,2
+R2,P1,2,2024-03-22,50,50,0
+R3,P1,3,2024-03-22,5,5,0
+R4,P3,1,2024-03-09,5,5,0
+R5,P1,1,2024-03-15,10,8,5
+R6,P1,1,2024-03-16,abc,1,0
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load(folder: Path, **kwargs):
+    sources = discover_sources(folder)
+    return validate_inputs({kind: (src, read_source(src)) for kind, src in sources.items()}, **kwargs)
+
+
+def rows_of(quarantine: pl.DataFrame) -> set[tuple]:
+    return set(quarantine.select("source", "row", "column", "value", "reason").iter_rows())
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("messy")
+    write(folder, "suppliers.csv", SUPPLIERS)
+    write(folder, "purchase_order_lines.csv", LINES)
+    write(folder, "receipts.csv", RECEIPTS)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def result(messy):
+    return load(messy, max_quarantine_share=1.0)
+
+
+# --- good rows and quarantine
+
+
+def test_good_rows_survive_in_canonical_dtypes_and_order(result):
+    for kind in ("suppliers", "purchase_order_lines", "receipts", "nonconformances", "feedback"):
+        assert getattr(result, kind).schema == pl.Schema(CANONICAL[kind]), kind
+    assert result.suppliers.rows() == [
+        (
+            "S1",
+            "Acme Metals",
+            "metal",
+            "critical",
+            "sales@acme.example",
+            "ann@buyer.example",
+            "approved",
+            dt.date(2026, 6, 30),
+            True,
+        ),
+        (
+            "S2",
+            "Bolt & Co",
+            "metal",
+            "minor",
+            "sales@bolt.example",
+            "bob@buyer.example",
+            "conditional",
+            None,
+            True,
+        ),
+    ]
+    assert result.purchase_order_lines.select("po_id", "line_no").rows() == [("P1", 1), ("P1", 2)]
+    assert result.purchase_order_lines.row(0) == (
+        "P1",
+        1,
+        "S1",
+        "I1",
+        "metal",
+        dt.date(2024, 3, 1),
+        dt.date(2024, 3, 15),
+        100.0,
+        2.5,
+        "EUR",
+    )
+    assert result.receipts.get_column("receipt_id").to_list() == ["R1", "R2"]
+    assert result.quarantine.schema == pl.Schema(QUARANTINE_SCHEMA)
+    assert result.summary.schema == pl.Schema(SUMMARY_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        pytest.param(
+            ("purchase_order_lines.csv", 3, "order_date", "31/03/2024", "not a date (expected YYYY-MM-DD)"),
+            id="cast failure keeps the original text",
+        ),
+        pytest.param(
+            ("purchase_order_lines.csv", 4, "quantity_ordered", "-5", "quantity_ordered must be > 0"),
+            id="range",
+        ),
+        pytest.param(
+            ("suppliers.csv", 3, "criticality", "huge", "criticality must be one of critical, major, minor"),
+            id="enumeration",
+        ),
+        pytest.param(
+            (
+                "purchase_order_lines.csv",
+                5,
+                "promised_date",
+                "promised_date=2024-03-01, order_date=2024-03-10",
+                "promised_date is before order_date",
+            ),
+            id="cross-column dates",
+        ),
+        pytest.param(
+            (
+                "receipts.csv",
+                5,
+                "quantity_accepted",
+                "quantity_accepted=8, quantity_rejected=5, quantity_received=10",
+                "quantity_accepted + quantity_rejected exceeds quantity_received",
+            ),
+            id="cross-column quantities",
+        ),
+        pytest.param(
+            ("purchase_order_lines.csv", 6, "item_id", None, "required value is missing"),
+            id="missing required value",
+        ),
+        pytest.param(
+            ("purchase_order_lines.csv", 7, "po_id, line_no", "P1, 1", "duplicate of row 1"),
+            id="duplicate key",
+        ),
+        pytest.param(
+            (
+                "purchase_order_lines.csv",
+                8,
+                "supplier_id",
+                "S9999",
+                "unknown supplier_id 'S9999' (not in suppliers.csv)",
+            ),
+            id="unknown supplier",
+        ),
+        pytest.param(
+            (
+                "purchase_order_lines.csv",
+                9,
+                "supplier_id",
+                "S3",
+                "supplier_id 'S3' is quarantined in suppliers.csv",
+            ),
+            id="supplier that was quarantined",
+        ),
+        pytest.param(
+            (
+                "receipts.csv",
+                3,
+                "po_id, line_no",
+                "P1, 3",
+                "unknown purchase order line: po_id 'P1' line_no 3 (not in purchase_order_lines.csv)",
+            ),
+            id="receipt for unknown line",
+        ),
+        pytest.param(
+            (
+                "receipts.csv",
+                4,
+                "po_id, line_no",
+                "P3, 1",
+                "purchase order line po_id 'P3' line_no 1 is quarantined in purchase_order_lines.csv",
+            ),
+            id="receipt for quarantined line",
+        ),
+        pytest.param(("receipts.csv", 6, "quantity_received", "abc", "not a number"), id="not a number"),
+    ],
+)
+def test_bad_row_is_quarantined_with_file_row_column_value_and_reason(result, expected):
+    assert expected in rows_of(result.quarantine)
+
+
+def test_row_with_several_problems_gives_each_reason_but_counts_once(result):
+    row10 = result.quarantine.filter((pl.col("source") == "purchase_order_lines.csv") & (pl.col("row") == 10))
+    assert sorted(row10.get_column("reason").to_list()) == [
+        "currency must be a 3-letter upper-case currency code (e.g. EUR)",
+        "quantity_ordered must be > 0",
+        "unit_price must be >= 0",
+    ]
+    lines = result.summary.filter(pl.col("kind") == "purchase_order_lines").row(0, named=True)
+    assert lines["rows_quarantined"] == 8  # rows 3..10, row 10 once despite three reasons
+
+
+def test_a_cast_failure_is_not_also_reported_as_missing(result):
+    row3 = result.quarantine.filter((pl.col("source") == "purchase_order_lines.csv") & (pl.col("row") == 3))
+    assert row3.select("column", "reason").rows() == [("order_date", "not a date (expected YYYY-MM-DD)")]
+
+
+def test_summary_counts_rows_read_and_distinct_rows_quarantined(result):
+    summary = {r["source"]: r for r in result.summary.iter_rows(named=True)}
+    assert set(summary) == {"suppliers.csv", "purchase_order_lines.csv", "receipts.csv"}
+    assert (summary["suppliers.csv"]["rows_read"], summary["suppliers.csv"]["rows_quarantined"]) == (3, 1)
+    assert (
+        summary["purchase_order_lines.csv"]["rows_read"],
+        summary["purchase_order_lines.csv"]["rows_quarantined"],
+    ) == (10, 8)
+    assert (summary["receipts.csv"]["rows_read"], summary["receipts.csv"]["rows_quarantined"]) == (6, 4)
+    assert summary["receipts.csv"]["share"] == pytest.approx(4 / 6)
+    # every quarantined row is gone from the good rows, every other row is there
+    assert result.receipts.height == 6 - 4
+
+
+def test_validate_frame_alone_trims_text_reads_booleans_and_drops_extra_columns():
+    raw = pl.DataFrame(
+        {
+            "supplier_id": ["  S1 ", "S2", "S3", "S4"],
+            "name": ["A", "B", "C", "D"],
+            "category": ["x"] * 4,
+            "criticality": ["major"] * 4,
+            "contact_email": ["a@x.example", "b@x.example", "not-an-email", "d@x.example"],
+            "owner_email": ["o@x.example"] * 4,
+            "status": ["approved"] * 4,
+            "certificate_expiry": [" 2025-01-31 ", "", None, "2025-02-30"],
+            "active": ["TRUE", "no", "1", "maybe"],
+            "erp_internal_code": ["z"] * 4,
+        }
+    )
+    good, quarantine = validate_frame("suppliers", raw, "suppliers.csv")
+    assert good.columns == list(CANONICAL["suppliers"])
+    assert good.select("supplier_id", "certificate_expiry", "active").rows() == [
+        ("S1", dt.date(2025, 1, 31), True),
+        ("S2", None, False),
+    ]
+    assert quarantine.select("row", "column", "value", "reason").rows() == [
+        (3, "contact_email", "not-an-email", "contact_email is not an email address"),
+        (4, "certificate_expiry", "2025-02-30", "not a date (expected YYYY-MM-DD)"),
+        (4, "active", "maybe", "not a true/false value (expected true, false, yes, no, 1 or 0)"),
+    ]
+
+
+def test_blank_lines_are_skipped_and_row_numbers_still_match_the_file(tmp_path):
+    text = RECEIPTS.splitlines()
+    body = "\n".join([text[0], text[1], "", text[2], "   ", "R9,P1,2,2024-03-22,0,0,0", "", ""]) + "\n"
+    path = write(tmp_path, "receipts.csv", body)
+    good, quarantine = validate_frame("receipts", read_source(Source("receipts", path, "csv")), path.name)
+    assert good.get_column("receipt_id").to_list() == ["R1", "R2"]
+    # R9 is on file line 6, so data row 5: the blank and the whitespace-only lines still count
+    assert quarantine.select("row", "column", "value", "reason").rows() == [
+        (5, "quantity_received", "0", "quantity_received must be > 0")
+    ]
+
+
+def test_optional_sources_are_checked_against_suppliers(tmp_path):
+    write(tmp_path, "suppliers.csv", SUPPLIERS)
+    write(tmp_path, "purchase_order_lines.csv", LINES)
+    write(tmp_path, "receipts.csv", RECEIPTS)
+    write(
+        tmp_path,
+        "nonconformances.csv",
+        """\
+ncr_id,supplier_id,raised_date,severity,closed_date
+N1,S1,2024-03-01,major,
+N2,S1,2024-03-01,minor,2024-02-01
+N3,S404,2024-03-01,critical,2024-03-05
+N1,S2,2024-03-02,minor,
+""",
+    )
+    write(
+        tmp_path,
+        "feedback.csv",
+        "supplier_id,date,score\nS1,2024-03-01,4\nS2,2024-03-01,6\nS2,2024-03-02,1.5\n",
+    )
+    result = load(tmp_path, max_quarantine_share=1.0)
+    assert result.nonconformances.select("ncr_id", "closed_date").rows() == [("N1", None)]
+    assert result.feedback.rows() == [("S1", dt.date(2024, 3, 1), 4)]
+    got = rows_of(result.quarantine)
+    assert (
+        "nonconformances.csv",
+        2,
+        "closed_date",
+        "closed_date=2024-02-01, raised_date=2024-03-01",
+        "closed_date is before raised_date",
+    ) in got
+    assert (
+        "nonconformances.csv",
+        3,
+        "supplier_id",
+        "S404",
+        "unknown supplier_id 'S404' (not in suppliers.csv)",
+    ) in got
+    assert ("nonconformances.csv", 4, "ncr_id", "N1", "duplicate of row 1") in got
+    assert ("feedback.csv", 2, "score", "6", "score must be between 1 and 5") in got
+    assert ("feedback.csv", 3, "score", "1.5", "not a whole number") in got
+
+
+def test_optional_sources_absent_give_empty_frames_with_canonical_schema(tmp_path):
+    write(tmp_path, "suppliers.csv", SUPPLIERS)
+    write(tmp_path, "purchase_order_lines.csv", LINES)
+    write(tmp_path, "receipts.csv", RECEIPTS)
+    assert set(discover_sources(tmp_path)) == {"suppliers", "purchase_order_lines", "receipts"}
+    result = load(tmp_path, max_quarantine_share=1.0)
+    for kind in ("nonconformances", "feedback"):
+        frame = getattr(result, kind)
+        assert frame.height == 0
+        assert frame.schema == pl.Schema(CANONICAL[kind])
+    assert set(result.summary.get_column("kind")) == {"suppliers", "purchase_order_lines", "receipts"}
+
+
+def test_parquet_source_is_read_as_stored_and_validated(tmp_path):
+    write(tmp_path, "suppliers.csv", SUPPLIERS)
+    write(
+        tmp_path,
+        "receipts.csv",
+        "receipt_id,po_id,line_no,received_date,quantity_received,"
+        "quantity_accepted,quantity_rejected\nR1,P1,1,2024-03-14,100,100,0\n",
+    )
+    pl.DataFrame(
+        {
+            "po_id": ["P1", "P2", "P3"],
+            "line_no": pl.Series([1, 1, 1], dtype=pl.Int32),
+            "supplier_id": ["S1", "S2", "S1"],
+            "item_id": [101, 102, 103],  # a text column stored as numbers
+            "category": ["metal"] * 3,
+            "order_date": [dt.datetime(2024, 3, 1, 8, 30)] * 3,
+            "promised_date": [dt.date(2024, 3, 15)] * 3,
+            "quantity_ordered": [100.0, float("nan"), 3.0],
+            "unit_price": [2.5, 1.0, 1.0],
+            "currency": ["EUR"] * 3,
+        }
+    ).write_parquet(tmp_path / "purchase_order_lines.parquet")
+    sources = discover_sources(tmp_path)
+    assert sources["purchase_order_lines"].format == "parquet"
+    result = load(tmp_path, max_quarantine_share=1.0)
+    assert result.purchase_order_lines.schema == pl.Schema(CANONICAL["purchase_order_lines"])
+    assert result.purchase_order_lines.select("po_id", "line_no", "item_id", "order_date").rows() == [
+        ("P1", 1, "101", dt.date(2024, 3, 1)),
+        ("P3", 1, "103", dt.date(2024, 3, 1)),
+    ]
+    assert rows_of(result.quarantine.filter(pl.col("kind") == "purchase_order_lines")) == {
+        ("purchase_order_lines.parquet", 2, "quantity_ordered", "NaN", "not a number")
+    }
+
+
+# --- bad sources
+
+
+def test_missing_required_file_names_the_folder_and_the_expected_file(tmp_path):
+    write(tmp_path, "suppliers.csv", SUPPLIERS)
+    write(tmp_path, "purchase_order_lines.csv", LINES)
+    write(tmp_path, "receipt.csv", RECEIPTS)
+    with pytest.raises(SourceError) as caught:
+        discover_sources(tmp_path)
+    message = str(caught.value)
+    assert str(tmp_path) in message
+    assert "receipts.csv (or receipts.parquet)" in message
+    assert "found 'receipt.csv'" in message
+
+
+def test_missing_data_folder_is_a_source_error(tmp_path):
+    with pytest.raises(SourceError, match="data folder not found"):
+        discover_sources(tmp_path / "nowhere")
+
+
+def test_both_csv_and_parquet_for_one_kind_is_a_source_error(tmp_path):
+    write(tmp_path, "suppliers.csv", SUPPLIERS)
+    pl.read_csv(tmp_path / "suppliers.csv").write_parquet(tmp_path / "suppliers.parquet")
+    with pytest.raises(SourceError, match="both suppliers.csv and suppliers.parquet"):
+        discover_sources(tmp_path)
+
+
+def test_missing_column_names_the_file_the_column_and_a_close_match(tmp_path):
+    write(
+        tmp_path,
+        "suppliers.csv",
+        SUPPLIERS.replace("owner_email", "owner_mail").replace(",active", ",is_active"),
+    )
+    write(tmp_path, "purchase_order_lines.csv", LINES)
+    write(tmp_path, "receipts.csv", RECEIPTS)
+    with pytest.raises(SourceError) as caught:
+        load(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(
+        "suppliers.csv: missing columns 'owner_email' (found 'owner_mail' — did you mean it?), "
+        "'active' (found 'is_active' — did you mean it?)"
+    )
+    assert "source mapping" in message
+    assert "\n" not in message
+
+
+def test_file_that_is_not_utf8_is_a_source_error_naming_file_and_line(tmp_path):
+    path = tmp_path / "suppliers.csv"
+    path.write_bytes(SUPPLIERS.replace("Bolt & Co", "Bölt & Co").encode("latin-1"))
+    with pytest.raises(SourceError) as caught:
+        read_source(Source("suppliers", path, "csv"))
+    message = str(caught.value)
+    assert message.startswith("suppliers.csv: is not UTF-8 text (byte 0xf6 on line 3)")
+    assert "UTF-8" in caught.value.fix
+
+
+def test_empty_file_is_a_source_error(tmp_path):
+    path = write(tmp_path, "receipts.csv", "")
+    with pytest.raises(SourceError, match=r"^receipts.csv: the file is empty"):
+        read_source(Source("receipts", path, "csv"))
+
+
+def test_ragged_csv_is_a_source_error(tmp_path):
+    path = write(tmp_path, "receipts.csv", RECEIPTS + "R7,P1,1,2024-03-16,1,1,0,surplus\n")
+    with pytest.raises(SourceError, match=r"^receipts.csv: cannot be read as CSV"):
+        read_source(Source("receipts", path, "csv"))
+
+
+# --- threshold
+
+
+def test_quarantine_share_over_threshold_stops_the_run_with_the_file_share_and_reasons(messy):
+    with pytest.raises(DataQualityError) as caught:
+        load(messy)  # default threshold 0.2; lines are 80% bad, receipts 67%, suppliers 33%
+    error = caught.value
+    message = str(error)
+    assert error.where == "purchase_order_lines.csv"
+    assert "80.0% of rows quarantined (8 of 10), over the 20.0% threshold" in message
+    assert "top reasons:" in message and "quantity_ordered must be > 0 (2)" in message
+    assert "receipts.csv" in message and "suppliers.csv" in message
+    assert "validation.max_quarantine_share" in error.fix
+    assert error.quarantine.height >= 8  # kept for the data-quality report of the failed run
+
+
+def test_quarantine_share_under_threshold_lets_the_run_go_on(messy):
+    result = load(messy, max_quarantine_share=0.8)
+    assert result.purchase_order_lines.height == 2
+
+
+# --- fingerprint and schemas
+
+
+def test_fingerprint_is_independent_of_dict_order_and_follows_file_bytes(tmp_path):
+    write(tmp_path, "suppliers.csv", SUPPLIERS)
+    write(tmp_path, "purchase_order_lines.csv", LINES)
+    write(tmp_path, "receipts.csv", RECEIPTS)
+    sources = discover_sources(tmp_path)
+    first = fingerprint_sources(sources)
+    assert first == fingerprint_sources(dict(reversed(list(sources.items()))))
+    assert len(first) == 64 and int(first, 16) >= 0
+    write(tmp_path, "receipts.csv", RECEIPTS.replace("R6,", "R7,"))
+    assert fingerprint_sources(sources) != first
+
+
+def test_pandera_models_match_the_canonical_columns():
+    for kind, model in MODELS.items():
+        schema = model.to_schema()
+        assert list(schema.columns) == list(CANONICAL[kind]), kind
+        for name, column in schema.columns.items():
+            assert column.dtype.type == CANONICAL[kind][name], (kind, name)
+            assert column.nullable == (name in NULLABLE.get(kind, ())), (kind, name)
+
+
+def test_frame_level_failure_is_reported_against_the_source(tmp_path, monkeypatch):
+    class AtLeastThree(FeedbackRecord):
+        @pa.dataframe_check(error="fewer than 3 feedback rows")
+        def enough(cls, data: pa.PolarsData) -> bool:
+            return data.lazyframe.select(pl.len()).collect().item() >= 3
+
+        class Config:
+            name = "feedback"
+
+    monkeypatch.setitem(MODELS, "feedback", AtLeastThree)
+    raw = pl.DataFrame(
+        {"supplier_id": ["S1", "S2"], "date": ["2024-03-01", "2024-03-02"], "score": ["4", "5"]}
+    )
+    good, quarantine = validate_frame("feedback", raw, "feedback.csv")
+    assert quarantine.select("source", "row", "reason").rows() == [
+        ("feedback.csv", None, "whole file: fewer than 3 feedback rows")
+    ]
+    assert good.height == 2
+
+    write(tmp_path, "suppliers.csv", SUPPLIERS)
+    write(tmp_path, "purchase_order_lines.csv", LINES)
+    write(tmp_path, "receipts.csv", RECEIPTS)
+    write(tmp_path, "feedback.csv", "supplier_id,date,score\nS1,2024-03-01,4\n")
+    with pytest.raises(SourceError, match=r"^feedback.csv: whole file: fewer than 3 feedback rows"):
+        load(tmp_path, max_quarantine_share=1.0)
