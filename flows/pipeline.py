@@ -211,7 +211,7 @@ def deliver(settings: Settings, run: RunRecord, messages: list[PendingMessage]) 
         store.enqueue_messages(run.run_key, run.run_id, messages)
         wanted = {m.message_key for m in messages}
         unsent = [(key, body) for key, body in store.unsent_messages(run.run_key) if key in wanted]
-        outgoing = [OutgoingMessage(key=key, message=message_from_bytes(body, policy=policy.default))
+        outgoing = [OutgoingMessage(key=key, message=message_from_bytes(body, policy=policy.default), raw=body)
                     for key, body in unsent]
 
         def record(result: DeliveryResult) -> None:

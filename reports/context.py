@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
 import polars as pl
+
+from suppliers.validate import reason_family
 
 BAND_ORDER = ("A", "B", "C", "D")
 
@@ -120,7 +122,8 @@ def band_counts(evaluated: pl.DataFrame) -> dict[str, int]:
 def quarantine_summary_with_reasons(summary: pl.DataFrame, quarantine: pl.DataFrame, top: int = 3) -> pl.DataFrame:
     """The validation summary plus each source's most frequent quarantine reasons."""
     reasons = (
-        quarantine.group_by("kind", "reason").len()
+        quarantine.with_columns(reason=reason_family())
+        .group_by("kind", "reason").len()
         .sort("len", "reason", descending=[True, False])
         .group_by("kind", maintain_order=True)
         .agg(top_reasons=pl.format("{} ({} rows)", pl.col("reason"), pl.col("len")).head(top))
@@ -129,6 +132,3 @@ def quarantine_summary_with_reasons(summary: pl.DataFrame, quarantine: pl.DataFr
         pl.col("top_reasons").fill_null(pl.lit([], dtype=pl.List(pl.String)))
     )
 
-
-def as_records(frame: pl.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
-    return frame.select(columns).to_dicts()

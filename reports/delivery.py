@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Literal
 
@@ -58,10 +59,21 @@ class SmtpSettings(pydantic.BaseModel, frozen=True, extra="forbid"):
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """A composed message and its outbox-ledger key."""
+    """A composed message and its outbox-ledger key.
+
+    ``raw``, when given, is the message of record (the ledger's bytes) and is sent byte for byte: the email
+    package re-folds a parsed folded header wrongly (a leading space in the Subject), so a message read back
+    from the ledger must never be serialised again.
+    """
 
     key: str
     message: EmailMessage
+    raw: bytes | None = None
+
+    def wire_bytes(self) -> bytes:
+        if self.raw is not None:
+            return self.raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        return self.message.as_bytes(policy=self.message.policy.clone(linesep="\r\n"))
 
 
 @dataclass(frozen=True)
@@ -135,7 +147,7 @@ def _deliver_to_outbox(
         path = outbox_path(outbox_dir, item.key)
         try:
             # CRLF whatever policy the message was parsed with: the same message always gives the same file.
-            _write_atomically(path, item.message.as_bytes(policy=item.message.policy.clone(linesep="\r\n")))
+            _write_atomically(path, item.wire_bytes())
             result = DeliveryResult(item.key, True, "outbox", str(path), 1, None)
         except OSError as exc:
             result = DeliveryResult(
@@ -233,7 +245,7 @@ class _SmtpRun:
             attempts += 1
             try:
                 async with semaphore:  # held per attempt, not while waiting to retry
-                    errors, _ = await self._send(item.message)
+                    errors, _ = await self._send(item)
             except Exception as exc:  # every failure becomes a result, never an exception
                 temporary = _is_temporary(exc)
                 if not temporary or attempts > self.retries:
@@ -264,10 +276,14 @@ class _SmtpRun:
                 warning = f"delivered, but the server refused some recipients: {refused}"
             return DeliveryResult(item.key, True, "smtp", location, attempts, warning)
 
-    async def _send(self, message: EmailMessage):
+    async def _send(self, item: OutgoingMessage):
         username, password = self.credentials or (None, None)
+        message = item.message
+        addresses = getaddresses([str(v) for field in ("To", "Cc", "Bcc") for v in message.get_all(field, [])])
         return await aiosmtplib.send(
-            message,
+            item.wire_bytes(),
+            sender=parseaddr(str(message["From"]))[1],
+            recipients=[address for _, address in addresses if address],
             hostname=self.smtp.host,
             port=self.smtp.port,
             username=username,

@@ -33,6 +33,8 @@ _NAME_ADDR = re.compile(r"(?:(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>|(?P<bare>[
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
+_HEADER_POLICY = email.policy.SMTP.clone(max_line_length=998)
+
 def compose_message(
     *,
     sender: str,
@@ -91,6 +93,10 @@ def compose_message(
         msg.set_boundary(_boundary(key, "mixed"))
         alternative = msg.get_payload()[0]
         alternative.set_boundary(_boundary(key, "alt"))
+    # Bodies are already encoded (quoted-printable, short lines); from here on the policy only folds headers,
+    # and a Subject of up to 998 characters stays on its line: at 78 the email package moves a long Subject
+    # whole onto a continuation line, which readers then show with a leading space.
+    msg.policy = _HEADER_POLICY
     return msg
 
 

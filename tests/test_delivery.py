@@ -18,40 +18,18 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from smtp_support import HOST, Recorder, free_port, smtp_server
+
 from reports.delivery import DeliveryResult, OutgoingMessage, SmtpSettings, deliver_messages, outbox_path
 from reports.mail import compose_message, safe_key
 from reports.render import Rendered
 from suppliers.errors import ConfigError
 
-HOST = "127.0.0.1"
 USER, PASSWORD = "reports", "s3cret-Pa55"
 FAST = {"backoff_seconds": 0.01}  # keep retries quick in tests
 
 
 # ---- helpers ------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    # aiosmtpd's Controller cannot use port 0 (its readiness probe needs the real port): ask the OS for one.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-class Recorder:
-    """Accepts everything and keeps the envelopes."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[tuple[str, list[str], bytes]] = []
-        self.sessions: list[tuple[bool, bool]] = []  # (encrypted, authenticated) per delivered message
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
-        self.sessions.append((session.ssl is not None, bool(session.authenticated)))
-        return "250 2.0.0 OK"
-
-    def messages(self) -> list[email.message.EmailMessage]:
-        return [email.message_from_bytes(raw, policy=email.policy.default) for _, _, raw in self.envelopes]
 
 
 class FlakyOnce(Recorder):
@@ -102,16 +80,6 @@ def authenticator(server, session, envelope, mechanism, auth_data):
     )
     # A failed AuthResult must be handled=False, or aiosmtpd answers nothing and the client hangs (gotcha 9).
     return AuthResult(success=True) if ok else AuthResult(success=False, handled=False)
-
-
-@contextmanager
-def smtp_server(handler, **kwargs):
-    controller = Controller(handler, hostname=HOST, port=free_port(), ready_timeout=5, **kwargs)
-    controller.start()
-    try:
-        yield controller
-    finally:
-        controller.stop()
 
 
 @pytest.fixture(scope="module")
@@ -308,17 +276,20 @@ def test_a_message_stored_as_bytes_and_parsed_back_is_delivered_unchanged(tmp_pa
     with smtp_server(handler) as controller:
         parsed = email.message_from_bytes(stored, policy=email.policy.default)
         result = deliver_messages(
-            [OutgoingMessage("ledger-1", parsed)], smtp=plain(controller), outbox_dir=tmp_path
+            [OutgoingMessage("ledger-1", parsed, raw=stored)], smtp=plain(controller), outbox_dir=tmp_path
         )[0]
     assert result.ok
     raw = handler.envelopes[0][2]
-    assert max(len(line) for line in raw.split(b"\r\n")) <= 78  # quoted-printable: no over-long lines
+    assert raw.rstrip(b"\r\n") == stored.rstrip(b"\r\n")  # the ledger's bytes, not a re-serialisation
+    headers, _, body = raw.partition(b"\r\n\r\n")
+    assert max(len(line) for line in headers.split(b"\r\n")) <= 998  # RFC 5322's hard limit
+    assert max(len(line) for line in body.split(b"\r\n")) <= 78  # quoted-printable: no over-long lines
     got = handler.messages()[0]
     assert got["Message-ID"] == "<ledger-1@supplier-eval>" and got["Subject"] == "Müller & Söhne"
     assert got.get_body(("html",)).get_content().rstrip() == rendered.html
     files = [
         deliver_messages(
-            [OutgoingMessage("ledger-1", email.message_from_bytes(stored, policy=email.policy.default))],
+            [OutgoingMessage("ledger-1", email.message_from_bytes(stored, policy=email.policy.default), raw=stored)],
             smtp=None,
             outbox_dir=tmp_path / "outbox",
         )[0].location

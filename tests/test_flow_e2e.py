@@ -1,0 +1,169 @@
+"""The whole evaluation as a real Prefect flow run, delivering to a real SMTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from pathlib import Path
+
+import polars as pl
+import pytest
+from smtp_support import HOST, Recorder, free_port, smtp_server
+
+from flows.params import RunParameters
+from suppliers.errors import DeliveryError, SourceError
+from suppliers.generate import HTML_FIXTURE_NAME
+from suppliers.store import Store, evaluations, outbox
+
+from conftest import SAMPLE_END
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def smtp_settings(workspace: Path, port: int, *, retries: int = 1) -> Path:
+    config = workspace / "supplier-eval.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace('outbox_dir = "outbox"\n', f'outbox_dir = "outbox"\nretries = {retries}\n')
+        + f'[mail.smtp]\nhost = "{HOST}"\nport = {port}\nsecurity = "none"\ntimeout_seconds = 5\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def run(flow_name: str, config: Path, **params: object):
+    from flows.pipeline import adhoc, fast_flow_runs, nightly
+
+    flow = {"nightly": nightly, "adhoc": adhoc}[flow_name]
+    with fast_flow_runs():
+        return flow(RunParameters(config_file=str(config), as_of=SAMPLE_END, **params))
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert text is not None and html is not None, "every message has a text part and an HTML part"
+    return text.get_content(), html.get_content()
+
+
+def test_nightly_flow_scores_stores_and_emails_everyone_once(workspace: Path) -> None:
+    recorder = Recorder()
+    with smtp_server(recorder) as controller:
+        config = smtp_settings(workspace, controller.port)
+        summary = run("nightly", config)
+        suppliers = pl.read_csv(workspace / "data" / "suppliers.csv")
+        active = suppliers.filter(pl.col("active"))
+        assert summary.suppliers_evaluated == active.height
+        assert summary.evaluations_added == active.height
+        assert sum(summary.bands.values()) == active.height
+        assert summary.bands["insufficient data"] >= 2  # the generator's sparse suppliers
+        assert summary.bands["A"] > summary.bands["D"] > 0
+
+        messages = recorder.messages()
+        assert len(messages) == active.height + 1 == summary.messages_delivered_now
+        digests = [m for m in messages if m["Subject"].startswith("Supplier evaluation digest")]
+        assert len(digests) == 1 and digests[0]["To"] == "qm@example.org"
+        assert digests[0]["Subject"] == f"Supplier evaluation digest as of {SAMPLE_END}: {active.height} suppliers"
+        digest_text, digest_html = parts(digests[0])
+        assert "Band A" in digest_text and "<table" in digest_html
+
+        # each supplier report goes to the supplier's buyer (owner_email), names escaped in HTML only
+        reports = {m["Subject"]: m for m in messages if m not in digests}
+        owners = dict(active.select("name", "owner_email").iter_rows())
+        for name, owner in owners.items():
+            subject = next(s for s in reports if f": {name} (" in s)
+            assert reports[subject]["To"] == owner
+        tricky = next(m for s, m in reports.items() if HTML_FIXTURE_NAME in s)
+        text, html = parts(tricky)
+        assert HTML_FIXTURE_NAME in text
+        assert "Smith &amp; Sons &lt;Precision&gt; Ltd" in html and "<Precision>" not in html
+        for envelope_from, rcpt_tos, _ in recorder.envelopes:
+            assert envelope_from == "supplier-eval@example.org" and len(rcpt_tos) == 1
+
+        # the same evaluation again: nothing new recorded, nothing sent twice
+        again = run("nightly", config)
+        assert again.run_key == summary.run_key and again.already_recorded
+        assert again.evaluations_added == 0 and again.messages_delivered_now == 0
+        assert len(recorder.envelopes) == active.height + 1
+
+    store = Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}")
+    try:
+        assert store.count(evaluations) == active.height
+        runs = store.runs_frame()
+        assert runs["status"].to_list() == ["succeeded", "succeeded"]
+        assert runs["trigger"].unique().to_list() == ["nightly"]
+        assert runs["rule_set_hash"].str.len_chars().to_list() == [64, 64]
+    finally:
+        store.close()
+    report_dir = Path(summary.reports_dir)
+    assert (report_dir / "digest.html").is_file() and (report_dir / "quarantine.csv").is_file()
+    assert len(list((report_dir / "suppliers").glob("*.html"))) == active.height
+
+
+def test_adhoc_for_one_supplier_reports_to_whoever_asked(workspace: Path) -> None:
+    recorder = Recorder()
+    with smtp_server(recorder) as controller:
+        config = smtp_settings(workspace, controller.port)
+        summary = run("adhoc", config, suppliers=("S0002",), window_days=180, recipients=("officer@example.org",))
+    assert summary.suppliers_evaluated == 1 and summary.window_days == 180
+    assert sorted(rcpt for _, rcpts, _ in recorder.envelopes for rcpt in rcpts) == ["officer@example.org"] * 2
+    subjects = [str(m["Subject"]) for m in recorder.messages()]
+    assert sum(s.startswith("Supplier evaluation digest") for s in subjects) == 1
+    assert sum(s.startswith("Supplier evaluation: ") and "(S0002)" in s for s in subjects) == 1, subjects
+
+
+def test_bad_rows_are_quarantined_and_the_run_goes_on(workspace: Path) -> None:
+    lines_csv = workspace / "data" / "purchase_order_lines.csv"
+    with lines_csv.open("a", encoding="utf-8") as handle:
+        handle.write("PBAD1,1,S0001,IT1,Parts,2026-01-05,2026-01-20,not-a-number,1.0,EUR\n")
+        handle.write("PBAD2,1,S9999,IT1,Parts,2026-01-05,2026-01-20,5,1.0,EUR\n")
+    summary = run("nightly", workspace / "supplier-eval.toml")
+    assert summary.quarantined_rows == 2
+    quarantine = pl.read_csv(Path(summary.reports_dir) / "quarantine.csv")
+    assert set(quarantine["source"]) == {"purchase_order_lines.csv"}
+    assert quarantine.filter(pl.col("column") == "quantity_ordered")["value"].to_list() == ["not-a-number"]
+    assert any("S9999" in reason for reason in quarantine["reason"].to_list())
+    digest_text = (Path(summary.reports_dir) / "digest.txt").read_text(encoding="utf-8")
+    assert "purchase_order_lines.csv" in digest_text
+    # no SMTP configured: the messages are .eml files in the outbox folder
+    assert len(list((workspace / "outbox").glob("*.eml"))) == summary.messages == summary.suppliers_evaluated + 1
+
+
+def test_a_bad_file_stops_the_run_and_is_recorded_as_failed(workspace: Path) -> None:
+    receipts = workspace / "data" / "receipts.csv"
+    receipts.write_text(receipts.read_text(encoding="utf-8").replace("quantity_accepted", "qty_ok", 1),
+                        encoding="utf-8")
+    with pytest.raises(SourceError, match="receipts.csv.*quantity_accepted"):
+        run("nightly", workspace / "supplier-eval.toml")
+    store = Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}")
+    try:
+        failed = store.runs_frame().row(0, named=True)
+        assert failed["status"] == "failed" and "quantity_accepted" in failed["error"]
+        assert store.count(evaluations) == 0
+    finally:
+        store.close()
+
+
+def test_mail_that_could_not_go_is_sent_by_the_next_run_exactly_once(workspace: Path) -> None:
+    port = free_port()  # nothing listens here yet: the first run's delivery fails
+    config = smtp_settings(workspace, port, retries=0)
+    with pytest.raises(DeliveryError, match="not delivered.*run the same evaluation again"):
+        run("nightly", config)
+    store = Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}")
+    try:
+        ledger = store.outbox_frame()
+        assert ledger.height > 0 and set(ledger["status"]) == {"failed"}
+        assert store.count(evaluations) > 0  # the evaluation itself was kept
+    finally:
+        store.close()
+
+    recorder = Recorder()
+    with smtp_server(recorder, port=port):  # the server comes up on the same port
+        retried = run("nightly", config)
+        assert retried.messages_delivered_now == ledger.height == len(recorder.envelopes)
+        assert run("nightly", config).messages_delivered_now == 0
+        assert len(recorder.envelopes) == ledger.height
+    store = Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}")
+    try:
+        assert set(store.outbox_frame()["status"]) == {"sent"} and store.count(outbox) == ledger.height
+    finally:
+        store.close()
+
