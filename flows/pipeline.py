@@ -26,6 +26,7 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from pydantic import BaseModel
 
 from flows.params import RunParameters
+from flows.runtime import hide_user_error_tracebacks
 from flows.settings import Settings, load_settings
 from reports.context import band_counts, digest_context, quarantine_summary_with_reasons, supplier_context
 from reports.delivery import DeliveryResult, OutgoingMessage, deliver_messages
@@ -368,5 +369,6 @@ def adhoc(params: RunParameters) -> RunSummary:
 @contextmanager
 def fast_flow_runs() -> Iterator[None]:
     """Skip the flow heartbeat thread (about a second a run); the run records are unchanged."""
+    hide_user_error_tracebacks()
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+from suppliers.errors import SupplierEvalError
 
 OFFLINE_DEFAULTS = {
     "DO_NOT_TRACK": "1",
@@ -23,3 +26,27 @@ def configure(prefect_home: Path | None = None) -> None:
     if prefect_home is not None and "PREFECT_HOME" not in os.environ:
         prefect_home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(prefect_home)
+
+
+class _UserErrorTracebackFilter(logging.Filter):
+    """Keep the log line of a failed run, drop the traceback when the cause is a user error, not a bug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], SupplierEvalError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_FILTER = _UserErrorTracebackFilter()
+
+
+def hide_user_error_tracebacks() -> None:
+    """Attach the filter to Prefect's run loggers and every handler below 'prefect' (call after importing prefect)."""
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+        for handler in logger.handlers:
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)

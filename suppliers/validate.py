@@ -165,8 +165,8 @@ def _check_columns(kind: str, raw: pl.DataFrame, source_name: str) -> pl.DataFra
     raise SourceError(
         f"missing {noun} {', '.join(described)}",
         where=source_name,
-        fix=f"Add the {noun} or map {'it' if len(missing) == 1 else 'them'} in the source mapping "
-        f"(expected: {', '.join(wanted)})",
+        fix=f"Add the {noun} to the header row, or rename the column that holds "
+        f"{'it' if len(missing) == 1 else 'them'} (expected: {', '.join(wanted)})",
     )
 
 

@@ -421,7 +421,7 @@ def test_missing_column_names_the_file_the_column_and_a_close_match(tmp_path):
         "suppliers.csv: missing columns 'owner_email' (found 'owner_mail' — did you mean it?), "
         "'active' (found 'is_active' — did you mean it?)"
     )
-    assert "source mapping" in message
+    assert "rename the column" in message
     assert "\n" not in message
 
 
