@@ -1,0 +1,149 @@
+"""The command line: help with an example everywhere, exit codes 0/1/2, one-line errors, the demo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import polars as pl
+import pytest
+
+from flows.cli import cli, main
+
+from conftest import SAMPLE_END
+
+
+def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += all_commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+COMMANDS = all_commands()
+
+
+def test_the_documented_commands_exist() -> None:
+    assert {" ".join(c) for c in COMMANDS} >= {"", "demo", "evaluate", "generate", "validate", "rules", "rules check",
+                                               "history", "asl"}
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "supplier-eval")
+def test_every_command_has_help_with_an_example(command: tuple[str, ...], capsys: pytest.CaptureFixture) -> None:
+    assert main([*command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Example:" in out
+    example = out.split("Example:")[1].strip().splitlines()[0].strip()
+    assert example.startswith("supplier-eval " + " ".join(command))
+
+
+def test_generate_writes_every_record_kind_deterministically(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["generate", "--suppliers", "8", "--lines", "200", "--seed", "3", "--end", "2026-06-30"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--format", "csv"]) == 0
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["feedback.csv", "nonconformances.csv", "purchase_order_lines.csv", "receipts.csv",
+                     "suppliers.csv"]
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert pl.read_csv(tmp_path / "a" / "purchase_order_lines.csv").height == 200
+    assert "200 purchase order lines" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "p"), "--format", "parquet"]) == 0
+    assert pl.read_parquet(tmp_path / "p" / "suppliers.parquet").height == 8
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["generate", "--out", "x", "--suppliers", "2"], 2, "2 is not in the range x>=5"),
+        (["evaluate", "--as-of", "30/06/2026"], 2, "'30/06/2026' is not a date; use YYYY-MM-DD"),
+        (["evaluate", "--to", "not-an-address", "--config", "{cfg}"], 2, "'not-an-address' is not an email address"),
+        (["evaluate", "--config", "{missing}"], 2, "settings file not found"),
+        (["evaluate", "--config", "{cfg}", "--rules", "{missing}"], 2, "rule file not found"),
+        (["rules", "check", "{missing}"], 2, "rule file not found"),
+        (["validate", "--data", "{missing}"], 1, "data folder"),
+        (["no-such-command"], 2, "No such command"),
+    ],
+)
+def test_user_errors_are_one_line_with_the_right_exit_code(
+    workspace: Path, capsys: pytest.CaptureFixture, args: list[str], code: int, message: str
+) -> None:
+    filled = [a.format(cfg=workspace / "supplier-eval.toml", missing=workspace / "missing") for a in args]
+    assert main(filled) == code
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_bad_settings_key_is_named(workspace: Path, capsys: pytest.CaptureFixture) -> None:
+    config = workspace / "supplier-eval.toml"
+    config.write_text(config.read_text(encoding="utf-8") + "[validation]\nmax_quarantine_shar = 0.1\n")
+    assert main(["evaluate", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "setting 'validation.max_quarantine_shar': unknown setting" in err
+
+
+def test_rules_check_reports_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["rules", "check"]) == 0
+    assert "is valid; sha256" in capsys.readouterr().out
+    bad = tmp_path / "rules.yaml"
+    bad.write_text(Path("rules/iso9001-8.4.yaml").read_text(encoding="utf-8").replace("weight: 30", "weight: 31", 1))
+    assert main(["rules", "check", str(bad)]) == 2
+    assert f"error: {bad}:" in capsys.readouterr().err
+
+
+def test_validate_reports_counts_and_writes_the_quarantine(workspace: Path, capsys: pytest.CaptureFixture) -> None:
+    with (workspace / "data" / "receipts.csv").open("a", encoding="utf-8") as handle:
+        handle.write("RBAD,PO0000001,1,2026-13-01,5,5,0\n")
+    out_file = workspace / "q.csv"
+    assert main(["validate", "--config", str(workspace / "supplier-eval.toml"), "--quarantine-out", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert "receipts.csv" in out and "1 quarantined" in out
+    assert pl.read_csv(out_file)["value"].to_list() == ["2026-13-01"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_evaluate_then_history_and_asl(workspace: Path, capsys: pytest.CaptureFixture) -> None:
+    config = str(workspace / "supplier-eval.toml")
+    assert main(["evaluate", "--config", config, "--as-of", str(SAMPLE_END)]) == 0
+    out = capsys.readouterr().out
+    assert "new evaluations recorded" in out and "written as .eml files to" in out
+    assert main(["evaluate", "--config", config, "--as-of", str(SAMPLE_END)]) == 0
+    assert "already recorded: nothing added" in capsys.readouterr().out
+    assert main(["history", "--config", config, "--supplier", "S0001"]) == 0
+    history = capsys.readouterr().out.strip().splitlines()
+    assert len(history) == 1 and history[0].startswith(f"{SAMPLE_END}  S0001")
+    assert main(["asl", "--config", config]) == 0
+    assert "since 2026-06-30" in capsys.readouterr().out
+    assert main(["evaluate", "--config", config, "--supplier", "NOPE"]) == 2
+    assert "unknown supplier id 'NOPE'" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    work = tmp_path / "demo"
+    assert main(["demo", "--work-dir", str(work), "--suppliers", "12", "--lines", "900"]) == 0
+    out = capsys.readouterr().out
+    assert "Band A" in out and "Insufficient data" in out
+    assert f"written as .eml files to {work / 'outbox'}" in out
+    assert len(list((work / "outbox").glob("*.eml"))) >= 2
+    assert (work / "supplier-eval.db").is_file()
+
+
+def test_a_failed_run_prints_no_traceback_from_the_real_command(workspace: Path) -> None:
+    receipts = workspace / "data" / "receipts.csv"
+    receipts.write_text(receipts.read_text(encoding="utf-8").replace("quantity_accepted", "qty_ok", 1))
+    command = [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main())",
+               "evaluate", "--config", str(workspace / "supplier-eval.toml"), "--as-of", str(SAMPLE_END)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ), check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert error_lines == [error_lines[0]] and "receipts.csv: missing column 'quantity_accepted'" in error_lines[0]
