@@ -53,11 +53,6 @@ class MailSettings(_Section):
     smtp: SmtpSettings | None = None
 
 
-class ScheduleSettings(_Section):
-    nightly_cron: str = "0 2 * * *"
-    timezone: str = "UTC"
-
-
 class Settings(_Section):
     data: DataSettings = DataSettings()
     store: StoreSettings = StoreSettings()
@@ -65,7 +60,6 @@ class Settings(_Section):
     output: OutputSettings = OutputSettings()
     validation: ValidationSettings = ValidationSettings()
     mail: MailSettings = MailSettings()
-    schedule: ScheduleSettings = ScheduleSettings()
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("base_dir")

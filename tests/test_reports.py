@@ -370,7 +370,7 @@ def test_late_lines_are_capped_at_25_with_a_count_of_the_rest():
     for part in (out.html, out.text):
         assert "PO-00024" in part and "PO-00025" not in part
         assert "5 more not shown" in part
-        assert "30 order lines were completed after the promised date" in part
+        assert "30 order lines were not fully received by the deadline" in part
         assert "not yet complete" in part  # the line with no completion date
 
 
