@@ -34,7 +34,7 @@ from reports.mail import compose_message
 from reports.render import render_digest, render_supplier_report
 from rules.decide import assemble_evaluations, status_changes
 from rules.loader import load_rule_set
-from rules.metrics import late_lines, supplier_metrics, window_start
+from rules.metrics import measure_suppliers, window_start
 from rules.model import RuleSet
 from rules.scoring import CURRENT_STATUS, score_suppliers
 from suppliers.errors import ConfigError, DeliveryError
@@ -119,10 +119,10 @@ def compute_metrics(validated: ValidatedInputs, selected: pl.DataFrame, rule_set
                     window_days: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     tolerance = rule_set.evaluation.on_time_tolerance_days
     lines = validated.purchase_order_lines.join(selected.select("supplier_id"), on="supplier_id", how="semi")
-    metrics = supplier_metrics(selected, lines, validated.receipts, validated.nonconformances, validated.feedback,
-                               as_of=as_of, window_days=window_days, tolerance_days=tolerance)
-    late = late_lines(lines, validated.receipts, as_of=as_of, window_days=window_days, tolerance_days=tolerance)
-    return metrics, late
+    performance = measure_suppliers(selected, lines, validated.receipts, validated.nonconformances,
+                                    validated.feedback, as_of=as_of, window_days=window_days,
+                                    tolerance_days=tolerance)
+    return performance.metrics, performance.late_lines
 
 
 @task(name="score", cache_policy=NO_CACHE)

@@ -15,6 +15,7 @@ The per-line facts come from ``line_facts``; each rate below is a share of judge
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
@@ -22,6 +23,7 @@ import polars as pl
 Z_95 = 1.959963984540054
 
 RECEIPT_KEYS = ("po_id", "line_no")
+MICRO = 1_000_000  # quantities are compared to a millionth of a unit
 
 
 def window_start(as_of: date, window_days: int) -> date:
@@ -54,27 +56,36 @@ def line_facts(
     known_receipts = receipts.filter(pl.col("received_date") <= as_of).select(
         *RECEIPT_KEYS, "received_date", "quantity_received", "quantity_accepted"
     )
+    # Sorted by line and date, a line's running quantity is the global running total minus the total before
+    # the line began: no per-group window. Totals are kept in integer micro-units so the subtraction is exact
+    # (in floats, 99.9999999 received could miss an order of 100). A left join keeps lines with no receipt.
+    new_line = (pl.col("po_id") != pl.col("po_id").shift()) | (pl.col("line_no") != pl.col("line_no").shift())
+    micro = (pl.col("quantity_received").fill_null(0.0) * MICRO).round().cast(pl.Int64)
     per_receipt = (
-        judged.join(known_receipts, on=list(RECEIPT_KEYS), how="inner")
-        .sort(*RECEIPT_KEYS, "received_date")
-        .with_columns(received_so_far=pl.col("quantity_received").cum_sum().over(RECEIPT_KEYS))
+        judged.join(known_receipts, on=list(RECEIPT_KEYS), how="left")
+        .sort(*RECEIPT_KEYS, "received_date", nulls_last=True)
+        .with_columns(new_line=new_line.fill_null(True), running=micro.cum_sum(), micro=micro)
+        .with_columns(
+            line_index=pl.col("new_line").cum_sum(),
+            received_so_far=pl.col("running")
+            - pl.when(pl.col("new_line")).then(pl.col("running") - pl.col("micro")).forward_fill(),
+        )
     )
     by_deadline = pl.col("received_date") <= pl.col("deadline")
-    per_line = per_receipt.group_by(*RECEIPT_KEYS).agg(
-        received_by_deadline=pl.col("quantity_received").filter(by_deadline).sum(),
-        accepted_by_deadline=pl.col("quantity_accepted").filter(by_deadline).sum(),
-        received_total=pl.col("quantity_received").sum(),
-        accepted_total=pl.col("quantity_accepted").sum(),
-        completed_date=pl.col("received_date")
-        .filter(pl.col("received_so_far") >= pl.col("quantity_ordered"))
-        .min(),
-        last_receipt_date=pl.col("received_date").max(),
-    )
     ordered = pl.col("quantity_ordered")
+    ordered_micro = (ordered * MICRO).round().cast(pl.Int64)
     return (
-        judged.join(per_line, on=list(RECEIPT_KEYS), how="left")
-        .with_columns(pl.col(c).fill_null(0.0) for c in ("received_by_deadline", "accepted_by_deadline",
-                                                         "received_total", "accepted_total"))
+        per_receipt.group_by("line_index")
+        .agg(
+            pl.col(*RECEIPT_KEYS, "supplier_id", "promised_date", "deadline", "quantity_ordered").first(),
+            received_by_deadline=pl.col("quantity_received").filter(by_deadline).sum(),
+            accepted_by_deadline=pl.col("quantity_accepted").filter(by_deadline).sum(),
+            received_total=pl.col("quantity_received").sum(),
+            accepted_total=pl.col("quantity_accepted").sum(),
+            completed_date=pl.col("received_date").filter(pl.col("received_so_far") >= ordered_micro).min(),
+            last_receipt_date=pl.col("received_date").max(),
+        )
+        .drop("line_index")
         .with_columns(
             on_time=pl.col("received_by_deadline") >= ordered,
             in_full=pl.col("accepted_total") >= ordered,
@@ -169,7 +180,7 @@ def quality_metrics(
     """Per supplier, from receipts received in the window: receipts and units inspected, acceptance, PPM."""
     start = window_start(as_of, window_days)
     in_window = receipts.filter(pl.col("received_date").is_between(start, as_of))
-    owners = lines.select(*RECEIPT_KEYS, "supplier_id").unique(subset=list(RECEIPT_KEYS))
+    owners = lines.select(*RECEIPT_KEYS, "supplier_id")  # (po_id, line_no) is unique after validation
     return (
         in_window.join(owners, on=list(RECEIPT_KEYS), how="inner")
         .group_by("supplier_id")
@@ -209,7 +220,15 @@ COUNT_COLUMNS = (
 )
 
 
-def supplier_metrics(
+@dataclass(frozen=True)
+class SupplierPerformance:
+    """Every metric per supplier, and the records behind the delivery metrics."""
+
+    metrics: pl.DataFrame  # one row per supplier; counts 0 and rates null without evidence
+    late_lines: pl.DataFrame  # judged lines not on time: supplier_id, po_id, line_no, dates, days_late
+
+
+def measure_suppliers(
     suppliers: pl.DataFrame,
     lines: pl.DataFrame,
     receipts: pl.DataFrame,
@@ -219,12 +238,13 @@ def supplier_metrics(
     as_of: date,
     window_days: int,
     tolerance_days: int,
-) -> pl.DataFrame:
-    """Every metric for every supplier in ``suppliers`` (one row each; counts 0 and rates null without evidence)."""
+) -> SupplierPerformance:
+    """Metrics for every supplier in ``suppliers`` and their late lines, from one pass over the line facts."""
     lines_lazy, receipts_lazy = lines.lazy(), receipts.lazy()
-    facts = line_facts(lines_lazy, receipts_lazy, as_of=as_of, window_days=window_days, tolerance_days=tolerance_days)
+    facts = line_facts(lines_lazy, receipts_lazy, as_of=as_of, window_days=window_days,
+                       tolerance_days=tolerance_days).collect()
     frames = [
-        delivery_metrics(facts),
+        delivery_metrics(facts.lazy()),
         quality_metrics(lines_lazy, receipts_lazy, as_of=as_of, window_days=window_days),
         nonconformance_metrics(nonconformances.lazy(), as_of=as_of, window_days=window_days),
         feedback_metrics(feedback.lazy(), as_of=as_of, window_days=window_days),
@@ -232,22 +252,33 @@ def supplier_metrics(
     result = suppliers.lazy().select("supplier_id")
     for frame in frames:
         result = result.join(frame, on="supplier_id", how="left")
-    return (
+    metrics = (
         result.with_columns(pl.col(c).fill_null(0) for c in COUNT_COLUMNS)
         .with_columns(pl.col("units_inspected").fill_null(0.0))
         .collect()
     )
+    return SupplierPerformance(metrics=metrics, late_lines=_late_lines_of(facts))
 
 
-def late_lines(
-    lines: pl.DataFrame, receipts: pl.DataFrame, *, as_of: date, window_days: int, tolerance_days: int
-) -> pl.DataFrame:
-    """The records behind the delivery metrics: every judged line that was not on time, latest first."""
-    facts = line_facts(lines.lazy(), receipts.lazy(), as_of=as_of, window_days=window_days,
-                       tolerance_days=tolerance_days)
+def _late_lines_of(facts: pl.DataFrame) -> pl.DataFrame:
     return (
         facts.filter(~pl.col("on_time"))
         .select("supplier_id", "po_id", "line_no", "promised_date", "completed_date", "days_late")
         .sort("supplier_id", "promised_date", "po_id", "line_no", descending=[False, True, False, False])
-        .collect()
     )
+
+
+def supplier_metrics(suppliers: pl.DataFrame, lines: pl.DataFrame, receipts: pl.DataFrame,
+                     nonconformances: pl.DataFrame, feedback: pl.DataFrame, *, as_of: date, window_days: int,
+                     tolerance_days: int) -> pl.DataFrame:
+    """Every metric for every supplier in ``suppliers`` (see ``measure_suppliers``)."""
+    return measure_suppliers(suppliers, lines, receipts, nonconformances, feedback, as_of=as_of,
+                             window_days=window_days, tolerance_days=tolerance_days).metrics
+
+
+def late_lines(lines: pl.DataFrame, receipts: pl.DataFrame, *, as_of: date, window_days: int,
+               tolerance_days: int) -> pl.DataFrame:
+    """The records behind the delivery metrics: every judged line that was not on time, latest first."""
+    facts = line_facts(lines.lazy(), receipts.lazy(), as_of=as_of, window_days=window_days,
+                       tolerance_days=tolerance_days)
+    return _late_lines_of(facts.collect())

@@ -1,0 +1,31 @@
+"""Run every benchmark at 1M order lines (the figures the README quotes); pass --lines for other sizes.
+
+    make bench                                   # or: .venv/bin/python benchmarks/run.py --lines 10000000
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    lines = sys.argv[sys.argv.index("--lines") + 1] if "--lines" in sys.argv else "1000000"
+    runs = [
+        ["bench_generate.py", "--lines", lines, "--repeat", "1"],
+        ["bench_validate.py", "--lines", lines],
+        ["bench_scoring.py", "--lines", lines, "--repeat", "3"],
+    ]
+    for script, *args in runs:
+        print(f"== {script} {' '.join(args)}", flush=True)
+        status = subprocess.call([sys.executable, str(HERE / script), *args])
+        if status:
+            return status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
