@@ -18,6 +18,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+lint: $(STAMP)
+	$(BIN)/ruff check flows rules suppliers reports tests benchmarks
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 

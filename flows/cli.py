@@ -83,7 +83,8 @@ def demo(work_dir: Path, supplier_count: int, lines: int, seed: int) -> None:
 
 
 @cli.command()
-@click.option("--supplier", "suppliers", multiple=True, metavar="ID", help="Supplier id (repeatable); default: all active.")
+@click.option("--supplier", "suppliers", multiple=True, metavar="ID",
+              help="Supplier id (repeatable); default: all active.")
 @click.option("--as-of", type=DATE, help="Evaluate as of this date (YYYY-MM-DD); default today.")
 @click.option("--window-days", type=click.IntRange(1, 3660), help="Days to look back; default: the rule set's.")
 @click.option("--rules", "rules_file", type=click.Path(path_type=Path), help="Rule file (YAML).")

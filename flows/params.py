@@ -27,12 +27,18 @@ class RunParameters(BaseModel):
     suppliers: tuple[str, ...] = Field(
         (), description="Supplier ids to evaluate; empty means every active supplier."
     )
-    as_of: date | None = Field(None, description="Evaluate as of this date (records after it are ignored); today if empty.")
+    as_of: date | None = Field(
+        None, description="Evaluate as of this date (records after it are ignored); today if empty."
+    )
     window_days: int | None = Field(
         None, ge=1, le=3660, description="Days to look back over; the rule set's window if empty."
     )
-    rules_file: str | None = Field(None, description="Rule file; the settings' (or the shipped ISO 9001 8.4 rules) if empty.")
-    config_file: str | None = Field(None, description="Settings file (TOML); ./supplier-eval.toml or defaults if empty.")
+    rules_file: str | None = Field(
+        None, description="Rule file; the settings' (or the shipped ISO 9001 8.4 rules) if empty."
+    )
+    config_file: str | None = Field(
+        None, description="Settings file (TOML); ./supplier-eval.toml or defaults if empty."
+    )
     recipients: tuple[str, ...] = Field(
         (), description="Send the digest and every report to these addresses instead of the usual recipients."
     )

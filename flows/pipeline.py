@@ -354,8 +354,11 @@ def _run_record(run_id: str, run_key: str, params: RunParameters, as_of: date, w
     )
 
 
+NIGHTLY_DEFAULTS = RunParameters(trigger="nightly", requested_by="schedule")
+
+
 @flow(name="nightly", log_prints=True, validate_parameters=True)
-def nightly(params: RunParameters = RunParameters(trigger="nightly", requested_by="schedule")) -> RunSummary:
+def nightly(params: RunParameters = NIGHTLY_DEFAULTS) -> RunSummary:
     """Evaluate every active supplier as of today (or the given date), store the results, email the reports."""
     return run_evaluation(params.model_copy(update={"trigger": "nightly", "suppliers": ()}))
 

@@ -32,7 +32,8 @@ def load_rule_set(path: Path | str | None = None) -> RuleSet:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise RuleSetError(
-            "rule file not found", where=str(path), fix=f"Pass an existing file, or omit it to use {DEFAULT_RULES_NAME}."
+            "rule file not found", where=str(path),
+            fix=f"Pass an existing file, or omit it to use {DEFAULT_RULES_NAME}.",
         ) from None
     except OSError as exc:
         raise RuleSetError(f"cannot read the rule file ({exc.strerror})", where=str(path)) from None

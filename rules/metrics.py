@@ -131,7 +131,7 @@ def acceptance_rate() -> pl.Expr:
 
 
 def ppm_rejected() -> pl.Expr:
-    """PPM rejected = 1,000,000 × Σ quantity_rejected / Σ (quantity_accepted + quantity_rejected), receipts in window."""
+    """PPM rejected = 10⁶ × Σ quantity_rejected / Σ (quantity_accepted + quantity_rejected), receipts in the window."""
     return 1_000_000 * pl.col("quantity_rejected").sum() / _units_inspected()
 
 

@@ -6,6 +6,7 @@ procurement officer can get wrong (weights, band coverage) are the validators be
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -149,8 +150,9 @@ class RuleSet(_Frozen):
         if ordered[0].lower != 0:
             raise ValueError(f"bands must start at 0; the lowest band {ordered[0].band} starts at {ordered[0].lower:g}")
         if ordered[-1].upper != 100:
-            raise ValueError(f"bands must end at 100; the highest band {ordered[-1].band} ends at {ordered[-1].upper:g}")
-        for below, above in zip(ordered, ordered[1:]):
+            highest = ordered[-1]
+            raise ValueError(f"bands must end at 100; the highest band {highest.band} ends at {highest.upper:g}")
+        for below, above in pairwise(ordered):
             if above.lower > below.upper:
                 raise ValueError(
                     f"gap between band {below.band} (to {below.upper:g}) and band {above.band} (from {above.lower:g})"

@@ -157,7 +157,8 @@ class Store:
             _create_schema(self.engine)
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open the store ({_reason(exc)})", where=_redact(url),
-                             fix="Check store.url in the settings and that its folder exists and is writable.") from None
+                             fix="Check store.url in the settings and that its folder exists and is writable.",
+                             ) from None
 
     def close(self) -> None:
         self.engine.dispose()

@@ -10,10 +10,9 @@ from pathlib import Path
 import click
 import polars as pl
 import pytest
+from conftest import SAMPLE_END
 
 from flows.cli import cli, main
-
-from conftest import SAMPLE_END
 
 
 def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

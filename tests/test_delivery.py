@@ -10,14 +10,11 @@ import ipaddress
 import socket
 import ssl
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import pydantic
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-
 from smtp_support import HOST, Recorder, free_port, smtp_server
 
 from reports.delivery import DeliveryResult, OutgoingMessage, SmtpSettings, deliver_messages, outbox_path

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import SAMPLE_END
 from smtp_support import HOST, Recorder, free_port, smtp_server
 
 from flows.params import RunParameters
@@ -14,15 +15,15 @@ from suppliers.errors import DeliveryError, SourceError
 from suppliers.generate import HTML_FIXTURE_NAME
 from suppliers.store import Store, evaluations, outbox
 
-from conftest import SAMPLE_END
-
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 def smtp_settings(workspace: Path, port: int, *, retries: int = 1) -> Path:
     config = workspace / "supplier-eval.toml"
     config.write_text(
-        config.read_text(encoding="utf-8").replace('outbox_dir = "outbox"\n', f'outbox_dir = "outbox"\nretries = {retries}\n')
+        config.read_text(encoding="utf-8").replace(
+            'outbox_dir = "outbox"\n', f'outbox_dir = "outbox"\nretries = {retries}\n'
+        )
         + f'[mail.smtp]\nhost = "{HOST}"\nport = {port}\nsecurity = "none"\ntimeout_seconds = 5\n',
         encoding="utf-8",
     )
