@@ -78,7 +78,7 @@ def demo(work_dir: Path, supplier_count: int, lines: int, seed: int) -> None:
     params = RunParameters(trigger="nightly", requested_by="demo", as_of=today, config_file=str(config))
     with fast_flow_runs():
         summary = nightly(params)
-    _print_summary(summary, store=work_dir / "supplier-eval.db")
+    _print_summary(summary, store=str(work_dir / "supplier-eval.db"))
     click.echo(f"\nRun it again (nothing is duplicated):  supplier-eval evaluate --config {config}")
 
 
@@ -102,7 +102,7 @@ def evaluate(suppliers: tuple[str, ...], as_of: date | None, window_days: int | 
     """
     from pydantic import ValidationError
 
-    runtime.configure(_prefect_home(config_file))
+    runtime.configure()
     from flows.pipeline import RunParameters, adhoc, fast_flow_runs
 
     try:
@@ -115,9 +115,7 @@ def evaluate(suppliers: tuple[str, ...], as_of: date | None, window_days: int | 
     _preflight(params)
     with fast_flow_runs():
         summary = adhoc(params)
-    from flows.settings import load_settings
-
-    _print_summary(summary, store=load_settings(config_file).store_url)
+    _print_summary(summary, store=_store_location(config_file))
 
 
 @cli.command()
@@ -159,7 +157,7 @@ def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Pa
 
     settings = load_settings(config_file)
     folder = data_dir or settings.data_dir
-    raw = {kind: (source, read_source(source)) for kind, source in discover_sources(folder).items()}
+    raw = {kind: (source, read_source(source)[0]) for kind, source in discover_sources(folder).items()}
     result = validate_inputs(raw, max_quarantine_share=settings.validation.max_quarantine_share)
     summary = quarantine_summary_with_reasons(result.summary, result.quarantine)
     for row in summary.iter_rows(named=True):
@@ -218,11 +216,8 @@ def history(supplier_id: str | None, limit: int, config_file: Path | None) -> No
     from flows.settings import load_settings
     from suppliers.store import Store
 
-    store = Store(load_settings(config_file).store_url)
-    try:
+    with Store(load_settings(config_file).store_url, create=False) as store:
         frame = store.evaluation_history(supplier_id, limit)
-    finally:
-        store.close()
     if frame.is_empty():
         click.echo("No evaluations recorded yet. Run: supplier-eval evaluate")
         return
@@ -245,11 +240,8 @@ def asl(config_file: Path | None) -> None:
     from flows.settings import load_settings
     from suppliers.store import Store
 
-    store = Store(load_settings(config_file).store_url)
-    try:
+    with Store(load_settings(config_file).store_url, create=False) as store:
         changes = store.status_history()
-    finally:
-        store.close()
     if changes.is_empty():
         click.echo("No status changes recorded yet: every supplier keeps the status in its supplier record.")
         return
@@ -258,12 +250,11 @@ def asl(config_file: Path | None) -> None:
         click.echo(f"{row['supplier_id']:<10} {row['to_status']:<13} since {row['as_of']}  ({row['reason']})")
 
 
-def _prefect_home(config_file: Path | None) -> Path:
-    from flows.settings import find_settings_file
+def _store_location(config_file: Path | None) -> str:
+    from flows.settings import load_settings
+    from suppliers.store import redact_url
 
-    file = find_settings_file(config_file)
-    base = file.resolve().parent if file is not None and file.is_file() else Path.cwd()
-    return base / ".supplier-eval" / "prefect"
+    return redact_url(load_settings(config_file).store_url)
 
 
 def _preflight(params: Any) -> None:
@@ -300,20 +291,18 @@ def _print_summary(summary: RunSummary, *, store: Any) -> None:
     recorded = ("already recorded: nothing added" if summary.already_recorded
                 else f"{summary.evaluations_added} new evaluations recorded")
     echo(f"Suppliers evaluated: {summary.suppliers_evaluated}  ({recorded})")
+    if not summary.changes_asl:
+        echo("What-if run (another rule set or window than the rules in force): the ASL is left unchanged.")
     width = max(len(k) for k in summary.bands)
     for band, count in summary.bands.items():
         label = f"Band {band}" if len(band) == 1 else band.capitalize()
         echo(f"  {label:<{width + 5}} {count:>6}  {'#' * min(count, 60)}")
     echo(f"Status changes: {summary.status_changes}    Quarantined rows: {summary.quarantined_rows}")
     echo(f"Reports:  {summary.reports_dir}")
-    if summary.transport == "outbox":
-        echo(f"Emails:   {summary.messages_delivered_now} written as .eml files to {summary.delivery_location}"
-             + (f" ({summary.messages - summary.messages_delivered_now} already sent before)"
-                if summary.messages != summary.messages_delivered_now else ""))
-    else:
-        echo(f"Emails:   {summary.messages_delivered_now} sent via {summary.delivery_location}"
-             + (f" ({summary.messages - summary.messages_delivered_now} already sent before)"
-                if summary.messages != summary.messages_delivered_now else ""))
+    how = "written as .eml files to" if summary.transport == "outbox" else "sent via"
+    earlier = summary.messages - summary.messages_delivered_now
+    echo(f"Emails:   {summary.messages_delivered_now} {how} {summary.delivery_location}"
+         + (f" ({earlier} already sent before)" if earlier else ""))
     echo(f"Store:    {store}")
 
 
@@ -329,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     except SupplierEvalError as exc:
         click.echo(f"error: {exc}", err=True)
         return exc.exit_code
+    except OSError as exc:  # a disk or permission problem outside any check: still one line, not a traceback
+        click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        return 1
     return result if isinstance(result, int) else 0
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import getpass
-import re
 from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+from suppliers.addresses import is_address
 
 
 def _default_user() -> str:
@@ -56,7 +55,7 @@ class RunParameters(BaseModel):
     @classmethod
     def _emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for address in value:
-            if not _EMAIL.match(address):
+            if not is_address(address):  # the rule mail uses, so an accepted recipient can be mailed
                 raise ValueError(f"{address!r} is not an email address")
         return value
 

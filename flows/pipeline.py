@@ -1,7 +1,8 @@
 """The Prefect flows ``nightly`` and ``adhoc``: a task per stage, each a thin shell over a pure function.
 
 sources → validate → metrics → score → decide → store → render → deliver. Retries only on the I/O tasks
-(reading sources, the store, delivery); the pure stages fail fast with the error that explains them.
+(reading sources, the store), and never for a user error; the pure stages fail fast with the error that
+explains them. Delivery retries per message inside ``deliver_messages``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from importlib.metadata import PackageNotFoundError, version
@@ -31,13 +32,14 @@ from flows.settings import Settings, load_settings
 from reports.context import band_counts, digest_context, quarantine_summary_with_reasons, supplier_context
 from reports.delivery import DeliveryResult, OutgoingMessage, deliver_messages
 from reports.mail import compose_message
-from reports.render import render_digest, render_supplier_report
+from reports.render import digest_subject, render_digest, render_supplier_report, supplier_report_subject
+from reports.spreadsheet import csv_bytes, write_csv_safely
 from rules.decide import assemble_evaluations, status_changes
 from rules.loader import load_rule_set
 from rules.metrics import measure_suppliers, window_start
 from rules.model import RuleSet
 from rules.scoring import CURRENT_STATUS, score_suppliers
-from suppliers.errors import ConfigError, DeliveryError
+from suppliers.errors import ConfigError, DeliveryError, SupplierEvalError
 from suppliers.sources import Source, discover_sources, fingerprint_sources, read_source
 from suppliers.store import PendingMessage, RunRecord, Store
 from suppliers.validate import ValidatedInputs, validate_inputs
@@ -57,6 +59,7 @@ class RunSummary(BaseModel):
     run_key: str
     as_of: date
     window_days: int
+    changes_asl: bool
     suppliers_evaluated: int
     evaluations_added: int
     bands: dict[str, int]
@@ -72,9 +75,8 @@ class RunSummary(BaseModel):
 
 @dataclass(frozen=True)
 class Loaded:
-    sources: dict[str, Source]
     raw: dict[str, tuple[Source, pl.DataFrame]]
-    fingerprint: str
+    fingerprint: str  # of the very bytes parsed
 
 
 @dataclass(frozen=True)
@@ -83,35 +85,45 @@ class History:
     previous: pl.DataFrame
 
 
+def _retry_unless_user_error(_task: Any, _task_run: Any, state: Any) -> bool:
+    """A missing column stays missing: retry only what may be passing (a file being written, a locked store)."""
+    return not isinstance(state.data, SupplierEvalError)
+
+
+IO_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": 1, "retry_condition_fn": _retry_unless_user_error,
+                              "cache_policy": NO_CACHE}
+
+
 # tasks --------------------------------------------------------------------------------------------------------
 
-@task(name="load sources", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(name="load sources", **IO_RETRIES)
 def load_sources(data_dir: Path) -> Loaded:
-    sources = discover_sources(data_dir)
-    raw = {kind: (source, read_source(source)) for kind, source in sources.items()}
+    raw: dict[str, tuple[Source, pl.DataFrame]] = {}
+    digests: dict[str, str] = {}
+    for kind, source in discover_sources(data_dir).items():
+        frame, digests[kind] = read_source(source)
+        raw[kind] = (source, frame)
     get_run_logger().info("Read %s", ", ".join(f"{s.path.name} ({f.height:,} rows)" for s, f in raw.values()))
-    return Loaded(sources=sources, raw=raw, fingerprint=fingerprint_sources(sources))
+    return Loaded(raw=raw, fingerprint=fingerprint_sources(digests))
 
 
 @task(name="validate", cache_policy=NO_CACHE)
-def validate(loaded: Loaded, max_quarantine_share: float) -> ValidatedInputs:
-    validated = validate_inputs(loaded.raw, max_quarantine_share=max_quarantine_share)
+def validate(loaded: Loaded, max_quarantine_share: float, failed_quarantine_path: Path) -> ValidatedInputs:
+    validated = validate_inputs(loaded.raw, max_quarantine_share=max_quarantine_share,
+                                quarantine_path=failed_quarantine_path)
     quarantined = int(validated.summary["rows_quarantined"].sum())
     get_run_logger().info("Validated: %s rows quarantined of %s read", f"{quarantined:,}",
                           f"{int(validated.summary['rows_read'].sum()):,}")
     return validated
 
 
-@task(name="read history", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(name="read history", **IO_RETRIES)
 def read_history(store_url: str, run_key: str, as_of: date) -> History:
-    store = Store(store_url)
-    try:
+    with Store(store_url) as store:
         return History(
             current_statuses=store.current_statuses(excluding_run_key=run_key),
             previous=store.previous_evaluations(as_of=as_of, excluding_run_key=run_key),
         )
-    finally:
-        store.close()
 
 
 @task(name="compute metrics", cache_policy=NO_CACHE)
@@ -131,26 +143,29 @@ def score(selected: pl.DataFrame, metrics: pl.DataFrame, rule_set: RuleSet, as_o
 
 
 @task(name="decide", cache_policy=NO_CACHE)
-def decide(selected: pl.DataFrame, scored: pl.DataFrame, rule_set: RuleSet,
-           history: History) -> tuple[pl.DataFrame, pl.DataFrame]:
+def decide(selected: pl.DataFrame, scored: pl.DataFrame, rule_set: RuleSet, history: History, as_of: date,
+           changes_asl: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Evaluations plus the ASL changes they make: none for a what-if run, none over a newer decision."""
     evaluated = assemble_evaluations(scored, rule_set, history.previous).join(
-        selected.select("supplier_id", "name", "category", "criticality", "owner_email"), on="supplier_id"
+        selected.select("supplier_id", "name", "category", "criticality", "owner_email", "status_as_of"),
+        on="supplier_id",
     )
-    return evaluated, status_changes(evaluated)
+    changes = status_changes(evaluated)
+    if not changes_asl:
+        return evaluated, changes.clear()
+    newer_decision = evaluated.filter(pl.col("status_as_of") > as_of).select("supplier_id")
+    return evaluated, changes.join(newer_decision, on="supplier_id", how="anti")
 
 
-@task(name="store results", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(name="store results", **IO_RETRIES)
 def store_results(store_url: str, run: RunRecord, evaluated: pl.DataFrame, changes: pl.DataFrame,
                   quarantine_summary: pl.DataFrame, window_first_day: date) -> int:
-    store = Store(store_url)
-    try:
+    with Store(store_url) as store:
         added = store.save_evaluations(run.run_key, run.run_id, evaluated, as_of=run.as_of,
                                        window_start=window_first_day, rule_set_hash=run.rule_set_hash)
         store.save_status_changes(run.run_key, run.run_id, changes, as_of=run.as_of,
                                   approved_by=f"supplier-eval {run.trigger} run ({run.requested_by})")
         store.save_quarantine_summary(run.run_key, run.run_id, quarantine_summary)
-    finally:
-        store.close()
     get_run_logger().info("Stored %s new evaluations (%s already recorded)", added, evaluated.height - added)
     return added
 
@@ -160,60 +175,66 @@ def render_reports(settings: Settings, params: RunParameters, run: RunRecord, ru
                    evaluated: pl.DataFrame, changes: pl.DataFrame, late: pl.DataFrame, validated: ValidatedInputs,
                    quarantine_summary: pl.DataFrame, window_first_day: date) -> tuple[Path, list[PendingMessage]]:
     out_dir = settings.output_dir / f"{run.as_of.isoformat()}_{run.run_key[:12]}"
+    try:
+        return _render_reports(out_dir, settings, params, run, rule_set, evaluated, changes, late, validated,
+                               quarantine_summary, window_first_day)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the reports ({exc.strerror or exc})", where=str(out_dir),
+                          fix="Check output.dir in the settings: it must be a folder you can write to.") from None
+
+
+def _render_reports(out_dir: Path, settings: Settings, params: RunParameters, run: RunRecord, rule_set: RuleSet,
+                    evaluated: pl.DataFrame, changes: pl.DataFrame, late: pl.DataFrame,
+                    validated: ValidatedInputs, quarantine_summary: pl.DataFrame,
+                    window_first_day: date) -> tuple[Path, list[PendingMessage]]:
     (out_dir / "suppliers").mkdir(parents=True, exist_ok=True)
     run_info = {"run_id": run.run_id, "trigger": run.trigger, "requested_by": run.requested_by,
                 "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code_version": run.code_version}
     rules_info = {"name": rule_set.name, "version": rule_set.version, "content_hash": rule_set.content_hash}
+    bands = [{"band": b.band, "status": b.status, "action": b.action} for b in rule_set.bands]
 
-    evaluations_csv = evaluations_table(evaluated).write_csv()
-    (out_dir / "evaluations.csv").write_text(evaluations_csv, encoding="utf-8")
-    validated.quarantine.write_csv(out_dir / "quarantine.csv")
+    evaluations_csv = csv_bytes(evaluations_table(evaluated))
+    (out_dir / "evaluations.csv").write_bytes(evaluations_csv)
+    write_csv_safely(validated.quarantine, out_dir / "quarantine.csv")
 
     messages: list[PendingMessage] = []
-    sender = settings.mail.sender
-    digest = render_digest(digest_context(run=run_info, rule_set=rules_info, evaluated=evaluated, changes=changes,
-                                          quarantine_summary=quarantine_summary, window_start=window_first_day,
-                                          as_of=run.as_of))
+    context = digest_context(run=run_info, rule_set=rules_info, bands=bands, evaluated=evaluated, changes=changes,
+                             quarantine_summary=quarantine_summary, window_start=window_first_day, as_of=run.as_of)
+    digest = render_digest(context)
     (out_dir / "digest.html").write_text(digest.html, encoding="utf-8")
     (out_dir / "digest.txt").write_text(digest.text, encoding="utf-8")
-    digest_to = list(params.recipients or settings.mail.officers)
-    if digest_to:
-        subject = f"Supplier evaluation digest as of {run.as_of.isoformat()}: {evaluated.height} suppliers"
-        messages.append(_pending(run, "digest", None, digest_to, subject, sender, digest,
-                                 [("evaluations.csv", evaluations_csv.encode(), "text/csv")]))
+    for officer in params.recipients or settings.mail.officers:
+        messages.append(_pending(run, settings, "digest", None, officer, digest_subject(context), digest,
+                                 [("evaluations.csv", evaluations_csv, "text/csv")]))
 
     late_by_supplier = late.partition_by("supplier_id", as_dict=True)
     empty_late = late.clear()
     for row in evaluated.iter_rows(named=True):
         supplier_late = late_by_supplier.get((row["supplier_id"],), empty_late)
-        rendered = render_supplier_report(supplier_context(run=run_info, rule_set=rules_info, evaluation=row,
-                                                           window_start=window_first_day, as_of=run.as_of,
-                                                           late_lines=supplier_late))
-        stem = _safe_file_name(row["supplier_id"])
+        context = supplier_context(run=run_info, rule_set=rules_info, evaluation=row, window_start=window_first_day,
+                                   as_of=run.as_of, late_lines=supplier_late, bands=bands)
+        rendered = render_supplier_report(context)
+        stem = safe_file_name(row["supplier_id"])
         (out_dir / "suppliers" / f"{stem}.html").write_text(rendered.html, encoding="utf-8")
         (out_dir / "suppliers" / f"{stem}.txt").write_text(rendered.text, encoding="utf-8")
-        to = list(params.recipients) or [row["owner_email"]]
-        outcome = f"band {row['band']}" if row["band"] else "insufficient data"
-        subject = f"Supplier evaluation: {row['name']} ({row['supplier_id']}) as of {run.as_of.isoformat()}: {outcome}"
         attachments = []
         if supplier_late.height:
-            csv = supplier_late.drop("supplier_id").write_csv().encode()
-            attachments.append((f"late-lines-{stem}.csv", csv, "text/csv"))
-        messages.append(_pending(run, "supplier", row["supplier_id"], to, subject, sender, rendered, attachments))
+            attachments.append((f"late-lines-{stem}.csv", csv_bytes(supplier_late.drop("supplier_id")), "text/csv"))
+        for recipient in params.recipients or (row["owner_email"],):
+            messages.append(_pending(run, settings, "supplier", row["supplier_id"], recipient,
+                                     supplier_report_subject(context), rendered, attachments))
     get_run_logger().info("Rendered %s supplier reports and the digest into %s", evaluated.height, out_dir)
     return out_dir, messages if params.send_email else []
 
 
 @task(name="deliver", cache_policy=NO_CACHE)
 def deliver(settings: Settings, run: RunRecord, messages: list[PendingMessage]) -> tuple[int, int]:
-    """Ledger first, then send what the ledger says is unsent: a crash or re-run never duplicates a message."""
-    store = Store(settings.store_url)
-    try:
+    """Ledger first, then send what this run could claim: a crash, a re-run or a second run never sends twice."""
+    with Store(settings.store_url) as store:
         store.enqueue_messages(run.run_key, run.run_id, messages)
-        wanted = {m.message_key for m in messages}
-        unsent = [(key, body) for key, body in store.unsent_messages(run.run_key) if key in wanted]
+        claimed = store.claim_messages([m.message_key for m in messages], run_id=run.run_id)
         outgoing = [OutgoingMessage(key=key, message=message_from_bytes(body, policy=policy.default), raw=body)
-                    for key, body in unsent]
+                    for key, body in claimed]
 
         def record(result: DeliveryResult) -> None:
             store.mark_message(result.key, ok=result.ok, attempts=result.attempts, transport=result.transport,
@@ -222,34 +243,40 @@ def deliver(settings: Settings, run: RunRecord, messages: list[PendingMessage]) 
         results = deliver_messages(outgoing, smtp=settings.mail.smtp, outbox_dir=settings.outbox_dir,
                                    concurrency=settings.mail.concurrency, retries=settings.mail.retries,
                                    on_result=record)
-    finally:
-        store.close()
     failed = [r for r in results if not r.ok]
     if failed:
         raise DeliveryError(
             f"{len(failed)} of {len(results)} messages were not delivered (first: {failed[0].error})",
-            where=settings.mail.smtp.host if settings.mail.smtp else str(settings.outbox_dir),
+            where=settings.mail.smtp.location if settings.mail.smtp else str(settings.outbox_dir),
             fix="They stay in the outbox ledger; run the same evaluation again to retry them.",
         )
-    sent = len(results)
-    get_run_logger().info("Delivered %s messages (%s were already sent)", sent, len(messages) - sent)
-    return len(messages), sent
+    get_run_logger().info("Delivered %s messages (%s were already sent or being sent)", len(results),
+                          len(messages) - len(results))
+    return len(messages), len(results)
 
 
 # helpers ------------------------------------------------------------------------------------------------------
 
-def _pending(run: RunRecord, kind: str, supplier_id: str | None, to: list[str], subject: str, sender: str,
+def _pending(run: RunRecord, settings: Settings, kind: str, supplier_id: str | None, recipient: str, subject: str,
              rendered: Any, attachments: list[tuple[str, bytes, str]]) -> PendingMessage:
-    identity = json.dumps([run.run_key, kind, supplier_id, sorted(to)])
+    """One message per recipient, keyed by what it says and to whom: a new recipient gets it, no one twice."""
+    identity = json.dumps([run.run_key, kind, supplier_id, recipient.strip().lower()])
     key = f"{kind}-{hashlib.sha256(identity.encode()).hexdigest()[:32]}"
-    message = compose_message(sender=sender, to=to, subject=subject, rendered=rendered, message_key=key,
-                              attachments=attachments)
-    return PendingMessage(message_key=key, kind=kind, supplier_id=supplier_id, recipients=to,
+    message = compose_message(sender=settings.mail.sender, to=[recipient], subject=subject, rendered=rendered,
+                              message_key=key, attachments=attachments)
+    return PendingMessage(message_key=key, kind=kind, supplier_id=supplier_id, recipients=[recipient],
                           subject=str(message["Subject"]), body=message.as_bytes())
 
 
-def _safe_file_name(value: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", value).strip("._") or "supplier"
+_RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+
+
+def safe_file_name(value: str) -> str:
+    """A file name for an id on any file system; a hash suffix keeps changed or reserved ids distinct."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", value).strip("._") or "supplier"
+    if cleaned != value or cleaned.lower() in _RESERVED_NAMES:
+        cleaned = f"{cleaned}-{hashlib.sha256(value.encode()).hexdigest()[:8]}"
+    return cleaned
 
 
 def evaluations_table(evaluated: pl.DataFrame) -> pl.DataFrame:
@@ -282,10 +309,15 @@ def select_suppliers(suppliers: pl.DataFrame, params: RunParameters, current: pl
     )
 
 
+NO_HISTORY = pl.DataFrame(schema={"supplier_id": pl.String, "status": pl.String, "status_as_of": pl.Date})
+
+
 def compute_run_key(*, as_of: date, window_days: int, tolerance_days: int, selection: list[str], rule_hash: str,
-                    fingerprint: str) -> str:
+                    fingerprint: str, code: str) -> str:
+    """The identity of an evaluation: same inputs, rules, date, window, selection and code → same records."""
     identity = json.dumps({"as_of": as_of.isoformat(), "window_days": window_days, "tolerance": tolerance_days,
-                           "selection": selection, "rules": rule_hash, "inputs": fingerprint}, sort_keys=True)
+                           "selection": selection, "rules": rule_hash, "inputs": fingerprint, "code": code},
+                          sort_keys=True)
     return hashlib.sha256(identity.encode()).hexdigest()
 
 
@@ -293,65 +325,70 @@ def compute_run_key(*, as_of: date, window_days: int, tolerance_days: int, selec
 
 def run_evaluation(params: RunParameters) -> RunSummary:
     settings = load_settings(params.config_file)
-    rule_set = load_rule_set(params.rules_file or settings.rules_file)
+    in_force = load_rule_set(settings.rules_file)
+    rule_set = load_rule_set(params.rules_file) if params.rules_file else in_force
     as_of = params.effective_as_of()
     window_days = params.window_days or rule_set.evaluation.window_days
+    # Another rule set or window is a what-if: recorded and reported, but the ASL follows the rules in force.
+    changes_asl = rule_set.content_hash == in_force.content_hash and window_days == in_force.evaluation.window_days
     first_day = window_start(as_of, window_days)
     store_url = settings.store_url
-    run_id = str(uuid.uuid4())
-    store = Store(store_url)
-    run: RunRecord | None = None
+    run = RunRecord(
+        run_id=str(uuid.uuid4()), run_key="", trigger=params.trigger, requested_by=params.requested_by,
+        as_of=as_of, window_days=window_days,
+        selection=list(params.suppliers) if params.suppliers and params.trigger == "adhoc" else ["*active*"],
+        rule_set_name=rule_set.name, rule_set_version=rule_set.version, rule_set_hash=rule_set.content_hash,
+        input_fingerprint="", code_version=code_version(), changes_asl=changes_asl,
+    )
+    started = False
     try:
         loaded = load_sources(settings.data_dir)
-        validated = validate(loaded, settings.validation.max_quarantine_share)
-        selection_probe = select_suppliers(validated.suppliers, params, pl.DataFrame(
-            schema={"supplier_id": pl.String, "status": pl.String}))
-        run_key = compute_run_key(as_of=as_of, window_days=window_days,
-                                  tolerance_days=rule_set.evaluation.on_time_tolerance_days,
-                                  selection=selection_probe["supplier_id"].to_list(),
-                                  rule_hash=rule_set.content_hash, fingerprint=loaded.fingerprint)
-        run = _run_record(run_id, run_key, params, as_of, window_days, selection_probe, rule_set, loaded.fingerprint)
-        store.start_run(run)
-        history = read_history(store_url, run_key, as_of)
+        failed_dir = settings.output_dir / f"{as_of.isoformat()}_failed_{run.run_id[:8]}"
+        validated = validate(loaded, settings.validation.max_quarantine_share, failed_dir / "quarantine.csv")
+        selection = select_suppliers(validated.suppliers, params, NO_HISTORY)["supplier_id"].to_list()
+        run = replace(run, input_fingerprint=loaded.fingerprint, run_key=compute_run_key(
+            as_of=as_of, window_days=window_days, tolerance_days=rule_set.evaluation.on_time_tolerance_days,
+            selection=selection, rule_hash=rule_set.content_hash, fingerprint=loaded.fingerprint,
+            code=run.code_version))
+        with Store(store_url) as store:
+            store.start_run(run)
+        started = True
+        history = read_history(store_url, run.run_key, as_of)
         selected = select_suppliers(validated.suppliers, params, history.current_statuses)
         metrics, late = compute_metrics(validated, selected, rule_set, as_of, window_days)
         scored = score(selected, metrics, rule_set, as_of)
-        evaluated, changes = decide(selected, scored, rule_set, history)
+        evaluated, changes = decide(selected, scored, rule_set, history, as_of, changes_asl)
         quarantine_summary = quarantine_summary_with_reasons(validated.summary, validated.quarantine)
         added = store_results(store_url, run, evaluated, changes, quarantine_summary, first_day)
         out_dir, messages = render_reports(settings, params, run, rule_set, evaluated, changes, late, validated,
                                            quarantine_summary, first_day)
         total, sent = deliver(settings, run, messages) if messages else (0, 0)
-        store.finish_run(run_id, status="succeeded", evaluations_added=added)
+        with Store(store_url) as store:
+            store.finish_run(run.run_id, status="succeeded", evaluations_added=added)
     except Exception as error:
-        if run is None:
-            run = _run_record(run_id, "", params, as_of, window_days, None, rule_set, "")
-            store.start_run(run)
-        store.finish_run(run_id, status="failed", error=str(error))
+        _record_failure(store_url, run, started, error)
         raise
-    finally:
-        store.close()
     return RunSummary(
-        run_id=run_id, run_key=run_key, as_of=as_of, window_days=window_days,
-        suppliers_evaluated=evaluated.height, evaluations_added=added, bands=band_counts(evaluated),
+        run_id=run.run_id, run_key=run.run_key, as_of=as_of, window_days=window_days, changes_asl=changes_asl,
+        suppliers_evaluated=evaluated.height, evaluations_added=added,
+        bands=band_counts(evaluated, [b.band for b in rule_set.bands]),
         status_changes=changes.height, quarantined_rows=int(validated.summary["rows_quarantined"].sum()),
         reports_dir=str(out_dir), messages=total, messages_delivered_now=sent,
         transport="smtp" if settings.mail.smtp else "outbox",
-        delivery_location=(f"{settings.mail.smtp.host}:{settings.mail.smtp.port}" if settings.mail.smtp
-                           else str(settings.outbox_dir)),
+        delivery_location=settings.mail.smtp.location if settings.mail.smtp else str(settings.outbox_dir),
         already_recorded=added == 0 and evaluated.height > 0,
     )
 
 
-def _run_record(run_id: str, run_key: str, params: RunParameters, as_of: date, window_days: int,
-                selected: pl.DataFrame | None, rule_set: RuleSet, fingerprint: str) -> RunRecord:
-    selection = list(params.suppliers) if params.suppliers and params.trigger == "adhoc" else ["*active*"]
-    return RunRecord(
-        run_id=run_id, run_key=run_key, trigger=params.trigger, requested_by=params.requested_by, as_of=as_of,
-        window_days=window_days, selection=selection, rule_set_name=rule_set.name,
-        rule_set_version=rule_set.version, rule_set_hash=rule_set.content_hash, input_fingerprint=fingerprint,
-        code_version=code_version(),
-    )
+def _record_failure(store_url: str, run: RunRecord, started: bool, error: BaseException) -> None:
+    """Record the failed run; if the store itself is what failed, say so without hiding the original error."""
+    try:
+        with Store(store_url) as store:
+            if not started:
+                store.start_run(run)
+            store.finish_run(run.run_id, status="failed", error=str(error))
+    except Exception as bookkeeping:  # noqa: BLE001 - the original error is what the user must see
+        get_run_logger().warning("Could not record the failed run in the store: %s", bookkeeping)
 
 
 NIGHTLY_DEFAULTS = RunParameters(trigger="nightly", requested_by="schedule")

@@ -14,9 +14,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reports.delivery import SmtpSettings
+from suppliers.addresses import is_address
 from suppliers.errors import ConfigError
 
 SETTINGS_ENV = "SUPPLIER_EVAL_CONFIG"
+STORE_URL_ENV = "SUPPLIER_EVAL_STORE_URL"  # a PostgreSQL URL carries a password: keep it out of the file
 DEFAULT_SETTINGS_NAME = "supplier-eval.toml"
 
 
@@ -51,6 +53,21 @@ class MailSettings(_Section):
     concurrency: int = Field(4, ge=1, le=64)
     retries: int = Field(3, ge=0, le=10)
     smtp: SmtpSettings | None = None
+
+    @field_validator("sender")
+    @classmethod
+    def _sender_is_an_address(cls, value: str) -> str:
+        if not is_address(value):
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+    @field_validator("officers")
+    @classmethod
+    def _officers_are_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [address for address in value if not is_address(address)]
+        if bad:
+            raise ValueError(f"not an email address: {', '.join(map(repr, bad))}")
+        return value
 
 
 class Settings(_Section):
@@ -89,8 +106,8 @@ class Settings(_Section):
 
     @property
     def store_url(self) -> str:
-        """The store URL with a relative SQLite path resolved, and its folder created."""
-        url = self.store.url
+        """The store URL ($SUPPLIER_EVAL_STORE_URL wins), a relative SQLite path resolved and its folder created."""
+        url = os.environ.get(STORE_URL_ENV) or self.store.url
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
             database = self.path(Path(url[len(prefix):]))

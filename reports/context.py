@@ -1,20 +1,29 @@
-"""Build the template contexts (plain dicts) for the supplier report and the officer digest from frames."""
+"""Build the template contexts (plain dicts) for the supplier report and the officer digest from frames.
+
+Band names come from the rule set (``A``..``D``, ``Gold``/``Silver``, any number of them), never from a
+hard-coded list. Callers pass the rule set's bands best first, each ``{"band", "status", "action"}``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
 import polars as pl
 
+from reports.render import MAX_LATE_LINES
 from suppliers.validate import reason_family
 
-BAND_ORDER = ("A", "B", "C", "D")
+INSUFFICIENT = "insufficient data"
 
 
 def _text(value: date | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _band_names(bands: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [str(band["band"]) for band in bands]
 
 
 def supplier_context(
@@ -25,8 +34,25 @@ def supplier_context(
     window_start: date,
     as_of: date,
     late_lines: pl.DataFrame,
+    bands: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Context for one supplier's report; ``evaluation`` is one row of the assembled evaluations."""
+    """Context for one supplier's report; ``evaluation`` is one row of the assembled evaluations.
+
+    ``evaluation["band_rank"]`` is the band's position in the rule set (0 = best band, None when there is no
+    band); ``bands`` (the rule set's bands, best first), when given, takes precedence over it and also supplies
+    the number of bands, so a custom band name is coloured by its position from green to red. Only the first
+    ``MAX_LATE_LINES`` late lines become dicts; ``late_lines_total`` counts them all.
+    """
+    band = evaluation["band"]
+    if bands is not None:
+        names = _band_names(bands)
+        band_rank = names.index(band) if band in names else None
+        band_count: int | None = len(names)
+    else:
+        band_rank = evaluation.get("band_rank")
+        band_count = evaluation.get("band_count")
+    if band is None:
+        band_rank = None
     return {
         "run": dict(run),
         "rule_set": dict(rule_set),
@@ -36,7 +62,9 @@ def supplier_context(
             "window_start": window_start.isoformat(),
             "window_end": as_of.isoformat(),
             "score": evaluation["score"],
-            "band": evaluation["band"],
+            "band": band,
+            "band_rank": None if band_rank is None else int(band_rank),
+            "band_count": None if band_count is None else int(band_count),
             "status": evaluation["status"],
             "previous_status": evaluation["current_status"],
             "previous_score": evaluation["previous_score"],
@@ -55,8 +83,9 @@ def supplier_context(
                 "completed_date": _text(row["completed_date"]),
                 "days_late": row["days_late"],
             }
-            for row in late_lines.iter_rows(named=True)
+            for row in late_lines.head(MAX_LATE_LINES).iter_rows(named=True)
         ],
+        "late_lines_total": late_lines.height,
     }
 
 
@@ -69,18 +98,33 @@ def digest_context(
     quarantine_summary: pl.DataFrame,
     window_start: date,
     as_of: date,
+    bands: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """Context for the officer digest: everyone by band, status changes, insufficient data, data quality."""
+    """Context for the officer digest: everyone by band, status changes, insufficient data, data quality.
+
+    ``bands`` are the rule set's bands best first, each ``{"band": str, "status": str, "action": str}``. Every
+    band is listed in that order, with its own status from the rule set (not a member's status, which a gate
+    may have capped) and ``rank`` (0 = best) for its colour. A band found in ``evaluated`` but not in ``bands``
+    is listed after them (status and rank None) rather than silently dropped.
+    """
     names = evaluated.select("supplier_id", "name")
-    bands = []
-    for band in BAND_ORDER:
-        members = evaluated.filter(pl.col("band") == band).sort("score", "supplier_id", descending=[True, False])
-        status = members["status"].first() if members.height else None
-        bands.append({
-            "band": band,
-            "status": status,
-            "suppliers": members.select("supplier_id", "name", "score", "status", "score_change").to_dicts(),
-        })
+    banded = evaluated.filter(pl.col("band").is_not_null()).sort("score", "supplier_id", descending=[True, False])
+    members = {
+        key[0]: frame.select("supplier_id", "name", "score", "status", "score_change").to_dicts()
+        for key, frame in banded.partition_by("band", as_dict=True, maintain_order=True).items()
+    }
+    entries: list[dict[str, Any]] = [
+        {
+            "band": str(band["band"]),
+            "status": band.get("status"),
+            "action": band.get("action"),
+            "rank": rank,
+            "suppliers": members.pop(str(band["band"]), []),
+        }
+        for rank, band in enumerate(bands)
+    ]
+    for unknown in sorted(members):
+        entries.append({"band": unknown, "status": None, "action": None, "rank": None, "suppliers": members[unknown]})
     insufficient = (
         evaluated.filter(pl.col("insufficient_data"))
         .sort("supplier_id")
@@ -103,19 +147,31 @@ def digest_context(
             "status_changes": len(status_rows),
             "quarantined_rows": int(sum(row["rows_quarantined"] for row in quarantine_rows)),
         },
-        "bands": bands,
+        "band_count": len(bands),
+        "bands": entries,
         "insufficient": insufficient,
         "status_changes": status_rows,
         "quarantine": quarantine_rows,
     }
 
 
-def band_counts(evaluated: pl.DataFrame) -> dict[str, int]:
-    """Suppliers per band, plus 'insufficient data'."""
-    counts = {band: 0 for band in BAND_ORDER}
-    for band, count in evaluated.group_by("band").len().iter_rows():
-        counts[band if band is not None else "insufficient data"] = count
-    counts.setdefault("insufficient data", 0)
+def band_counts(evaluated: pl.DataFrame, band_names: Sequence[str]) -> dict[str, int]:
+    """Suppliers per band: every band in ``band_names`` order (zero if empty), then 'insufficient data'.
+
+    A band in ``evaluated`` that is not in ``band_names`` is counted after the named bands, never dropped.
+    """
+    counts = {str(band): 0 for band in band_names}
+    unknown: dict[str, int] = {}
+    insufficient = 0
+    for band, count in evaluated.group_by("band").len().sort("band", nulls_last=True).iter_rows():
+        if band is None:
+            insufficient = count
+        elif band in counts:
+            counts[band] = count
+        else:
+            unknown[band] = count
+    counts.update(unknown)
+    counts[INSUFFICIENT] = insufficient
     return counts
 
 

@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from reports.render import Rendered
+from suppliers.addresses import is_address
 from suppliers.errors import ConfigError
 
 __all__ = ["compose_message", "clean_header", "safe_key", "parse_address"]
@@ -25,10 +26,7 @@ MESSAGE_ID_DOMAIN = "supplier-eval"
 MAX_SUBJECT = 200
 MAX_KEY = 120
 
-# RFC 5322 dot-atom local part and an RFC 1035-ish domain (a single label such as "localhost" is allowed).
-_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_ADDR_SPEC = re.compile(rf"^{_LOCAL}@{_LABEL}(?:\.{_LABEL})*$")
+# The addr-spec itself is checked by suppliers.addresses.is_address: the same rule record validation uses.
 _NAME_ADDR = re.compile(r"(?:(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>|(?P<bare>[^<>\s]+))")
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9._+-]+")
 
@@ -132,7 +130,7 @@ def parse_address(value: str, *, role: str = "address") -> Address:
         name, addr = (match["name"] or "").strip(), match["addr"] or match["bare"]
         if len(name) >= 2 and name[0] == name[-1] == '"':
             name = re.sub(r"\\(.)", r"\1", name[1:-1])
-    if not addr or not _ADDR_SPEC.match(addr):
+    if not addr or not is_address(addr):
         raise ConfigError(
             f"the {role} address {raw!r} is not a valid email address",
             fix="Use the form name@example.com (ASCII only).",

@@ -6,11 +6,17 @@ Templates live in ``reports/templates``. HTML templates (``*.html.j2``) are auto
 
 Units of ``criteria[].value`` (and the confidence bounds): ``rate`` is a fraction 0–1 shown as a percentage,
 ``ppm`` parts per million, ``days`` days, ``count`` a whole number, ``score`` a plain score.
+
+Band colours: band names come from the rule set. Names ``A``..``D`` (in a rule set of at most four bands) keep
+their fixed colours; any other name is coloured by its position, best band green to worst band red, from
+``evaluation.band_rank`` (0 = best) and ``evaluation.band_count`` in a supplier report, and from each band's
+``rank`` and the digest's ``band_count`` in the digest. An unknown band (no rank) is grey, never an error.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -28,12 +34,15 @@ __all__ = [
     "supplier_report_subject",
     "digest_subject",
     "format_value",
+    "band_colour",
 ]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 DASH = "—"
 MAX_LATE_LINES = 25
-BANDS = ("A", "B", "C", "D")
+LETTER_BANDS = ("A", "B", "C", "D")  # the classic names keep their fixed colours
+BAND_COLOURS = 4  # CSS classes band-0 (best, green) .. band-3 (worst, red), plus band-none (grey)
+_NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -54,22 +63,28 @@ def render_digest(context: Mapping[str, Any]) -> Rendered:
     return _render("digest", context)
 
 
+def _one_line(text: str) -> str:
+    """No CR, LF or other control characters (header injection), and no runs of blanks."""
+    return " ".join(_NOT_ONE_LINE.sub(" ", text).split())
+
+
 def supplier_report_subject(context: Mapping[str, Any]) -> str:
-    """A one-line subject, e.g. ``Supplier evaluation: Acme Ltd (S-001): band B, conditional``."""
+    """The mail subject, e.g. ``Supplier evaluation: Acme Ltd (S-001) as of 2026-11-24: band B``.
+
+    Without a band (insufficient data) it ends ``: insufficient data``. Always a single line.
+    """
     supplier, evaluation = context["supplier"], context["evaluation"]
-    if evaluation["insufficient_data"] or evaluation["band"] is None:
-        outcome = "insufficient data"
-    else:
-        outcome = f"band {evaluation['band']}, {evaluation['status']}"
-    return f"Supplier evaluation: {supplier['name']} ({supplier['supplier_id']}): {outcome}"
+    band = evaluation["band"]
+    outcome = "insufficient data" if evaluation["insufficient_data"] or band is None or band == "" else f"band {band}"
+    return _one_line(
+        f"Supplier evaluation: {supplier['name']} ({supplier['supplier_id']}) as of {evaluation['as_of']}: {outcome}"
+    )
 
 
 def digest_subject(context: Mapping[str, Any]) -> str:
-    """A one-line subject, e.g. ``Supplier evaluation digest 2026-11-24: 120 suppliers, 3 status changes``."""
-    totals = context["totals"]
-    return (
-        f"Supplier evaluation digest {context['as_of']}: {totals['suppliers_evaluated']:,} suppliers, "
-        f"{totals['status_changes']} status change{'' if totals['status_changes'] == 1 else 's'}"
+    """The mail subject, e.g. ``Supplier evaluation digest as of 2026-11-24: 120 suppliers``. Always one line."""
+    return _one_line(
+        f"Supplier evaluation digest as of {context['as_of']}: {context['totals']['suppliers_evaluated']} suppliers"
     )
 
 
@@ -154,9 +169,27 @@ def _interval(low: Any, high: Any, unit: str) -> str:
     return f"{format_value(low, unit)} – {format_value(high, unit)}"
 
 
-def _band_key(band: Any) -> str:
-    """A CSS-safe band key: ``A``..``D`` or ``none`` (insufficient data / unknown)."""
-    return band if band in BANDS else "none"
+def band_colour(band: Any, rank: Any = None, count: Any = None) -> str:
+    """The CSS colour key of a band: ``0`` (best, green) .. ``3`` (worst, red), or ``none`` (grey).
+
+    ``A``..``D`` keep their fixed colours unless the rule set has more than four bands. Any other name is
+    coloured by its position ``rank`` (0 = best) among ``count`` bands; without ``count``, by ``rank`` alone
+    (clamped to red). No band, or an unknown band without a rank, is ``none``.
+    """
+    _missing(rank), _missing(count)  # a missing key is an error even where the letter colour would do
+    if _missing(band) or band == "":
+        return "none"
+    known_count = isinstance(count, int) and count > 0
+    if band in LETTER_BANDS and (not known_count or count <= len(LETTER_BANDS)):
+        return str(LETTER_BANDS.index(band))
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
+        return "none"
+    worst = BAND_COLOURS - 1
+    if not known_count or rank >= count:
+        return str(min(rank, worst))
+    if count == 1:
+        return "0"
+    return str(int((Decimal(rank * worst) / Decimal(count - 1)).quantize(Decimal(1), ROUND_HALF_UP)))
 
 
 def _trend(change: Any) -> str:
@@ -207,7 +240,7 @@ def _environment() -> jinja2.Environment:
         number=_number,
         value=format_value,
         interval=_interval,
-        band_key=_band_key,
+        band_colour=band_colour,
         trend=_trend,
         col=_column,
         plural=_plural,

@@ -57,39 +57,46 @@ def line_facts(
         *RECEIPT_KEYS, "received_date", "quantity_received", "quantity_accepted"
     )
     # Sorted by line and date, a line's running quantity is the global running total minus the total before
-    # the line began: no per-group window. Totals are kept in integer micro-units so the subtraction is exact
-    # (in floats, 99.9999999 received could miss an order of 100). A left join keeps lines with no receipt.
+    # the line began: no per-group window. Quantities are summed and compared in integer micro-units, so
+    # 0.1 + 0.7 received covers 0.8 ordered (in floats it does not). A left join keeps lines with no receipt.
     new_line = (pl.col("po_id") != pl.col("po_id").shift()) | (pl.col("line_no") != pl.col("line_no").shift())
-    micro = (pl.col("quantity_received").fill_null(0.0) * MICRO).round().cast(pl.Int64)
     per_receipt = (
         judged.join(known_receipts, on=list(RECEIPT_KEYS), how="left")
         .sort(*RECEIPT_KEYS, "received_date", nulls_last=True)
-        .with_columns(new_line=new_line.fill_null(True), running=micro.cum_sum(), micro=micro)
+        .with_columns(
+            new_line=new_line.fill_null(True),
+            received_micro=_micro(pl.col("quantity_received").fill_null(0.0)),
+            accepted_micro=_micro(pl.col("quantity_accepted").fill_null(0.0)),
+        )
+        .with_columns(running=pl.col("received_micro").cum_sum())
         .with_columns(
             line_index=pl.col("new_line").cum_sum(),
             received_so_far=pl.col("running")
-            - pl.when(pl.col("new_line")).then(pl.col("running") - pl.col("micro")).forward_fill(),
+            - pl.when(pl.col("new_line")).then(pl.col("running") - pl.col("received_micro")).forward_fill(),
         )
     )
     by_deadline = pl.col("received_date") <= pl.col("deadline")
-    ordered = pl.col("quantity_ordered")
-    ordered_micro = (ordered * MICRO).round().cast(pl.Int64)
+    ordered_micro = _micro(pl.col("quantity_ordered"))
     return (
         per_receipt.group_by("line_index")
         .agg(
             pl.col(*RECEIPT_KEYS, "supplier_id", "promised_date", "deadline", "quantity_ordered").first(),
-            received_by_deadline=pl.col("quantity_received").filter(by_deadline).sum(),
-            accepted_by_deadline=pl.col("quantity_accepted").filter(by_deadline).sum(),
-            received_total=pl.col("quantity_received").sum(),
-            accepted_total=pl.col("quantity_accepted").sum(),
-            completed_date=pl.col("received_date").filter(pl.col("received_so_far") >= ordered_micro).min(),
+            received_by_deadline=pl.col("received_micro").filter(by_deadline).sum(),
+            accepted_by_deadline=pl.col("accepted_micro").filter(by_deadline).sum(),
+            received_total=pl.col("received_micro").sum(),
+            accepted_total=pl.col("accepted_micro").sum(),
+            completed_date=pl.col("received_date").filter(pl.col("received_so_far") >= ordered_micro.first()).min(),
             last_receipt_date=pl.col("received_date").max(),
         )
         .drop("line_index")
         .with_columns(
-            on_time=pl.col("received_by_deadline") >= ordered,
-            in_full=pl.col("accepted_total") >= ordered,
-            otif=pl.col("accepted_by_deadline") >= ordered,
+            on_time=pl.col("received_by_deadline") >= ordered_micro,
+            in_full=pl.col("accepted_total") >= ordered_micro,
+            otif=pl.col("accepted_by_deadline") >= ordered_micro,
+        )
+        .with_columns(
+            (pl.col(c) / MICRO).alias(c)
+            for c in ("received_by_deadline", "accepted_by_deadline", "received_total", "accepted_total")
         )
         .with_columns(
             days_late=pl.when(~pl.col("on_time")).then(
@@ -99,6 +106,10 @@ def line_facts(
             )
         )
     )
+
+
+def _micro(quantity: pl.Expr) -> pl.Expr:
+    return (quantity * MICRO).round().cast(pl.Int64)
 
 
 def on_time_rate() -> pl.Expr:

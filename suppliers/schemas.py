@@ -16,6 +16,8 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.checks import Check
 
+from suppliers.addresses import ADDRESS_PATTERN
+
 __all__ = [
     "CANONICAL",
     "NULLABLE",
@@ -23,7 +25,6 @@ __all__ = [
     "CRITICALITIES",
     "STATUSES",
     "SEVERITIES",
-    "EMAIL_PATTERN",
     "CURRENCY_PATTERN",
     "FrameRule",
     "FRAME_RULES",
@@ -40,8 +41,6 @@ __all__ = [
 CRITICALITIES = ("critical", "major", "minor")
 STATUSES = ("pending", "approved", "conditional", "probation", "disqualified")
 SEVERITIES = ("critical", "major", "minor")
-# Something@something.tld, no spaces, one @ — catches typos and "n/a" without pretending to be RFC 5322.
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
 # Canonical columns per record kind, in output order, with the dtype they have after validation.
@@ -141,8 +140,9 @@ class SupplierRecord(_Record):
     name: str
     category: str
     criticality: str = pa.Field(isin=CRITICALITIES)
-    contact_email: str = pa.Field(str_matches=EMAIL_PATTERN)
-    owner_email: str = pa.Field(str_matches=EMAIL_PATTERN)
+    # The same address rule mail uses (suppliers.addresses), so a row that passes here can be mailed.
+    contact_email: str = pa.Field(str_matches=ADDRESS_PATTERN)
+    owner_email: str = pa.Field(str_matches=ADDRESS_PATTERN)
     status: str = pa.Field(isin=STATUSES)
     certificate_expiry: dt.date = pa.Field(nullable=True)
     active: bool
@@ -249,8 +249,8 @@ def _describe(column: str, check: Check) -> str:
     if name == "in_range":
         return f"{column} must be between {stats['min_value']} and {stats['max_value']}"
     if name == "str_matches":
-        if stats["pattern"] == EMAIL_PATTERN:
-            return f"{column} is not an email address"
+        if stats["pattern"] == ADDRESS_PATTERN:
+            return f"{column} is not a valid email address"
         if stats["pattern"] == CURRENCY_PATTERN:
             return f"{column} must be a 3-letter upper-case currency code (e.g. EUR)"
         return f"{column} does not match the pattern {stats['pattern']}"

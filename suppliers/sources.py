@@ -2,14 +2,18 @@
 
 A data folder holds one file per record kind, named ``<kind>.csv`` or ``<kind>.parquet``. CSV files are
 read with every column as text, so :mod:`suppliers.validate` does the casting and can quarantine a bad cell
-instead of failing the whole file; Parquet files are read as stored.
+instead of failing the whole file; Parquet files are read as stored. Each file's bytes are read once:
+:func:`read_source` parses them and returns their SHA-256 too, and :func:`fingerprint_sources` combines
+those per-kind digests into the run's input fingerprint.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import io
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +41,6 @@ RECORD_KINDS: tuple[str, ...] = (
 REQUIRED_KINDS: tuple[str, ...] = ("suppliers", "purchase_order_lines", "receipts")
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 
-_CHUNK = 1 << 20
 _DUPLICATED = re.compile(r"^(?P<base>.*)_duplicated_\d+$")  # how Polars renames a repeated CSV header
 
 
@@ -103,9 +106,12 @@ def discover_sources(data_dir: Path) -> dict[str, Source]:
     return sources
 
 
-def read_source(source: Source) -> pl.DataFrame:
-    """Read a source raw: CSV with every column as String, Parquet as stored.
+def read_source(source: Source) -> tuple[pl.DataFrame, str]:
+    """Read a source raw, once: (the frame, the SHA-256 hex of the bytes it was parsed from).
 
+    The file's bytes are read a single time and both parsed (CSV with every column as String, Parquet as
+    stored) and hashed, so the digest always describes exactly the data that is scored — a new export
+    landing in the folder mid-run cannot give a run key that does not match the data.
     Raises :class:`SourceError` naming the file when it is missing, empty, not UTF-8 or not parseable.
     """
     path = Path(source.path)
@@ -115,16 +121,29 @@ def read_source(source: Source) -> pl.DataFrame:
         )
     if not path.is_file():
         raise SourceError("file not found", where=str(path), fix="Check the data folder and the file name")
-    if path.stat().st_size == 0:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:  # removed between the check and the read
+        raise SourceError(
+            "file not found", where=str(path), fix="Check the data folder and the file name"
+        ) from exc
+    except OSError as exc:
+        raise SourceError(
+            f"cannot be read ({exc.strerror or type(exc).__name__})",
+            where=str(path),
+            fix="Check that the file is readable by the user running supplier-eval",
+        ) from exc
+    if not data:
         raise SourceError(
             "the file is empty (not even a header line)",
             where=path.name,
             fix="Re-export the records with a header line",
         )
+    digest = hashlib.sha256(data).hexdigest()
     if source.format == "csv":
-        return _read_csv(path)
+        return _read_csv(data, path.name), digest
     try:
-        return pl.read_parquet(path)
+        return pl.read_parquet(io.BytesIO(data)), digest
     except Exception as exc:  # polars raises several types for a damaged file
         raise SourceError(
             f"cannot be read as Parquet ({_first_line(exc)})",
@@ -133,32 +152,32 @@ def read_source(source: Source) -> pl.DataFrame:
         ) from exc
 
 
-def _read_csv(path: Path) -> pl.DataFrame:
+def _read_csv(data: bytes, name: str) -> pl.DataFrame:
     try:
-        frame = pl.read_csv(path, infer_schema=False, encoding="utf8")
+        frame = pl.read_csv(io.BytesIO(data), infer_schema=False, encoding="utf8")
     except pl.exceptions.NoDataError as exc:
         raise SourceError(
             "the file is empty (not even a header line)",
-            where=path.name,
+            where=name,
             fix="Re-export the records with a header line",
         ) from exc
     except pl.exceptions.ComputeError as exc:
         message = str(exc)
         if "utf-8" in message.lower() or "utf8" in message.lower():
             raise SourceError(
-                f"is not UTF-8 text ({_utf8_position(path)})",
-                where=path.name,
+                f"is not UTF-8 text ({_utf8_position(data)})",
+                where=name,
                 fix="Re-save it as UTF-8 (in Excel: Save As → 'CSV UTF-8 (Comma delimited)')",
             ) from exc
         raise SourceError(
             f"cannot be read as CSV ({_first_line(exc)})",
-            where=path.name,
+            where=name,
             fix="Check that every line has as many comma-separated fields as the header",
         ) from exc
     except Exception as exc:
         raise SourceError(
             f"cannot be read as CSV ({_first_line(exc)})",
-            where=path.name,
+            where=name,
             fix="Check the file is a comma-separated export with a header line",
         ) from exc
     repeated = sorted(
@@ -168,15 +187,14 @@ def _read_csv(path: Path) -> pl.DataFrame:
         names = ", ".join(f"'{c}'" for c in repeated)
         raise SourceError(
             f"column {names} appears more than once in the header",
-            where=path.name,
+            where=name,
             fix="Remove or rename the repeated column",
         )
     return frame
 
 
-def _utf8_position(path: Path) -> str:
-    """Where the first byte that is not UTF-8 is — read only on the error path."""
-    data = path.read_bytes()
+def _utf8_position(data: bytes) -> str:
+    """Where the first byte that is not UTF-8 is — worked out only on the error path."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -190,13 +208,14 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def fingerprint_sources(sources: dict[str, Source]) -> str:
-    """SHA-256 hex over each source's kind, format and file bytes, in kind order (not dict order)."""
-    digest = hashlib.sha256()
-    for kind in sorted(sources):
-        source = sources[kind]
-        digest.update(f"{kind}\0{source.format}\0{Path(source.path).stat().st_size}\0".encode())
-        with open(source.path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-    return digest.hexdigest()
+def fingerprint_sources(digests: Mapping[str, str]) -> str:
+    """SHA-256 hex over each kind's name and file digest (from :func:`read_source`), in kind order.
+
+    ``digests`` maps record kind → the SHA-256 hex :func:`read_source` returned for that kind's file, so the
+    fingerprint describes the bytes that were parsed, not a second read of the folder. Dict order does not
+    matter; a change to any file's bytes, or a kind added or removed, changes the fingerprint.
+    """
+    combined = hashlib.sha256()
+    for kind in sorted(digests):
+        combined.update(f"{kind}\0{digests[kind]}\n".encode())
+    return combined.hexdigest()

@@ -12,7 +12,8 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -22,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from suppliers.errors import StoreError
 
 metadata = sa.MetaData()
+STALE_CLAIM = timedelta(minutes=30)
 
 runs = sa.Table(
     "runs", metadata,
@@ -38,6 +40,7 @@ runs = sa.Table(
     sa.Column("input_fingerprint", sa.String(64), nullable=False),
     sa.Column("code_version", sa.String(64), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("changes_asl", sa.Boolean, nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("evaluations_added", sa.Integer),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
@@ -110,6 +113,8 @@ outbox = sa.Table(
     sa.Column("transport", sa.String(16)),
     sa.Column("location", sa.Text),
     sa.Column("last_error", sa.Text),
+    sa.Column("claimed_by", sa.String(36)),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
 )
@@ -133,6 +138,7 @@ class RunRecord:
     rule_set_hash: str
     input_fingerprint: str
     code_version: str
+    changes_asl: bool = True  # False for what-if runs (another rule set or window): recorded, no ASL change
 
 
 @dataclass(frozen=True)
@@ -148,13 +154,20 @@ class PendingMessage:
 class Store:
     """A connection to the evaluation store; every method is one transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
+        if not create and _missing_sqlite_file(url):
+            raise StoreError("no evaluations recorded yet: the store does not exist", where=_redact(url),
+                             fix="Run an evaluation first (supplier-eval evaluate), or check store.url.")
         try:
             self.engine = sa.create_engine(url, future=True)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             _create_schema(self.engine)
+        except ImportError as exc:
+            raise StoreError(f"the database driver is not installed ({exc.name})", where=_redact(url),
+                             fix="Use a postgresql+psycopg:// URL (psycopg is installed with supplier-eval).",
+                             ) from None
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open the store ({_reason(exc)})", where=_redact(url),
                              fix="Check store.url in the settings and that its folder exists and is writable.",
@@ -163,6 +176,12 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def _insert_ignoring_duplicates(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
         if not rows:
             return 0
@@ -170,12 +189,11 @@ class Store:
         if dialect is None:
             raise StoreError(f"unsupported database {self.engine.dialect.name!r}", where=_redact(self.url),
                              fix="Use a sqlite:/// or postgresql:// URL.")
-        statement = dialect.insert(table).on_conflict_do_nothing()
+        key = next(iter(table.primary_key.columns))
+        statement = dialect.insert(table).on_conflict_do_nothing().returning(key)
         with self.engine.begin() as connection:
-            before = connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-            connection.execute(statement, list(rows))
-            after = connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-        return int(after - before)
+            inserted = connection.execute(statement, list(rows))
+            return len(inserted.all())
 
     # runs ------------------------------------------------------------------------------------------------
 
@@ -239,20 +257,27 @@ class Store:
         return self._insert_ignoring_duplicates(quarantine_summaries, rows)
 
     def current_statuses(self, *, excluding_run_key: str) -> pl.DataFrame:
-        """The latest recorded ASL status per supplier (supplier_id, status), ignoring the given run key."""
+        """Per supplier, the ASL status of its latest change by as-of date (supplier_id, status, status_as_of).
+
+        Ordered by the evaluation's as-of date, not by when it was recorded: a back-dated evaluation run
+        today does not overwrite a newer decision.
+        """
         latest = (
             sa.select(
                 status_changes.c.supplier_id,
                 status_changes.c.to_status.label("status"),
-                sa.func.row_number().over(partition_by=status_changes.c.supplier_id,
-                                          order_by=status_changes.c.id.desc()).label("rank"),
+                status_changes.c.as_of.label("status_as_of"),
+                sa.func.row_number().over(
+                    partition_by=status_changes.c.supplier_id,
+                    order_by=(status_changes.c.as_of.desc(), status_changes.c.id.desc()),
+                ).label("rank"),
             ).where(status_changes.c.run_key != excluding_run_key)
         ).subquery()
-        query = sa.select(latest.c.supplier_id, latest.c.status).where(latest.c.rank == 1)
-        return self._frame(query, schema={"supplier_id": pl.String, "status": pl.String})
+        query = sa.select(latest.c.supplier_id, latest.c.status, latest.c.status_as_of).where(latest.c.rank == 1)
+        return self._frame(query, schema={"supplier_id": pl.String, "status": pl.String, "status_as_of": pl.Date})
 
     def previous_evaluations(self, *, as_of: date, excluding_run_key: str) -> pl.DataFrame:
-        """Per supplier, the latest evaluation on or before ``as_of`` under another run key."""
+        """Per supplier, the latest evaluation strictly before ``as_of`` (so a same-day re-run is no "change")."""
         ranked = (
             sa.select(
                 evaluations.c.supplier_id,
@@ -263,7 +288,7 @@ class Store:
                     partition_by=evaluations.c.supplier_id,
                     order_by=(evaluations.c.as_of.desc(), evaluations.c.id.desc()),
                 ).label("rank"),
-            ).where(evaluations.c.run_key != excluding_run_key, evaluations.c.as_of <= as_of)
+            ).where(evaluations.c.run_key != excluding_run_key, evaluations.c.as_of < as_of)
         ).subquery()
         query = sa.select(ranked.c.supplier_id, ranked.c.previous_as_of, ranked.c.previous_score,
                           ranked.c.previous_band).where(ranked.c.rank == 1)
@@ -305,19 +330,43 @@ class Store:
         ]
         return self._insert_ignoring_duplicates(outbox, rows)
 
-    def unsent_messages(self, run_key: str) -> list[tuple[str, bytes]]:
-        query = (
-            sa.select(outbox.c.message_key, outbox.c.body)
-            .where(outbox.c.run_key == run_key, outbox.c.status != "sent")
-            .order_by(outbox.c.message_key)
+    def claim_messages(self, message_keys: Sequence[str], *, run_id: str,
+                       stale_after: timedelta = STALE_CLAIM) -> list[tuple[str, bytes]]:
+        """Atomically take the unsent messages among ``message_keys`` for this run; return (key, body) of each.
+
+        A message another run is sending is skipped, so two runs at once never send it twice. A claim older
+        than ``stale_after`` belongs to a run that died mid-send: it is taken over (the message may then go
+        twice, never zero times, since an SMTP conversation cut short cannot tell whether it was delivered).
+        """
+        if not message_keys:
+            return []
+        now = _now()
+        claimable = sa.or_(
+            outbox.c.status.in_(("pending", "failed")),
+            sa.and_(outbox.c.status == "sending", outbox.c.claimed_at < now - stale_after),
         )
-        with self.engine.connect() as connection:
-            return [(row.message_key, bytes(row.body)) for row in connection.execute(query)]
+        claimed: list[tuple[str, bytes]] = []
+        with self.engine.begin() as connection:
+            for chunk in _chunks(list(message_keys), 500):
+                connection.execute(
+                    outbox.update()
+                    .where(outbox.c.message_key.in_(chunk), claimable)
+                    .values(status="sending", claimed_by=run_id, claimed_at=now)
+                )
+            for chunk in _chunks(list(message_keys), 500):
+                rows = connection.execute(
+                    sa.select(outbox.c.message_key, outbox.c.body).where(
+                        outbox.c.message_key.in_(chunk), outbox.c.status == "sending", outbox.c.claimed_by == run_id
+                    )
+                )
+                claimed += [(row.message_key, bytes(row.body)) for row in rows]
+        return sorted(claimed)
 
     def mark_message(self, message_key: str, *, ok: bool, attempts: int, transport: str, location: str,
                      error: str | None) -> None:
         values: dict[str, Any] = {"status": "sent" if ok else "failed", "transport": transport, "location": location,
-                                  "last_error": error, "attempts": outbox.c.attempts + attempts}
+                                  "last_error": error, "attempts": outbox.c.attempts + attempts,
+                                  "claimed_by": None, "claimed_at": None}
         if ok:
             values["sent_at"] = _now()
         with self.engine.begin() as connection:
@@ -355,6 +404,19 @@ def _create_schema(engine: sa.Engine, attempts: int = 5) -> None:
             time.sleep(0.05 * (attempt + 1))
 
 
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return False
+    return parsed.get_backend_name() == "sqlite" and bool(parsed.database) and parsed.database != ":memory:" \
+        and not Path(parsed.database).is_file()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers and one writer work at once; busy_timeout makes a second run wait, not fail.
     cursor = dbapi_connection.cursor()
@@ -362,6 +424,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password hidden, for messages and output."""
+    return _redact(url)
 
 
 def _redact(url: str) -> str:

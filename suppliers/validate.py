@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import polars as pl
 from pandera.errors import SchemaErrors
@@ -576,7 +577,9 @@ def _top_reasons(quarantine: pl.DataFrame, kind: str, n: int = 3) -> str:
     return ", ".join(f"{family} ({count})" for family, count in top.iter_rows())
 
 
-def _check_threshold(summary: pl.DataFrame, quarantine: pl.DataFrame, max_share: float) -> None:
+def _check_threshold(
+    summary: pl.DataFrame, quarantine: pl.DataFrame, max_share: float, quarantine_path: Path | None
+) -> None:
     over = summary.filter(pl.col("share") > max_share).sort("share", descending=True)
     if not over.height:
         return
@@ -591,27 +594,53 @@ def _check_threshold(summary: pl.DataFrame, quarantine: pl.DataFrame, max_share:
     (where, what), rest = described[0], described[1:]
     if rest:
         what += "; also " + "; ".join(f"{source}: {text}" for source, text in rest)
-    error = DataQualityError(
-        what,
-        where=where,
-        fix=f"Fix the rows listed in the quarantine report, or raise validation.max_quarantine_share "
-        f"in the settings (now {max_share:g})",
-    )
+    raise_instead = f"raise validation.max_quarantine_share in the settings (now {max_share:g})"
+    written: OSError | None = None
+    if quarantine_path is None:
+        fix = f"Fix the quarantined rows, or {raise_instead}"
+    else:
+        try:
+            _write_quarantine(quarantine, Path(quarantine_path))
+            fix = f"Fix the quarantined rows (the rows are listed in {quarantine_path}), or {raise_instead}"
+        except OSError as exc:
+            written = exc
+            fix = (
+                f"Fix the quarantined rows (they could not be listed in {quarantine_path}: "
+                f"{exc.strerror or type(exc).__name__}), or {raise_instead}"
+            )
+    error = DataQualityError(what, where=where, fix=fix)
     error.quarantine = quarantine  # type: ignore[attr-defined]  # for a data-quality report of a failed run
     error.summary = summary  # type: ignore[attr-defined]
-    raise error
+    raise error from written
+
+
+def _write_quarantine(quarantine: pl.DataFrame, path: Path) -> None:
+    """Write every quarantined row to ``path`` (CSV), creating its folder; whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        quarantine.write_csv(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 # --- all
 
 
 def validate_inputs(
-    raw: dict[str, tuple[Source, pl.DataFrame]], *, max_quarantine_share: float = 0.2
+    raw: dict[str, tuple[Source, pl.DataFrame]],
+    *,
+    max_quarantine_share: float = 0.2,
+    quarantine_path: Path | None = None,
 ) -> ValidatedInputs:
     """Validate every source, check references between them, and enforce the quarantine threshold.
 
     Raises :class:`SourceError` for a missing required source or column and :class:`DataQualityError`
-    when a source's quarantined share of rows is over ``max_quarantine_share``.
+    when a source's quarantined share of rows is over ``max_quarantine_share``. That error carries the full
+    quarantine frame and the summary as ``.quarantine`` and ``.summary``; when ``quarantine_path`` is given,
+    the full quarantine is also written there as CSV (parent folders created) before it is raised, and the
+    error's fix text names the file. Nothing is written when the run may go on.
     """
     if not 0.0 <= max_quarantine_share <= 1.0:
         raise ConfigError(
@@ -651,7 +680,7 @@ def validate_inputs(
             fix="Check that the file is the right export for its record kind",
         )
     summary = _summary(checked, quarantine)
-    _check_threshold(summary, quarantine, max_quarantine_share)
+    _check_threshold(summary, quarantine, max_quarantine_share, quarantine_path)
 
     def good(kind: str) -> pl.DataFrame:
         return checked[kind].good.select(list(CANONICAL[kind])) if kind in checked else empty_frame(kind)

@@ -14,6 +14,7 @@ import pytest
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="supplier-eval-tests-"))
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("SUPPLIER_EVAL_CONFIG", None)
+os.environ.pop("SUPPLIER_EVAL_STORE_URL", None)
 os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
 os.environ["HOME"] = str(_SESSION_DIR / "home")  # nothing a test runs may write to the real home directory
 os.environ["DO_NOT_TRACK"] = "1"
@@ -62,3 +63,37 @@ def workspace(tmp_path: Path, sample_data: Path) -> Path:
         encoding="utf-8",
     )
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL server started from the machine's binaries, on 127.0.0.1, for this session."""
+    import glob
+    import socket
+    import subprocess
+
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))  # Debian keeps the server binaries here
+    initdb = candidates[-1] if candidates else shutil.which("initdb")
+    assert initdb, "PostgreSQL server binaries (initdb, pg_ctl) are needed: apt-get install postgresql"
+    bin_dir = Path(initdb).parent
+    # Not under pytest's tmp folder: that one is private to root, and the server runs as 'postgres'.
+    root = Path(tempfile.mkdtemp(prefix="supplier-eval-pg-"))
+    data, sockets = root / "data", root / "sockets"
+    sockets.mkdir()
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = lambda *args: subprocess.run([*as_postgres, *args], check=True, capture_output=True, timeout=120)  # noqa: E731
+    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-o",
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off", "start")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)

@@ -212,6 +212,8 @@ def test_header_injection_from_a_supplier_name_cannot_add_a_header():
         "@example.com",
         "buyer@exa mple.com",
         "a@b.example, evil@x.example",
+        "jörg@example.de",  # passed the old lax record check, so failed the run at compose time
+        '"x"@y.com',
     ],
 )
 def test_bad_or_injected_addresses_are_config_errors(bad):

@@ -177,3 +177,18 @@ def test_nonconformances_and_feedback() -> None:
 def test_late_lines_lists_the_records_behind_the_metric() -> None:
     late = metrics.late_lines(LINES, RECEIPTS, as_of=AS_OF, window_days=90, tolerance_days=2)
     assert late.select("po_id", "line_no", "days_late").rows() == [("P4", 1, 21), ("P3", 1, 0), ("P2", 1, 9)]
+
+
+def test_fractional_quantities_that_add_up_exactly_are_in_full() -> None:
+    # 0.1 + 0.7 == 0.7999999999999999 in floats; received in two parts before the promise, it is complete.
+    lines = pl.DataFrame({"po_id": ["F1"], "line_no": [1], "supplier_id": ["S1"], "promised_date": [D("2026-03-01")],
+                          "quantity_ordered": [0.8]})
+    receipts = pl.DataFrame({"po_id": ["F1", "F1"], "line_no": [1, 1],
+                             "received_date": [D("2026-02-20"), D("2026-02-28")],
+                             "quantity_received": [0.1, 0.7], "quantity_accepted": [0.1, 0.7],
+                             "quantity_rejected": [0.0, 0.0]})
+    facts = metrics.line_facts(lines.lazy(), receipts.lazy(), as_of=AS_OF, window_days=90, tolerance_days=0).collect()
+    row = facts.row(0, named=True)
+    assert (row["on_time"], row["in_full"], row["otif"], row["days_late"]) == (True, True, True, None)
+    assert row["completed_date"] == D("2026-02-28")
+    assert row["received_total"] == pytest.approx(0.8)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 import math
 import re
+from datetime import date, timedelta
 
 import jinja2
+import polars as pl
 import pytest
 
+from reports.context import band_counts, digest_context, supplier_context
 from reports.render import (
     Rendered,
+    band_colour,
     digest_subject,
     format_value,
     render_digest,
@@ -81,6 +85,8 @@ def report(**evaluation) -> dict:
             "window_end": "2026-11-24",
             "score": 78.44,
             "band": "B",
+            "band_rank": 1,
+            "band_count": 4,
             "status": "conditional",
             "previous_status": "approved",
             "previous_score": 81.6,
@@ -99,6 +105,7 @@ def report(**evaluation) -> dict:
             criterion("Open nonconformances", "open_ncrs", 2, "count", 2, "NCRs", 20, 60.0),
         ],
         "late_lines": [late_line(i) for i in range(3)],
+        "late_lines_total": 3,
     }
     context["evaluation"].update(evaluation)
     return context
@@ -117,10 +124,13 @@ def digest() -> dict:
             "status_changes": 2,
             "quarantined_rows": 17,
         },
+        "band_count": 4,
         "bands": [
             {
                 "band": "A",
                 "status": "approved",
+                "action": "Keep approved.",
+                "rank": 0,
                 "suppliers": [
                     {
                         "supplier_id": "S-002",
@@ -134,6 +144,8 @@ def digest() -> dict:
             {
                 "band": "B",
                 "status": "conditional",
+                "action": "Agree an improvement plan.",
+                "rank": 1,
                 "suppliers": [
                     {
                         "supplier_id": "S-001",
@@ -144,10 +156,12 @@ def digest() -> dict:
                     }
                 ],
             },
-            {"band": "C", "status": "probation", "suppliers": []},
+            {"band": "C", "status": "probation", "action": "Put on probation.", "rank": 2, "suppliers": []},
             {
                 "band": "D",
                 "status": "disqualified",
+                "action": "Stop ordering.",
+                "rank": 3,
                 "suppliers": [
                     {
                         "supplier_id": "S-009",
@@ -273,9 +287,53 @@ def test_css_is_inlined_and_no_style_block_is_needed():
     "band, colour", [("A", "#dff3e4"), ("B", "#eef6d5"), ("C", "#fff0d1"), ("D", "#fbe1e1")]
 )
 def test_band_badge_is_coloured_per_band(band, colour):
-    html = render_supplier_report(report(band=band)).html
+    html = render_supplier_report(report(band=band, band_rank="ABCD".index(band))).html
     badge = tag_with(html, f"{band}</span>")
     assert f"background-color: {colour}" in badge
+
+
+GREEN, LIME, AMBER, RED, GREY = "#dff3e4", "#eef6d5", "#fff0d1", "#fbe1e1", "#eceff1"
+
+
+@pytest.mark.parametrize("band, rank, colour", [("Gold", 0, GREEN), ("Silver", 1, AMBER), ("Bronze", 2, RED)])
+def test_custom_band_badge_is_coloured_by_position(band, rank, colour):
+    html = render_supplier_report(report(band=band, band_rank=rank, band_count=3)).html
+    assert f"background-color: {colour}" in tag_with(html, f"{band}</span>")
+
+
+def test_unknown_band_name_renders_grey_instead_of_failing():
+    out = render_supplier_report(report(band="Platinum", band_rank=None, band_count=None))
+    assert f"background-color: {GREY}" in tag_with(out.html, "Platinum</span>")
+    assert re.search(r"Band\s+Platinum", out.text)
+
+
+def test_band_count_is_optional_in_a_supplier_report():
+    context = report(band="Gold", band_rank=0)
+    del context["evaluation"]["band_count"]
+    assert f"background-color: {GREEN}" in tag_with(render_supplier_report(context).html, "Gold</span>")
+
+
+@pytest.mark.parametrize(
+    "band, rank, count, key",
+    [
+        ("A", 0, 4, "0"),
+        ("D", 3, 4, "3"),
+        ("C", 2, 3, "2"),  # A-D keep their colours: C stays amber even as the worst of three
+        ("C", None, None, "2"),
+        ("Gold", 0, 3, "0"),
+        ("Silver", 1, 3, "2"),
+        ("Bronze", 2, 3, "3"),
+        ("Top", 0, 1, "0"),
+        ("P1", 0, 6, "0"),
+        ("P6", 5, 6, "3"),
+        ("B", 1, 6, "1"),  # six bands A-F: coloured by position, not by letter
+        ("Gold", None, 3, "none"),
+        ("Gold", 1, None, "1"),
+        (None, None, None, "none"),
+    ],
+)
+def test_band_colour(band, rank, count, key):
+    assert band_colour(band, rank, count) == key
 
 
 # ---- numbers ------------------------------------------------------------------------------------------
@@ -363,9 +421,73 @@ def test_insufficient_data_report_renders_without_a_score():
 # ---- late lines ---------------------------------------------------------------------------------------
 
 
+def late_frame(count: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "supplier_id": ["S-001"] * count,
+            "po_id": [f"PO-{i:05d}" for i in range(count)],
+            "line_no": [1 + i % 3 for i in range(count)],
+            "promised_date": [date(2026, 3, 1)] * count,
+            "completed_date": [None if i == 0 else date(2026, 3, 9) for i in range(count)],
+            "days_late": [8 + i for i in range(count)],
+        },
+        schema_overrides={"completed_date": pl.Date},
+    )
+
+
+def evaluation_row(**overrides) -> dict:
+    """One row of the assembled evaluations, as the pipeline passes it to ``supplier_context``."""
+    e = report()["evaluation"]
+    row = {
+        "supplier_id": "S-001",
+        "name": NAME,
+        "category": "fasteners",
+        "criticality": "major",
+        "owner_email": "buyer@example.com",
+        "score": e["score"],
+        "band": "Silver",
+        "status": e["status"],
+        "current_status": e["previous_status"],
+        "previous_score": e["previous_score"],
+        "score_change": e["score_change"],
+        "insufficient_data": False,
+        "insufficient_reason": None,
+        "gates_hit": e["gates_hit"],
+        "action": e["action"],
+        "criteria": report()["criteria"],
+    }
+    row.update(overrides)
+    return row
+
+
+def built_report(late: pl.DataFrame, **overrides) -> dict:
+    return supplier_context(
+        run=RUN,
+        rule_set=RULE_SET,
+        evaluation=evaluation_row(**overrides),
+        window_start=date(2025, 11, 24),
+        as_of=date(2026, 11, 24),
+        late_lines=late,
+        bands=RULE_BANDS,
+    )
+
+
+def test_supplier_context_turns_only_the_first_25_late_lines_into_dicts():
+    context = built_report(late_frame(30))
+    assert len(context["late_lines"]) == 25 and context["late_lines_total"] == 30
+    assert context["late_lines"][0] == {
+        "po_id": "PO-00000",
+        "line_no": 1,
+        "promised_date": "2026-03-01",
+        "completed_date": None,
+        "days_late": 8,
+    }
+    empty = built_report(late_frame(0))
+    assert empty["late_lines"] == [] and empty["late_lines_total"] == 0
+
+
 def test_late_lines_are_capped_at_25_with_a_count_of_the_rest():
-    context = report()
-    context["late_lines"] = [late_line(i) for i in range(30)]
+    context = built_report(late_frame(30))
     out = render_supplier_report(context)
     for part in (out.html, out.text):
         assert "PO-00024" in part and "PO-00025" not in part
@@ -374,9 +496,24 @@ def test_late_lines_are_capped_at_25_with_a_count_of_the_rest():
         assert "not yet complete" in part  # the line with no completion date
 
 
-def test_no_late_lines():
+def test_late_line_count_comes_from_the_total_not_the_shown_rows():
     context = report()
-    context["late_lines"] = []
+    context["late_lines"] = [late_line(i) for i in range(25)]
+    context["late_lines_total"] = 1000
+    out = render_supplier_report(context)
+    for part in (out.html, out.text):
+        assert "1,000 order lines were not fully received by the deadline" in part
+        assert "975 more not shown" in part
+
+
+def test_one_late_line_is_singular():
+    context = built_report(late_frame(1))
+    out = render_supplier_report(context)
+    assert "1 order line was not fully received" in out.text and "more not shown" not in out.text
+
+
+def test_no_late_lines():
+    context = built_report(late_frame(0))
     out = render_supplier_report(context)
     assert "No late deliveries" in out.html and "No late deliveries" in out.text
     assert "more not shown" not in out.text
@@ -416,9 +553,156 @@ def test_digest_lists_status_changes_insufficient_data_and_quarantine():
         assert "120,000" in part and "0.01 %" in part and "unknown PO line (5 rows)" in part
         assert "91.3" in part and "+1.0" in part  # half-up score, signed change
     assert "probation -> disqualified" in out.text
-    assert (
-        digest_subject(digest()) == "Supplier evaluation digest 2026-11-24: 1,234 suppliers, 2 status changes"
+
+
+# ---- subjects -----------------------------------------------------------------------------------------
+
+
+def test_supplier_report_subject():
+    assert supplier_report_subject(report()) == (
+        f"Supplier evaluation: {NAME} (S-001) as of 2026-11-24: band B"
     )
+    assert supplier_report_subject(built_report(late_frame(0), band="Gold", status="conditional")) == (
+        f"Supplier evaluation: {NAME} (S-001) as of 2026-11-24: band Gold"
+    )
+
+
+def test_supplier_report_subject_without_a_band():
+    context = report(score=None, band=None, band_rank=None, insufficient_data=True)
+    assert supplier_report_subject(context) == (
+        f"Supplier evaluation: {NAME} (S-001) as of 2026-11-24: insufficient data"
+    )
+
+
+def test_digest_subject():
+    assert digest_subject(digest()) == "Supplier evaluation digest as of 2026-11-24: 1234 suppliers"
+
+
+def test_subjects_are_one_line():
+    context = report()
+    context["supplier"]["name"] = "Evil\r\nBcc: victim@example.com\u2028Ltd\x00"
+    subject = supplier_report_subject(context)
+    assert subject == "Supplier evaluation: Evil Bcc: victim@example.com Ltd (S-001) as of 2026-11-24: band B"
+    context = digest()
+    context["as_of"] = "2026-11-24\r\nX-Injected: 1"
+    assert "\r" not in digest_subject(context) and "\n" not in digest_subject(context)
+
+
+RULE_BANDS = [
+    {"band": "Gold", "status": "approved", "action": "Keep approved."},
+    {"band": "Silver", "status": "conditional", "action": "Agree an improvement plan."},
+    {"band": "Bronze", "status": "disqualified", "action": "Stop ordering."},
+]
+
+
+def evaluated_frame() -> pl.DataFrame:
+    rows = [
+        # supplier_id, name, score, band, status (S-04 is in Gold but a gate capped it to probation)
+        ("S-01", "Aurum Metals", 95.0, "Gold", "approved", 1.0, False, None),
+        ("S-04", "Capped Gold Ltd", 97.5, "Gold", "probation", None, False, None),
+        ("S-02", "Argent Parts", 75.0, "Silver", "conditional", -2.0, False, None),
+        ("S-03", "Copper Works", 40.0, "Bronze", "disqualified", 0.0, False, None),
+        ("S-05", "New Vendor GmbH", None, None, "pending", None, True, "too few order lines"),
+    ]
+    columns = ["supplier_id", "name", "score", "band", "status", "score_change", "insufficient_data",
+               "insufficient_reason"]
+    return pl.DataFrame(rows, schema=columns, orient="row",
+                        schema_overrides={"score": pl.Float64, "score_change": pl.Float64})
+
+
+def built_digest(evaluated: pl.DataFrame | None = None, bands=RULE_BANDS) -> dict:
+    return digest_context(
+        run=RUN,
+        rule_set=RULE_SET,
+        evaluated=evaluated_frame() if evaluated is None else evaluated,
+        changes=pl.DataFrame(
+            {"supplier_id": ["S-04"], "from_status": ["approved"], "to_status": ["probation"],
+             "reason": ["Gate: quality certificate expired"]}
+        ),
+        quarantine_summary=pl.DataFrame(
+            {"kind": ["receipts"], "source": ["receipts.csv"], "rows_read": [10], "rows_quarantined": [1],
+             "share": [0.1], "top_reasons": [["bad quantity (1 rows)"]]}
+        ),
+        window_start=date(2026, 11, 24) - timedelta(days=365),
+        as_of=date(2026, 11, 24),
+        bands=bands,
+    )
+
+
+def test_digest_context_uses_the_rule_sets_band_names_order_and_statuses():
+    context = built_digest()
+    assert [(b["band"], b["status"], b["action"], b["rank"]) for b in context["bands"]] == [
+        ("Gold", "approved", "Keep approved.", 0),
+        ("Silver", "conditional", "Agree an improvement plan.", 1),
+        ("Bronze", "disqualified", "Stop ordering.", 2),
+    ]
+    members = {b["band"]: [s["supplier_id"] for s in b["suppliers"]] for b in context["bands"]}
+    assert members == {"Gold": ["S-04", "S-01"], "Silver": ["S-02"], "Bronze": ["S-03"]}  # best score first
+    assert context["band_count"] == 3
+    assert context["totals"]["suppliers_evaluated"] == 5 and context["totals"]["insufficient_data"] == 1
+
+
+def test_a_gate_capped_top_scorer_does_not_change_the_bands_status():
+    context = built_digest()
+    gold = context["bands"][0]
+    assert gold["suppliers"][0]["status"] == "probation"  # the top scorer was capped by a gate
+    assert gold["status"] == "approved"  # the band still shows the rule set's status
+    out = render_digest(context)
+    assert "Band Gold - approved (2 suppliers)" in out.text
+    assert re.search(r">Band Gold · approved · 2 suppliers<", out.html)
+    assert re.search(r"Capped Gold Ltd\s+S-04\s+97.5\s+probation", out.text)
+
+
+def test_digest_with_custom_bands_lists_suppliers_under_each_band():
+    out = render_digest(built_digest())
+    text = out.text
+    heads = [text.index(f"Band {name} - {status} ") for name, status in
+             [("Gold", "approved"), ("Silver", "conditional"), ("Bronze", "disqualified")]]
+    assert heads == sorted(heads)
+    assert heads[0] < text.index("Aurum Metals") < heads[1] < text.index("Argent Parts") < heads[2]
+    assert heads[2] < text.index("Copper Works")
+    assert "New Vendor GmbH" in text and "too few order lines" in text
+    for name, status, colour in [("Gold", "approved", GREEN), ("Silver", "conditional", AMBER),
+                                 ("Bronze", "disqualified", RED)]:
+        assert f"background-color: {colour}" in tag_with(out.html, f"{name}</span>")
+        assert f"background-color: {colour}" in tag_with(out.html, f"Band {name} · {status}")
+        assert re.search(rf">{name}</span></td><td[^>]*>{status}</td>", out.html)
+
+
+def test_digest_lists_every_band_even_when_empty_and_never_drops_an_unknown_band():
+    evaluated = evaluated_frame().with_columns(
+        band=pl.when(pl.col("supplier_id") == "S-03").then(pl.lit("Tin")).otherwise(pl.col("band"))
+    )
+    context = built_digest(evaluated)
+    assert [(b["band"], b["status"], b["rank"], len(b["suppliers"])) for b in context["bands"]] == [
+        ("Gold", "approved", 0, 2),
+        ("Silver", "conditional", 1, 1),
+        ("Bronze", "disqualified", 2, 0),
+        ("Tin", None, None, 1),
+    ]
+    out = render_digest(context)
+    assert "No suppliers in this band." in out.text and "Copper Works" in out.text
+    assert f"background-color: {GREY}" in tag_with(out.html, "Tin</span>")
+
+
+def test_digest_keeps_letter_band_colours():
+    letters = [{"band": b, "status": s, "action": ""} for b, s in
+               zip("ABCD", ["approved", "conditional", "probation", "disqualified"], strict=True)]
+    evaluated = evaluated_frame().with_columns(pl.col("band").replace({"Gold": "A", "Silver": "B", "Bronze": "D"}))
+    html = render_digest(built_digest(evaluated, letters)).html
+    for band, colour in zip("ABCD", [GREEN, LIME, AMBER, RED], strict=True):
+        assert f"background-color: {colour}" in tag_with(html, f"{band}</span>")
+
+
+def test_band_counts_follow_the_rule_set():
+    counts = band_counts(evaluated_frame(), ["Gold", "Silver", "Bronze", "Tin"])
+    assert list(counts.items()) == [
+        ("Gold", 2), ("Silver", 1), ("Bronze", 1), ("Tin", 0), ("insufficient data", 1)
+    ]
+    assert band_counts(evaluated_frame().clear(), ["A", "B"]) == {"A": 0, "B": 0, "insufficient data": 0}
+    assert band_counts(evaluated_frame(), ["Gold"]) == {
+        "Gold": 2, "Bronze": 1, "Silver": 1, "insufficient data": 1
+    }
 
 
 def test_empty_digest_renders():
@@ -450,6 +734,8 @@ def test_audit_trail_shows_rule_set_and_run(render, context):
         ("late_lines", 0, "days_late"),
         ("criteria", 1, "unit"),
         ("late_lines",),
+        ("late_lines_total",),
+        ("evaluation", "band_rank"),
     ],
 )
 def test_strict_undefined_catches_a_missing_key(path):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
-from datetime import date
+import uuid
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
+import sqlalchemy as sa
 
 from suppliers.errors import StoreError
 from suppliers.store import PendingMessage, RunRecord, Store, evaluations, status_changes
@@ -15,11 +17,24 @@ from suppliers.store import PendingMessage, RunRecord, Store, evaluations, statu
 AS_OF = date(2026, 6, 30)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store of each kind: a SQLite file, or a fresh database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    server = request.getfixturevalue("postgres_url")
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return server.rsplit("/", 1)[0] + f"/{name}"
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    yield store
-    store.close()
+def store(store_url: str) -> Store:
+    with Store(store_url) as store:
+        yield store
 
 
 def run_record(run_id: str, run_key: str = "key-1", as_of: date = AS_OF) -> RunRecord:
@@ -62,7 +77,7 @@ def test_status_changes_are_recorded_once_and_become_the_current_status(store: S
     assert store.save_status_changes("key-1", "run-2", changes, as_of=AS_OF, approved_by="tester") == 0
     assert store.count(status_changes) == 1
     current = store.current_statuses(excluding_run_key="other")
-    assert current.rows() == [("S1", "probation")]
+    assert current.rows() == [("S1", "probation", AS_OF)]
     # while re-running key-1 itself, its own change is not "current": the re-run decides the same way again
     assert store.current_statuses(excluding_run_key="key-1").is_empty()
 
@@ -85,16 +100,17 @@ def test_previous_evaluation_is_the_latest_earlier_one_under_another_key(store: 
 def test_outbox_ledger_sends_each_message_once(store: Store) -> None:
     messages = [PendingMessage("digest-1", "digest", None, ["qm@example.org"], "Digest", b"body-1"),
                 PendingMessage("supplier-1", "supplier", "S1", ["buyer@example.org"], "Report", b"body-2")]
+    keys = ["digest-1", "supplier-1"]
     assert store.enqueue_messages("key-1", "run-1", messages) == 2
-    assert [key for key, _ in store.unsent_messages("key-1")] == ["digest-1", "supplier-1"]
+    assert store.claim_messages(keys, run_id="run-1") == [("digest-1", b"body-1"), ("supplier-1", b"body-2")]
     store.mark_message("digest-1", ok=True, attempts=1, transport="outbox", location="/tmp/x.eml", error=None)
     store.mark_message("supplier-1", ok=False, attempts=3, transport="smtp", location="h:25", error="451 busy")
-    # a re-run enqueues the same messages again: nothing is added, the sent one stays sent
-    assert store.enqueue_messages("key-1", "run-2", messages) == 0
-    assert [key for key, _ in store.unsent_messages("key-1")] == ["supplier-1"]
     ledger = {row["message_key"]: row for row in store.outbox_frame("key-1").to_dicts()}
     assert ledger["digest-1"]["status"] == "sent" and ledger["digest-1"]["sent_at"] is not None
     assert (ledger["supplier-1"]["status"], ledger["supplier-1"]["attempts"]) == ("failed", 3)
+    # a re-run enqueues the same messages again: nothing is added, the sent one stays sent, the failed one retries
+    assert store.enqueue_messages("key-1", "run-2", messages) == 0
+    assert [key for key, _ in store.claim_messages(keys, run_id="run-2")] == ["supplier-1"]
 
 
 def test_runs_are_recorded_with_their_outcome(store: Store) -> None:
@@ -106,8 +122,8 @@ def test_runs_are_recorded_with_their_outcome(store: Store) -> None:
     assert row["finished_at"] is not None
 
 
-def test_two_writers_at_once_leave_exactly_one_copy(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_two_writers_at_once_leave_exactly_one_copy(store_url: str) -> None:
+    url = store_url
     frame = evaluated({f"S{i:04d}": float(i % 100) for i in range(500)})
     errors: list[BaseException] = []
 
@@ -140,3 +156,63 @@ def test_unopenable_store_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(StoreError, match="cannot open the store.*Check store.url"):
         Store(f"sqlite:///{blocker / 'store.db'}")
+
+
+def test_a_message_being_sent_by_one_run_is_not_taken_by_another(store: Store) -> None:
+    store.enqueue_messages("key-1", "run-1", [PendingMessage("m1", "digest", None, ["a@example.org"], "S", b"x")])
+    assert store.claim_messages(["m1"], run_id="run-1") == [("m1", b"x")]
+    assert store.claim_messages(["m1"], run_id="run-2") == []
+    # a claim left by a run that died mid-send is taken over once it is stale
+    assert store.claim_messages(["m1"], run_id="run-3", stale_after=timedelta(0)) == [("m1", b"x")]
+
+
+def test_two_runs_claiming_at_once_split_the_messages_without_overlap(store_url: str) -> None:
+    keys = [f"m{i:03d}" for i in range(200)]
+    with Store(store_url) as setup:
+        setup.enqueue_messages("key-1", "run-0", [PendingMessage(k, "supplier", None, ["a@example.org"], "S", b"x")
+                                                  for k in keys])
+    claims: dict[str, list[str]] = {}
+
+    def claim(run_id: str) -> None:
+        with Store(store_url) as store:
+            claims[run_id] = [key for key, _ in store.claim_messages(keys, run_id=run_id)]
+
+    threads = [threading.Thread(target=claim, args=(f"run-{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [key for claimed in claims.values() for key in claimed]
+    assert sorted(everything) == keys  # every message claimed exactly once
+
+
+def test_current_status_follows_the_latest_as_of_date_not_the_latest_insert(store: Store) -> None:
+    def change(key: str, as_of: date, to_status: str) -> None:
+        frame = pl.DataFrame({"supplier_id": ["S1"], "from_status": ["approved"], "to_status": [to_status],
+                              "reason": ["r"]})
+        store.save_status_changes(key, f"run-{key}", frame, as_of=as_of, approved_by="tester")
+
+    change("nightly", date(2026, 6, 30), "probation")
+    change("back-dated", date(2025, 1, 31), "approved")  # recorded later, about an earlier date
+    assert store.current_statuses(excluding_run_key="x").rows() == [("S1", "probation", date(2026, 6, 30))]
+
+
+def test_an_evaluation_of_the_same_day_is_not_the_previous_one(store: Store) -> None:
+    window = date(2025, 7, 1)
+    store.save_evaluations("yesterday", "r1", evaluated({"S1": 60.0}), as_of=date(2026, 6, 29), window_start=window,
+                           rule_set_hash="h")
+    store.save_evaluations("earlier-today", "r2", evaluated({"S1": 70.0}), as_of=AS_OF, window_start=window,
+                           rule_set_hash="h")
+    previous = store.previous_evaluations(as_of=AS_OF, excluding_run_key="now")
+    assert previous.select("supplier_id", "previous_score").rows() == [("S1", 60.0)]
+
+
+def test_reading_a_store_that_does_not_exist_does_not_create_one(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no evaluations recorded yet.*Run an evaluation first"):
+        Store(f"sqlite:///{tmp_path / 'none.db'}", create=False)
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_a_missing_database_driver_is_a_clear_error() -> None:
+    with pytest.raises(StoreError, match="database driver is not installed"):
+        Store("postgresql+pg8000://user@127.0.0.1:1/db")

@@ -7,6 +7,7 @@ in the file minus the header.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import pandera.polars as pa
@@ -59,7 +60,7 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 def load(folder: Path, **kwargs):
     sources = discover_sources(folder)
-    return validate_inputs({kind: (src, read_source(src)) for kind, src in sources.items()}, **kwargs)
+    return validate_inputs({kind: (src, read_source(src)[0]) for kind, src in sources.items()}, **kwargs)
 
 
 def rows_of(quarantine: pl.DataFrame) -> set[tuple]:
@@ -270,7 +271,7 @@ def test_validate_frame_alone_trims_text_reads_booleans_and_drops_extra_columns(
         ("S2", None, False),
     ]
     assert quarantine.select("row", "column", "value", "reason").rows() == [
-        (3, "contact_email", "not-an-email", "contact_email is not an email address"),
+        (3, "contact_email", "not-an-email", "contact_email is not a valid email address"),
         (4, "certificate_expiry", "2025-02-30", "not a date (expected YYYY-MM-DD)"),
         (4, "active", "maybe", "not a true/false value (expected true, false, yes, no, 1 or 0)"),
     ]
@@ -280,7 +281,8 @@ def test_blank_lines_are_skipped_and_row_numbers_still_match_the_file(tmp_path):
     text = RECEIPTS.splitlines()
     body = "\n".join([text[0], text[1], "", text[2], "   ", "R9,P1,2,2024-03-22,0,0,0", "", ""]) + "\n"
     path = write(tmp_path, "receipts.csv", body)
-    good, quarantine = validate_frame("receipts", read_source(Source("receipts", path, "csv")), path.name)
+    frame, _ = read_source(Source("receipts", path, "csv"))
+    good, quarantine = validate_frame("receipts", frame, path.name)
     assert good.get_column("receipt_id").to_list() == ["R1", "R2"]
     # R9 is on file line 6, so data row 5: the blank and the whitespace-only lines still count
     assert quarantine.select("row", "column", "value", "reason").rows() == [
@@ -463,6 +465,35 @@ def test_quarantine_share_over_threshold_stops_the_run_with_the_file_share_and_r
     assert error.quarantine.height >= 8  # kept for the data-quality report of the failed run
 
 
+def test_quarantine_over_threshold_is_written_before_the_error_is_raised(messy, tmp_path):
+    target = tmp_path / "reports" / "failed-run" / "quarantine.csv"
+    with pytest.raises(DataQualityError) as caught:
+        load(messy, quarantine_path=target)
+    error = caught.value
+    assert f"the rows are listed in {target}" in error.fix
+    assert "validation.max_quarantine_share" in error.fix
+    assert error.summary.schema == pl.Schema(SUMMARY_SCHEMA)
+    written = pl.read_csv(target, schema=QUARANTINE_SCHEMA)
+    assert written.equals(error.quarantine)  # the full quarantine, every source, not just the worst one
+    assert set(written.get_column("source")) == {"suppliers.csv", "purchase_order_lines.csv", "receipts.csv"}
+    assert [p.name for p in target.parent.iterdir()] == ["quarantine.csv"]  # no partial file left behind
+
+
+def test_quarantine_under_threshold_is_not_written(messy, tmp_path):
+    target = tmp_path / "quarantine.csv"
+    load(messy, max_quarantine_share=0.8, quarantine_path=target)
+    assert not target.exists()
+
+
+def test_quarantine_that_cannot_be_written_still_raises_the_data_quality_error(messy, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.raises(DataQualityError) as caught:
+        load(messy, quarantine_path=blocker / "quarantine.csv")
+    assert "could not be listed in" in caught.value.fix
+    assert caught.value.quarantine.height >= 8
+
+
 def test_quarantine_share_under_threshold_lets_the_run_go_on(messy):
     result = load(messy, max_quarantine_share=0.8)
     assert result.purchase_order_lines.height == 2
@@ -471,16 +502,53 @@ def test_quarantine_share_under_threshold_lets_the_run_go_on(messy):
 # --- fingerprint and schemas
 
 
-def test_fingerprint_is_independent_of_dict_order_and_follows_file_bytes(tmp_path):
+def test_read_source_returns_the_digest_of_the_bytes_it_parsed(tmp_path):
+    path = write(tmp_path, "receipts.csv", RECEIPTS)
+    frame, digest = read_source(Source("receipts", path, "csv"))
+    assert digest == hashlib.sha256(RECEIPTS.encode()).hexdigest()
+    assert frame.height == 6 and frame.dtypes == [pl.String] * 7
+
+    parquet = tmp_path / "feedback.parquet"
+    pl.DataFrame({"supplier_id": ["S1"], "date": [dt.date(2024, 3, 1)], "score": [4]}).write_parquet(parquet)
+    frame, digest = read_source(Source("feedback", parquet, "parquet"))
+    assert digest == hashlib.sha256(parquet.read_bytes()).hexdigest()
+    assert frame.rows() == [("S1", dt.date(2024, 3, 1), 4)]
+
+
+def test_read_source_reads_the_file_once(tmp_path, monkeypatch):
+    path = write(tmp_path, "receipts.csv", RECEIPTS)
+    reads: list[Path] = []
+    original = Path.read_bytes
+
+    def counting(self: Path) -> bytes:
+        reads.append(self)
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    read_source(Source("receipts", path, "csv"))
+    assert reads == [path]
+
+
+def test_fingerprint_combines_the_digests_of_what_was_read(tmp_path):
     write(tmp_path, "suppliers.csv", SUPPLIERS)
     write(tmp_path, "purchase_order_lines.csv", LINES)
     write(tmp_path, "receipts.csv", RECEIPTS)
     sources = discover_sources(tmp_path)
-    first = fingerprint_sources(sources)
-    assert first == fingerprint_sources(dict(reversed(list(sources.items()))))
+    digests = {kind: read_source(src)[1] for kind, src in sources.items()}
+    first = fingerprint_sources(digests)
+    assert first == fingerprint_sources(dict(reversed(list(digests.items()))))
     assert len(first) == 64 and int(first, 16) >= 0
+
+    # A new export landing after the read does not change the fingerprint of the data that was read ...
     write(tmp_path, "receipts.csv", RECEIPTS.replace("R6,", "R7,"))
-    assert fingerprint_sources(sources) != first
+    assert fingerprint_sources(digests) == first
+    # ... and reading it again gives a different one.
+    digests["receipts"] = read_source(sources["receipts"])[1]
+    assert fingerprint_sources(digests) != first
+    # The kind is part of it: the same bytes under another kind, or a kind more, differ.
+    same = digests["receipts"]
+    assert fingerprint_sources({"receipts": same}) != fingerprint_sources({"feedback": same})
+    assert fingerprint_sources({**digests, "feedback": same}) != fingerprint_sources(digests)
 
 
 def test_pandera_models_match_the_canonical_columns():
