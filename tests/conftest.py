@@ -97,3 +97,37 @@ def postgres_url() -> Iterator[str]:
     finally:
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def loopback_only(family: int, address: object) -> None:
+    """Refuse, before any packet leaves, a connection that is not to this machine."""
+    import ipaddress
+    import socket
+
+    if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple):
+        return
+    host = str(address[0])
+    if host == "localhost" or ipaddress.ip_address(host).is_loopback:
+        return
+    raise RuntimeError(f"a test tried to connect to {host}: only 127.0.0.1 / ::1 are allowed")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network_but_loopback() -> Iterator[None]:
+    import socket
+
+    original_connect, original_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def connect(self: socket.socket, address: object) -> None:
+        loopback_only(self.family, address)
+        return original_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: object) -> int:
+        loopback_only(self.family, address)
+        return original_connect_ex(self, address)
+
+    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        socket.socket.connect, socket.socket.connect_ex = original_connect, original_connect_ex  # type: ignore[method-assign]

@@ -13,6 +13,7 @@ import pytest
 from conftest import SAMPLE_END
 
 from flows.cli import cli, main
+from rules.loader import default_rules_path
 
 
 def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -93,7 +94,7 @@ def test_rules_check_reports_file_and_line(tmp_path: Path, capsys: pytest.Captur
     assert main(["rules", "check"]) == 0
     assert "is valid; sha256" in capsys.readouterr().out
     bad = tmp_path / "rules.yaml"
-    bad.write_text(Path("rules/iso9001-8.4.yaml").read_text(encoding="utf-8").replace("weight: 30", "weight: 31", 1))
+    bad.write_text(default_rules_path().read_text(encoding="utf-8").replace("weight: 30", "weight: 31", 1))
     assert main(["rules", "check", str(bad)]) == 2
     assert f"error: {bad}:" in capsys.readouterr().err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from conftest import SAMPLE_END
 from smtp_support import HOST, Recorder, free_port, smtp_server
 
 from flows.params import RunParameters
-from suppliers.errors import DeliveryError, SourceError
+from suppliers.errors import DataQualityError, DeliveryError, SourceError
 from suppliers.generate import HTML_FIXTURE_NAME
 from suppliers.store import Store, evaluations, outbox
 
@@ -168,3 +169,131 @@ def test_mail_that_could_not_go_is_sent_by_the_next_run_exactly_once(workspace: 
     finally:
         store.close()
 
+
+
+def write_hand_made_data(folder: Path) -> None:
+    """Two suppliers whose scores are computed by hand in the test below (as of 2026-06-30, tolerance 2 days)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "suppliers.csv").write_text(
+        "supplier_id,name,category,criticality,contact_email,owner_email,status,certificate_expiry,active\n"
+        "H1,Perfect Parts Ltd,parts,major,sales@perfect.example.org,buyer@example.org,approved,2027-01-01,true\n"
+        "H2,Tardy & Co,parts,major,sales@tardy.example.org,buyer@example.org,approved,2027-01-01,true\n",
+        encoding="utf-8")
+    lines = ["po_id,line_no,supplier_id,item_id,category,order_date,promised_date,quantity_ordered,unit_price,currency"]
+    receipts = ["receipt_id,po_id,line_no,received_date,quantity_received,quantity_accepted,quantity_rejected"]
+    # H1: five lines, each received in full on its promised date, nothing rejected.
+    # H2: five lines; three on time, two received 10 and 20 days after the promise; nothing rejected.
+    for supplier, delays in (("H1", [0, 0, 0, 0, 0]), ("H2", [0, 0, 0, 10, 20])):
+        for n, delay in enumerate(delays, start=1):
+            po, promised = f"{supplier}-P{n}", date(2026, 5, n)
+            lines.append(f"{po},1,{supplier},I1,parts,2026-04-01,{promised},10,2.5,EUR")
+            received = promised + timedelta(days=delay)
+            receipts.append(f"{po}-R,{po},1,{received},10,10,0")
+    (folder / "purchase_order_lines.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "receipts.csv").write_text("\n".join(receipts) + "\n", encoding="utf-8")
+
+
+def test_scores_through_the_real_flow_match_the_hand_computed_ones(tmp_path: Path) -> None:
+    # H1: every metric perfect → 100.0, band A.
+    # H2: on time 3/5 = 0.60 → 0 points (×30); OTIF 0.60 → 0 (×20); 0 ppm → 100 (×30) = 30;
+    #     mean days late (10 + 20) / 2 = 15 → 100 × (20 − 15) / (20 − 2) = 27.78 points × 20 % = 5.56.
+    #     Score 35.6 → band D (disqualified).
+    write_hand_made_data(tmp_path / "data")
+    config = tmp_path / "supplier-eval.toml"
+    config.write_text('[store]\nurl = "sqlite:///s.db"\n[mail]\nofficers = ["qm@example.org"]\n', encoding="utf-8")
+    summary = run("nightly", config)
+    assert summary.bands == {"A": 1, "B": 0, "C": 0, "D": 1, "insufficient data": 0}
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        stored = {r["supplier_id"]: r for r in store.evaluation_history().to_dicts()}
+        changes = store.status_history().select("supplier_id", "from_status", "to_status").rows()
+    assert (stored["H1"]["score"], stored["H1"]["band"], stored["H1"]["status"]) == (100.0, "A", "approved")
+    assert (stored["H2"]["score"], stored["H2"]["band"], stored["H2"]["status"]) == (35.6, "D", "disqualified")
+    assert changes == [("H2", "approved", "disqualified")]
+    subjects = {message_subject(p) for p in (tmp_path / "outbox").glob("*.eml")}
+    assert "Supplier evaluation: Tardy & Co (H2) as of 2026-06-30: band D" in subjects
+
+
+def message_subject(path: Path) -> str:
+    import email
+    import email.policy
+
+    return str(email.message_from_bytes(path.read_bytes(), policy=email.policy.default)["Subject"])
+
+
+def test_too_many_bad_rows_stop_the_run_and_the_quarantine_is_written(workspace: Path) -> None:
+    receipts = workspace / "data" / "receipts.csv"
+    header, *rows = receipts.read_text(encoding="utf-8").splitlines()
+    def bad_date(row: str) -> str:
+        fields = row.split(",")
+        fields[3] = "not-a-date"  # received_date
+        return ",".join(fields)
+
+    broken = [bad_date(row) if i % 2 else row for i, row in enumerate(rows)]
+    receipts.write_text("\n".join([header, *broken]) + "\n", encoding="utf-8")
+    with pytest.raises(DataQualityError) as caught:
+        run("nightly", workspace / "supplier-eval.toml")
+    written = list((workspace / "reports").glob("*_failed_*/quarantine.csv"))
+    assert len(written) == 1 and str(written[0]) in str(caught.value)
+    assert pl.read_csv(written[0]).filter(pl.col("source") == "receipts.csv").height >= len(rows) // 2
+    with Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}") as store:
+        assert store.count(evaluations) == 0  # nothing scored on broken data
+
+
+def test_back_dated_and_what_if_runs_do_not_overwrite_the_approved_supplier_list(tmp_path: Path) -> None:
+    write_hand_made_data(tmp_path / "data")
+    config = tmp_path / "supplier-eval.toml"
+    config.write_text('[store]\nurl = "sqlite:///s.db"\n', encoding="utf-8")
+    assert run("nightly", config).status_changes == 1  # H2 → disqualified as of 2026-06-30
+    from flows.pipeline import adhoc, fast_flow_runs
+
+    with fast_flow_runs():
+        # a back-dated evaluation (before any delivery: insufficient data) cannot undo a newer decision
+        back = adhoc(RunParameters(config_file=str(config), as_of=date(2026, 3, 31)))
+        # another window is a what-if: recorded, but the ASL follows the rules in force
+        what_if = adhoc(RunParameters(config_file=str(config), as_of=SAMPLE_END, window_days=30))
+    assert back.status_changes == 0
+    assert what_if.changes_asl is False and what_if.status_changes == 0 and what_if.evaluations_added == 2
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        current = dict(store.current_statuses(excluding_run_key="-").select("supplier_id", "status").rows())
+    assert current == {"H2": "disqualified"}
+
+
+def test_a_crash_after_storing_sends_every_message_exactly_once_on_the_re_run(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.pipeline as pipeline
+
+    real_deliver = pipeline.deliver
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(pipeline, "deliver", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        run("nightly", workspace / "supplier-eval.toml")
+    assert not (workspace / "outbox").exists()
+    monkeypatch.setattr(pipeline, "deliver", real_deliver)
+    summary = run("nightly", workspace / "supplier-eval.toml")
+    assert summary.already_recorded  # the evaluations were kept from the crashed run
+    assert summary.messages_delivered_now == summary.messages == summary.suppliers_evaluated + 1
+    again = run("nightly", workspace / "supplier-eval.toml")
+    assert again.messages_delivered_now == 0
+    assert len(list((workspace / "outbox").glob("*.eml"))) == summary.messages
+
+
+def test_a_newly_added_officer_gets_the_digest_and_no_one_gets_it_twice(workspace: Path) -> None:
+    config = workspace / "supplier-eval.toml"
+    first = run("nightly", config)
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        'officers = ["qm@example.org"]', 'officers = ["qm@example.org", "auditor@example.org"]'), encoding="utf-8")
+    second = run("nightly", config)
+    assert second.run_key == first.run_key and second.messages_delivered_now == 1
+    recipients = sorted(str(email_to(p)) for p in (workspace / "outbox").glob("digest-*.eml"))
+    assert recipients == ["auditor@example.org", "qm@example.org"]
+
+
+def email_to(path: Path) -> str:
+    import email
+    import email.policy
+
+    return str(email.message_from_bytes(path.read_bytes(), policy=email.policy.default)["To"])

@@ -1,0 +1,52 @@
+"""Offline and quiet: loopback only, no heartbeat thread, file names safe for any supplier id."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from conftest import loopback_only
+
+from flows.pipeline import fast_flow_runs, safe_file_name
+
+
+@pytest.mark.parametrize("address", [("127.0.0.1", 25), ("127.0.0.53", 53), ("::1", 25, 0, 0), ("localhost", 80)])
+def test_loopback_addresses_are_allowed(address: tuple) -> None:
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    loopback_only(family, address)
+
+
+@pytest.mark.parametrize("address", [("192.0.2.1", 25), ("2001:db8::1", 25, 0, 0)])
+def test_any_other_address_is_refused_before_connecting(address: tuple) -> None:
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with pytest.raises(RuntimeError, match="only 127.0.0.1"):
+        loopback_only(family, address)
+
+
+def test_flow_runs_skip_the_heartbeat() -> None:
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    with fast_flow_runs():
+        assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None
+
+
+def test_prefect_telemetry_is_off() -> None:
+    import os
+
+    assert os.environ["DO_NOT_TRACK"] == "1"
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+@pytest.mark.parametrize(
+    ("supplier_id", "expected"),
+    [("S0001", "S0001"), ("ACME-42", "ACME-42")],
+)
+def test_plain_ids_are_their_own_file_names(supplier_id: str, expected: str) -> None:
+    assert safe_file_name(supplier_id) == expected
+
+
+def test_ids_that_clean_to_the_same_name_or_are_reserved_stay_distinct() -> None:
+    names = [safe_file_name(i) for i in ("S/1", "S:1", "S 1", "S_1", "CON", "nul", "../etc")]
+    assert len(set(names)) == len(names)
+    assert all("/" not in n and ":" not in n and not n.startswith(".") for n in names)
+    assert safe_file_name("CON").startswith("CON-")
