@@ -33,13 +33,13 @@ from reports.context import band_counts, digest_context, quarantine_summary_with
 from reports.delivery import DeliveryResult, OutgoingMessage, deliver_messages
 from reports.mail import compose_message
 from reports.render import digest_subject, render_digest, render_supplier_report, supplier_report_subject
-from reports.spreadsheet import csv_bytes, write_csv_safely
 from rules.decide import assemble_evaluations, status_changes
 from rules.loader import load_rule_set
 from rules.metrics import measure_suppliers, window_start
 from rules.model import RuleSet
 from rules.scoring import CURRENT_STATUS, score_suppliers
 from suppliers.errors import ConfigError, DeliveryError, SupplierEvalError
+from suppliers.files import csv_bytes, write_csv_safely
 from suppliers.sources import Source, discover_sources, fingerprint_sources, read_source
 from suppliers.store import PendingMessage, RunRecord, Store
 from suppliers.validate import ValidatedInputs, validate_inputs

@@ -10,12 +10,10 @@ message. Credentials are read from environment variables named in ``SmtpSettings
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import os
 import queue
 import ssl
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ import pydantic
 
 from reports.mail import safe_key
 from suppliers.errors import ConfigError, DeliveryError
+from suppliers.files import write_atomically
 
 __all__ = ["SmtpSettings", "OutgoingMessage", "DeliveryResult", "deliver_messages", "outbox_path"]
 
@@ -147,7 +146,7 @@ def _deliver_to_outbox(
         path = outbox_path(outbox_dir, item.key)
         try:
             # CRLF whatever policy the message was parsed with: the same message always gives the same file.
-            _write_atomically(path, item.wire_bytes())
+            write_atomically(path, item.wire_bytes())
             result = DeliveryResult(item.key, True, "outbox", str(path), 1, None)
         except OSError as exc:
             result = DeliveryResult(
@@ -156,21 +155,6 @@ def _deliver_to_outbox(
         results.append(result)
         report(result)
     return results
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target: all or nothing."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ---- SMTP ---------------------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ receipts that would fall in the future do not exist, so those lines are open or 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from suppliers.errors import ConfigError
+from suppliers.files import write_atomically
 
 __all__ = [
     "HISTORY_DAYS",
@@ -243,16 +243,11 @@ def write_sample_data(
     written: dict[str, Path] = {}
     for kind in RECORD_KINDS:
         path = out_dir / f"{kind}.{fmt}"
-        tmp = out_dir / f".{kind}.{fmt}.tmp"
-        try:
-            if fmt == "csv":
-                frames[kind].write_csv(tmp, date_format="%Y-%m-%d", null_value="")
-            else:
-                frames[kind].write_parquet(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        frame = frames[kind]
+        if fmt == "csv":
+            write_atomically(path, lambda tmp, frame=frame: frame.write_csv(tmp, date_format="%Y-%m-%d", null_value=""))
+        else:
+            write_atomically(path, frame.write_parquet)
         written[kind] = path
     return written
 

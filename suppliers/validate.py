@@ -30,6 +30,7 @@ import polars as pl
 from pandera.errors import SchemaErrors
 
 from suppliers.errors import ConfigError, DataQualityError, SourceError
+from suppliers.files import write_csv_safely
 from suppliers.schemas import CANONICAL, FRAME_RULES, KEYS, MODELS, check_reasons, empty_frame
 from suppliers.sources import RECORD_KINDS, REQUIRED_KINDS, Source
 
@@ -395,11 +396,7 @@ def _duplicates(checked: _Checked) -> None:
     )
     dupes = dupes.join(firsts, on=keys, how="left").sort(_ROW)
     rows = dupes.get_column(_ROW)
-    value = (
-        pl.DataFrame({k: checked.raw_text(k, rows) for k in keys})
-        .select(pl.concat_str([pl.col(k).str.strip_chars() for k in keys], separator=", "))
-        .to_series()
-    )
+    value = _joined_raw_text(checked, rows, keys)
     checked.add(
         pl.DataFrame(
             {
@@ -469,11 +466,7 @@ def _reference(
     reasons = orphans.select(
         pl.when(pl.col("_known")).then(pl.format(quarantined, *keys)).otherwise(pl.format(unknown, *keys))
     ).to_series()
-    value = (
-        pl.DataFrame({c: child.raw_text(c, rows) for c in columns})
-        .select(pl.concat_str([pl.col(c).str.strip_chars() for c in columns], separator=", "))
-        .to_series()
-    )
+    value = _joined_raw_text(child, rows, columns)
     child.add(
         pl.DataFrame(
             {
@@ -615,14 +608,17 @@ def _check_threshold(
 
 
 def _write_quarantine(quarantine: pl.DataFrame, path: Path) -> None:
-    """Write every quarantined row to ``path`` (CSV), creating its folder; whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        quarantine.write_csv(partial)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
+    """Write every quarantined row to ``path`` (spreadsheet-safe CSV), creating its folder; whole or not at all."""
+    write_csv_safely(quarantine, path)
+
+
+def _joined_raw_text(checked: _Checked, rows: pl.Series, columns: list[str]) -> pl.Series:
+    """The cells of ``columns`` as written in the file, one "a, b" text per row (the value a reason shows)."""
+    return (
+        pl.DataFrame({c: checked.raw_text(c, rows) for c in columns})
+        .select(pl.concat_str([pl.col(c).str.strip_chars() for c in columns], separator=", "))
+        .to_series()
+    )
 
 
 # --- all

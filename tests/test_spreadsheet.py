@@ -7,7 +7,7 @@ from datetime import date
 import polars as pl
 import pytest
 
-from reports.spreadsheet import csv_bytes, spreadsheet_safe, write_csv_safely
+from suppliers.files import csv_bytes, spreadsheet_safe, write_csv_safely
 
 
 @pytest.mark.parametrize(

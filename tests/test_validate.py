@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from suppliers.errors import DataQualityError, SourceError
+from suppliers.files import spreadsheet_safe
 from suppliers.schemas import CANONICAL, MODELS, NULLABLE, FeedbackRecord
 from suppliers.sources import Source, discover_sources, fingerprint_sources, read_source
 from suppliers.validate import QUARANTINE_SCHEMA, SUMMARY_SCHEMA, validate_frame, validate_inputs
@@ -474,7 +475,8 @@ def test_quarantine_over_threshold_is_written_before_the_error_is_raised(messy, 
     assert "validation.max_quarantine_share" in error.fix
     assert error.summary.schema == pl.Schema(SUMMARY_SCHEMA)
     written = pl.read_csv(target, schema=QUARANTINE_SCHEMA)
-    assert written.equals(error.quarantine)  # the full quarantine, every source, not just the worst one
+    # the full quarantine, every source, not just the worst one, made safe to open in a spreadsheet
+    assert written.equals(spreadsheet_safe(error.quarantine))
     assert set(written.get_column("source")) == {"suppliers.csv", "purchase_order_lines.csv", "receipts.csv"}
     assert [p.name for p in target.parent.iterdir()] == ["quarantine.csv"]  # no partial file left behind
 
