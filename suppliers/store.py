@@ -334,16 +334,21 @@ class Store:
                        stale_after: timedelta = STALE_CLAIM) -> list[tuple[str, bytes]]:
         """Atomically take the unsent messages among ``message_keys`` for this run; return (key, body) of each.
 
-        A message another run is sending is skipped, so two runs at once never send it twice. A claim older
-        than ``stale_after`` belongs to a run that died mid-send: it is taken over (the message may then go
-        twice, never zero times, since an SMTP conversation cut short cannot tell whether it was delivered).
+        A message another run is sending is skipped, so two runs at once never send it twice. A claim held by
+        a run that has finished (it failed mid-send) is taken over at once; one whose run is still "running"
+        after ``stale_after`` belongs to a process that was killed, and is taken over then. A message taken
+        over may go twice, never zero times: an SMTP conversation cut short cannot tell whether it arrived.
         """
         if not message_keys:
             return []
         now = _now()
+        finished_runs = sa.select(runs.c.run_id).where(runs.c.status != "running")
         claimable = sa.or_(
             outbox.c.status.in_(("pending", "failed")),
-            sa.and_(outbox.c.status == "sending", outbox.c.claimed_at < now - stale_after),
+            sa.and_(
+                outbox.c.status == "sending",
+                sa.or_(outbox.c.claimed_at < now - stale_after, outbox.c.claimed_by.in_(finished_runs)),
+            ),
         )
         claimed: list[tuple[str, bytes]] = []
         with self.engine.begin() as connection:

@@ -297,3 +297,24 @@ def email_to(path: Path) -> str:
     import email.policy
 
     return str(email.message_from_bytes(path.read_bytes(), policy=email.policy.default)["To"])
+
+
+def test_a_crash_while_sending_is_finished_by_the_next_run_straight_away(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.pipeline as pipeline
+
+    real_send = pipeline.deliver_messages
+
+    def crash_mid_send(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("killed while sending")
+
+    monkeypatch.setattr(pipeline, "deliver_messages", crash_mid_send)
+    with pytest.raises(RuntimeError, match="killed while sending"):
+        run("nightly", workspace / "supplier-eval.toml")
+    with Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}") as store:
+        assert set(store.outbox_frame()["status"]) == {"sending"}  # claimed by the run that died
+    monkeypatch.setattr(pipeline, "deliver_messages", real_send)
+    summary = run("nightly", workspace / "supplier-eval.toml")
+    assert summary.messages_delivered_now == summary.messages > 0
+    assert len(list((workspace / "outbox").glob("*.eml"))) == summary.messages

@@ -162,8 +162,17 @@ def test_a_message_being_sent_by_one_run_is_not_taken_by_another(store: Store) -
     store.enqueue_messages("key-1", "run-1", [PendingMessage("m1", "digest", None, ["a@example.org"], "S", b"x")])
     assert store.claim_messages(["m1"], run_id="run-1") == [("m1", b"x")]
     assert store.claim_messages(["m1"], run_id="run-2") == []
-    # a claim left by a run that died mid-send is taken over once it is stale
+    # a claim left by a process that was killed (its run still "running") is taken over once it is stale
     assert store.claim_messages(["m1"], run_id="run-3", stale_after=timedelta(0)) == [("m1", b"x")]
+
+
+def test_a_claim_held_by_a_failed_run_is_taken_over_at_once(store: Store) -> None:
+    store.start_run(run_record("run-1"))
+    store.enqueue_messages("key-1", "run-1", [PendingMessage("m1", "digest", None, ["a@example.org"], "S", b"x")])
+    assert store.claim_messages(["m1"], run_id="run-1") == [("m1", b"x")]
+    assert store.claim_messages(["m1"], run_id="run-2") == []  # run-1 is still sending
+    store.finish_run("run-1", status="failed", error="crashed while sending")
+    assert store.claim_messages(["m1"], run_id="run-2") == [("m1", b"x")]
 
 
 def test_two_runs_claiming_at_once_split_the_messages_without_overlap(store_url: str) -> None:
