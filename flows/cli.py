@@ -293,10 +293,11 @@ def _print_summary(summary: RunSummary, *, store: Any) -> None:
     echo(f"Suppliers evaluated: {summary.suppliers_evaluated}  ({recorded})")
     if not summary.changes_asl:
         echo("What-if run (another rule set or window than the rules in force): the ASL is left unchanged.")
-    width = max(len(k) for k in summary.bands)
+    labels = {band: f"Band {band} ({status})" for band, status in summary.band_statuses.items()}
+    labels["insufficient data"] = "Insufficient data"
+    width = max(len(label) for label in labels.values())
     for band, count in summary.bands.items():
-        label = f"Band {band}" if len(band) == 1 else band.capitalize()
-        echo(f"  {label:<{width + 5}} {count:>6}  {'#' * min(count, 60)}")
+        echo(f"  {labels.get(band, band):<{width}} {count:>6}  {'#' * min(count, 60)}")
     echo(f"Status changes: {summary.status_changes}    Quarantined rows: {summary.quarantined_rows}")
     echo(f"Reports:  {summary.reports_dir}")
     how = "written as .eml files to" if summary.transport == "outbox" else "sent via"

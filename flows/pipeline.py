@@ -63,6 +63,7 @@ class RunSummary(BaseModel):
     suppliers_evaluated: int
     evaluations_added: int
     bands: dict[str, int]
+    band_statuses: dict[str, str]
     status_changes: int
     quarantined_rows: int
     reports_dir: str
@@ -372,6 +373,7 @@ def run_evaluation(params: RunParameters) -> RunSummary:
         run_id=run.run_id, run_key=run.run_key, as_of=as_of, window_days=window_days, changes_asl=changes_asl,
         suppliers_evaluated=evaluated.height, evaluations_added=added,
         bands=band_counts(evaluated, [b.band for b in rule_set.bands]),
+        band_statuses={b.band: b.status for b in rule_set.bands},
         status_changes=changes.height, quarantined_rows=int(validated.summary["rows_quarantined"].sum()),
         reports_dir=str(out_dir), messages=total, messages_delivered_now=sent,
         transport="smtp" if settings.mail.smtp else "outbox",

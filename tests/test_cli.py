@@ -131,7 +131,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     work = tmp_path / "demo"
     assert main(["demo", "--work-dir", str(work), "--suppliers", "12", "--lines", "900"]) == 0
     out = capsys.readouterr().out
-    assert "Band A" in out and "Insufficient data" in out
+    assert "Band A (approved)" in out and "Band D (disqualified)" in out and "Insufficient data" in out
     assert f"written as .eml files to {work / 'outbox'}" in out
     assert len(list((work / "outbox").glob("*.eml"))) >= 2
     assert (work / "supplier-eval.db").is_file()
