@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from flows import runtime
-from suppliers.errors import ConfigError, SupplierEvalError
+from suppliers.errors import ConfigError, DeliveryError, SupplierEvalError
 
 if TYPE_CHECKING:
     from flows.pipeline import RunSummary
@@ -152,20 +152,22 @@ def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Pa
     """
     from flows.settings import load_settings
     from reports.context import quarantine_summary_with_reasons
+    from suppliers.files import write_csv_safely
     from suppliers.sources import discover_sources, read_source
     from suppliers.validate import validate_inputs
 
     settings = load_settings(config_file)
     folder = data_dir or settings.data_dir
     raw = {kind: (source, read_source(source)[0]) for kind, source in discover_sources(folder).items()}
-    result = validate_inputs(raw, max_quarantine_share=settings.validation.max_quarantine_share)
+    result = validate_inputs(raw, max_quarantine_share=settings.validation.max_quarantine_share,
+                             quarantine_path=quarantine_out)
     summary = quarantine_summary_with_reasons(result.summary, result.quarantine)
     for row in summary.iter_rows(named=True):
         click.echo(f"{row['source']:<32} {row['rows_read']:>10,} rows  {row['rows_quarantined']:>8,} quarantined")
         for reason in row["top_reasons"]:
             click.echo(f"    {reason}")
     if quarantine_out is not None:
-        result.quarantine.write_csv(quarantine_out)
+        write_csv_safely(result.quarantine, quarantine_out)
         click.echo(f"Quarantined rows written to {quarantine_out}")
 
 
@@ -241,13 +243,50 @@ def asl(config_file: Path | None) -> None:
     from suppliers.store import Store
 
     with Store(load_settings(config_file).store_url, create=False) as store:
-        changes = store.status_history()
-    if changes.is_empty():
+        latest = store.approved_supplier_list()
+    if latest.is_empty():
         click.echo("No status changes recorded yet: every supplier keeps the status in its supplier record.")
         return
-    latest = changes.group_by("supplier_id").last().sort("supplier_id")
     for row in latest.iter_rows(named=True):
         click.echo(f"{row['supplier_id']:<10} {row['to_status']:<13} since {row['as_of']}  ({row['reason']})")
+
+
+@cli.command()
+@click.option("--retry", is_flag=True, help="Send every message not yet sent, from any run.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+def outbox(retry: bool, config_file: Path | None) -> None:
+    """Show the email ledger (messages per status) and, with --retry, send what is still unsent.
+
+    \b
+    Example:
+      supplier-eval outbox --retry --config demo-work/supplier-eval.toml
+    """
+    import uuid
+
+    runtime.configure()
+    from flows.pipeline import send_claimed
+    from flows.settings import load_settings
+    from suppliers.store import Store
+
+    settings = load_settings(config_file)
+    with Store(settings.store_url, create=False) as store:
+        counts = store.outbox_counts()
+        click.echo("  ".join(f"{status}: {counts.get(status, 0)}" for status in ("sent", "pending", "failed",
+                                                                                "sending")))
+        if not retry:
+            return
+        retry_id = str(uuid.uuid4())
+        claimed = store.claim_messages(store.unsent_message_keys(), run_id=retry_id)
+        try:
+            results = send_claimed(store, settings, retry_id, claimed)
+        finally:
+            store.release_claims(retry_id)
+    failed = [r for r in results if not r.ok]
+    click.echo(f"Retried {len(results)}: {len(results) - len(failed)} delivered, {len(failed)} failed")
+    if failed:
+        raise DeliveryError(f"{len(failed)} messages were not delivered (first: {failed[0].error})",
+                            where=settings.mail.smtp.location if settings.mail.smtp else str(settings.outbox_dir),
+                            fix="They stay in the ledger; fix the cause and run `supplier-eval outbox --retry` again.")
 
 
 def _store_location(config_file: Path | None) -> str:
@@ -292,18 +331,24 @@ def _print_summary(summary: RunSummary, *, store: Any) -> None:
                 else f"{summary.evaluations_added} new evaluations recorded")
     echo(f"Suppliers evaluated: {summary.suppliers_evaluated}  ({recorded})")
     if not summary.changes_asl:
-        echo("What-if run (another rule set or window than the rules in force): the ASL is left unchanged.")
+        echo("What-if run (another rule set or window than the rules in force): the ASL is left unchanged, and the")
+        echo("reports go only to the addresses given with --to.")
     labels = {band: f"Band {band} ({status})" for band, status in summary.band_statuses.items()}
     labels["insufficient data"] = "Insufficient data"
     width = max(len(label) for label in labels.values())
     for band, count in summary.bands.items():
         echo(f"  {labels.get(band, band):<{width}} {count:>6}  {'#' * min(count, 60)}")
-    echo(f"Status changes: {summary.status_changes}    Quarantined rows: {summary.quarantined_rows}")
+    recorded_before = " (recorded by the first run)" if summary.already_recorded and summary.status_changes else ""
+    echo(f"Status changes: {summary.status_changes}{recorded_before}    Quarantined rows: {summary.quarantined_rows}")
     echo(f"Reports:  {summary.reports_dir}")
     how = "written as .eml files to" if summary.transport == "outbox" else "sent via"
-    earlier = summary.messages - summary.messages_delivered_now
+    elsewhere = summary.messages_in_progress_elsewhere
+    earlier = summary.messages - summary.messages_delivered_now - elsewhere
+    notes = [f"{earlier} already sent before"] if earlier else []
+    if elsewhere:
+        notes.append(f"{elsewhere} being sent by another run; `supplier-eval outbox --retry` sends any it leaves")
     echo(f"Emails:   {summary.messages_delivered_now} {how} {summary.delivery_location}"
-         + (f" ({earlier} already sent before)" if earlier else ""))
+         + (f" ({'; '.join(notes)})" if notes else ""))
     echo(f"Store:    {store}")
 
 

@@ -69,6 +69,7 @@ class RunSummary(BaseModel):
     reports_dir: str
     messages: int
     messages_delivered_now: int
+    messages_in_progress_elsewhere: int
     transport: str
     delivery_location: str
     already_recorded: bool
@@ -84,11 +85,13 @@ class Loaded:
 class History:
     current_statuses: pl.DataFrame
     previous: pl.DataFrame
+    official_as_of: pl.DataFrame
 
 
 def _retry_unless_user_error(_task: Any, _task_run: Any, state: Any) -> bool:
     """A missing column stays missing: retry only what may be passing (a file being written, a locked store)."""
-    return not isinstance(state.data, SupplierEvalError)
+    error = state.data
+    return not isinstance(error, SupplierEvalError) or getattr(error, "transient", False)
 
 
 IO_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": 1, "retry_condition_fn": _retry_unless_user_error,
@@ -124,6 +127,7 @@ def read_history(store_url: str, run_key: str, as_of: date) -> History:
         return History(
             current_statuses=store.current_statuses(excluding_run_key=run_key),
             previous=store.previous_evaluations(as_of=as_of, excluding_run_key=run_key),
+            official_as_of=store.latest_official_as_of(excluding_run_key=run_key),
         )
 
 
@@ -146,16 +150,15 @@ def score(selected: pl.DataFrame, metrics: pl.DataFrame, rule_set: RuleSet, as_o
 @task(name="decide", cache_policy=NO_CACHE)
 def decide(selected: pl.DataFrame, scored: pl.DataFrame, rule_set: RuleSet, history: History, as_of: date,
            changes_asl: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Evaluations plus the ASL changes they make: none for a what-if run, none over a newer decision."""
+    """Evaluations plus the ASL changes they make: none for a what-if, none where a later evaluation decided."""
     evaluated = assemble_evaluations(scored, rule_set, history.previous).join(
-        selected.select("supplier_id", "name", "category", "criticality", "owner_email", "status_as_of"),
-        on="supplier_id",
+        selected.select("supplier_id", "name", "category", "criticality", "owner_email"), on="supplier_id"
     )
     changes = status_changes(evaluated)
     if not changes_asl:
         return evaluated, changes.clear()
-    newer_decision = evaluated.filter(pl.col("status_as_of") > as_of).select("supplier_id")
-    return evaluated, changes.join(newer_decision, on="supplier_id", how="anti")
+    decided_later = history.official_as_of.filter(pl.col("official_as_of") > as_of).select("supplier_id")
+    return evaluated, changes.join(decided_later, on="supplier_id", how="anti")
 
 
 @task(name="store results", **IO_RETRIES)
@@ -190,7 +193,10 @@ def _render_reports(out_dir: Path, settings: Settings, params: RunParameters, ru
                     window_first_day: date) -> tuple[Path, list[PendingMessage]]:
     (out_dir / "suppliers").mkdir(parents=True, exist_ok=True)
     run_info = {"run_id": run.run_id, "trigger": run.trigger, "requested_by": run.requested_by,
-                "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code_version": run.code_version}
+                "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code_version": run.code_version,
+                "what_if": not run.changes_asl}
+    # A what-if goes only to whoever asked for it (--to): owners and officers act on the rules in force.
+    officers = params.recipients or (settings.mail.officers if run.changes_asl else ())
     rules_info = {"name": rule_set.name, "version": rule_set.version, "content_hash": rule_set.content_hash}
     bands = [{"band": b.band, "status": b.status, "action": b.action} for b in rule_set.bands]
 
@@ -204,7 +210,7 @@ def _render_reports(out_dir: Path, settings: Settings, params: RunParameters, ru
     digest = render_digest(context)
     (out_dir / "digest.html").write_text(digest.html, encoding="utf-8")
     (out_dir / "digest.txt").write_text(digest.text, encoding="utf-8")
-    for officer in params.recipients or settings.mail.officers:
+    for officer in officers:
         messages.append(_pending(run, settings, "digest", None, officer, digest_subject(context), digest,
                                  [("evaluations.csv", evaluations_csv, "text/csv")]))
 
@@ -221,7 +227,7 @@ def _render_reports(out_dir: Path, settings: Settings, params: RunParameters, ru
         attachments = []
         if supplier_late.height:
             attachments.append((f"late-lines-{stem}.csv", csv_bytes(supplier_late.drop("supplier_id")), "text/csv"))
-        for recipient in params.recipients or (row["owner_email"],):
+        for recipient in params.recipients or ((row["owner_email"],) if run.changes_asl else ()):
             messages.append(_pending(run, settings, "supplier", row["supplier_id"], recipient,
                                      supplier_report_subject(context), rendered, attachments))
     get_run_logger().info("Rendered %s supplier reports and the digest into %s", evaluated.height, out_dir)
@@ -229,21 +235,20 @@ def _render_reports(out_dir: Path, settings: Settings, params: RunParameters, ru
 
 
 @task(name="deliver", cache_policy=NO_CACHE)
-def deliver(settings: Settings, run: RunRecord, messages: list[PendingMessage]) -> tuple[int, int]:
-    """Ledger first, then send what this run could claim: a crash, a re-run or a second run never sends twice."""
+def deliver(settings: Settings, run: RunRecord, messages: list[PendingMessage]) -> tuple[int, int, int]:
+    """Ledger first, then send what this run could claim: a crash, a re-run or a second run never sends twice.
+
+    Returns (messages of this evaluation, sent now, being sent by another run).
+    """
+    keys = [m.message_key for m in messages]
     with Store(settings.store_url) as store:
         store.enqueue_messages(run.run_key, run.run_id, messages)
-        claimed = store.claim_messages([m.message_key for m in messages], run_id=run.run_id)
-        outgoing = [OutgoingMessage(key=key, message=message_from_bytes(body, policy=policy.default), raw=body)
-                    for key, body in claimed]
-
-        def record(result: DeliveryResult) -> None:
-            store.mark_message(result.key, ok=result.ok, attempts=result.attempts, transport=result.transport,
-                               location=result.location, error=result.error)
-
-        results = deliver_messages(outgoing, smtp=settings.mail.smtp, outbox_dir=settings.outbox_dir,
-                                   concurrency=settings.mail.concurrency, retries=settings.mail.retries,
-                                   on_result=record)
+        claimed = store.claim_messages(keys, run_id=run.run_id)
+        try:
+            results = send_claimed(store, settings, run.run_id, claimed)
+        finally:
+            store.release_claims(run.run_id)  # interrupted (Ctrl-C, a bug): what is unsent goes back to pending
+        elsewhere = store.outbox_counts(keys).get("sending", 0)
     failed = [r for r in results if not r.ok]
     if failed:
         raise DeliveryError(
@@ -251,9 +256,24 @@ def deliver(settings: Settings, run: RunRecord, messages: list[PendingMessage]) 
             where=settings.mail.smtp.location if settings.mail.smtp else str(settings.outbox_dir),
             fix="They stay in the outbox ledger; run the same evaluation again to retry them.",
         )
-    get_run_logger().info("Delivered %s messages (%s were already sent or being sent)", len(results),
-                          len(messages) - len(results))
-    return len(messages), len(results)
+    get_run_logger().info("Delivered %s messages (%s sent before, %s being sent by another run)", len(results),
+                          len(messages) - len(results) - elsewhere, elsewhere)
+    return len(messages), len(results), elsewhere
+
+
+def send_claimed(store: Store, settings: Settings, run_id: str,
+                 claimed: list[tuple[str, bytes]]) -> list[DeliveryResult]:
+    """Send the ledger's bytes of each claimed message and record each outcome as it comes."""
+    outgoing = [OutgoingMessage(key=key, message=message_from_bytes(body, policy=policy.default), raw=body)
+                for key, body in claimed]
+
+    def record(result: DeliveryResult) -> None:
+        store.mark_message(result.key, ok=result.ok, attempts=result.attempts, transport=result.transport,
+                           location=result.location, error=result.error, run_id=run_id)
+        store.refresh_claims(run_id)  # still alive: a long batch is not taken over as stale
+
+    return deliver_messages(outgoing, smtp=settings.mail.smtp, outbox_dir=settings.outbox_dir,
+                            concurrency=settings.mail.concurrency, retries=settings.mail.retries, on_result=record)
 
 
 # helpers ------------------------------------------------------------------------------------------------------
@@ -314,11 +334,11 @@ NO_HISTORY = pl.DataFrame(schema={"supplier_id": pl.String, "status": pl.String,
 
 
 def compute_run_key(*, as_of: date, window_days: int, tolerance_days: int, selection: list[str], rule_hash: str,
-                    fingerprint: str, code: str) -> str:
-    """The identity of an evaluation: same inputs, rules, date, window, selection and code → same records."""
+                    fingerprint: str, code: str, changes_asl: bool) -> str:
+    """The identity of an evaluation: same inputs, rules, date, window, selection, code and kind → same records."""
     identity = json.dumps({"as_of": as_of.isoformat(), "window_days": window_days, "tolerance": tolerance_days,
-                           "selection": selection, "rules": rule_hash, "inputs": fingerprint, "code": code},
-                          sort_keys=True)
+                           "selection": selection, "rules": rule_hash, "inputs": fingerprint, "code": code,
+                           "official": changes_asl}, sort_keys=True)
     return hashlib.sha256(identity.encode()).hexdigest()
 
 
@@ -350,7 +370,7 @@ def run_evaluation(params: RunParameters) -> RunSummary:
         run = replace(run, input_fingerprint=loaded.fingerprint, run_key=compute_run_key(
             as_of=as_of, window_days=window_days, tolerance_days=rule_set.evaluation.on_time_tolerance_days,
             selection=selection, rule_hash=rule_set.content_hash, fingerprint=loaded.fingerprint,
-            code=run.code_version))
+            code=run.code_version, changes_asl=changes_asl))
         with Store(store_url) as store:
             store.start_run(run)
         started = True
@@ -363,10 +383,10 @@ def run_evaluation(params: RunParameters) -> RunSummary:
         added = store_results(store_url, run, evaluated, changes, quarantine_summary, first_day)
         out_dir, messages = render_reports(settings, params, run, rule_set, evaluated, changes, late, validated,
                                            quarantine_summary, first_day)
-        total, sent = deliver(settings, run, messages) if messages else (0, 0)
+        total, sent, elsewhere = deliver(settings, run, messages) if messages else (0, 0, 0)
         with Store(store_url) as store:
             store.finish_run(run.run_id, status="succeeded", evaluations_added=added)
-    except Exception as error:
+    except BaseException as error:  # Ctrl-C too: the run must not stay "running" in the records
         _record_failure(store_url, run, started, error)
         raise
     return RunSummary(
@@ -375,7 +395,7 @@ def run_evaluation(params: RunParameters) -> RunSummary:
         bands=band_counts(evaluated, [b.band for b in rule_set.bands]),
         band_statuses={b.band: b.status for b in rule_set.bands},
         status_changes=changes.height, quarantined_rows=int(validated.summary["rows_quarantined"].sum()),
-        reports_dir=str(out_dir), messages=total, messages_delivered_now=sent,
+        reports_dir=str(out_dir), messages=total, messages_delivered_now=sent, messages_in_progress_elsewhere=elsewhere,
         transport="smtp" if settings.mail.smtp else "outbox",
         delivery_location=settings.mail.smtp.location if settings.mail.smtp else str(settings.outbox_dir),
         already_recorded=added == 0 and evaluated.height > 0,
@@ -388,7 +408,7 @@ def _record_failure(store_url: str, run: RunRecord, started: bool, error: BaseEx
         with Store(store_url) as store:
             if not started:
                 store.start_run(run)
-            store.finish_run(run.run_id, status="failed", error=str(error))
+            store.finish_run(run.run_id, status="failed", error=str(error) or type(error).__name__)
     except Exception as bookkeeping:  # noqa: BLE001 - the original error is what the user must see
         get_run_logger().warning("Could not record the failed run in the store: %s", bookkeeping)
 

@@ -77,15 +77,21 @@ def supplier_report_subject(context: Mapping[str, Any]) -> str:
     band = evaluation["band"]
     outcome = "insufficient data" if evaluation["insufficient_data"] or band is None or band == "" else f"band {band}"
     return _one_line(
-        f"Supplier evaluation: {supplier['name']} ({supplier['supplier_id']}) as of {evaluation['as_of']}: {outcome}"
+        f"{_what_if(context)}Supplier evaluation: {supplier['name']} ({supplier['supplier_id']}) "
+        f"as of {evaluation['as_of']}: {outcome}"
     )
 
 
 def digest_subject(context: Mapping[str, Any]) -> str:
     """The mail subject, e.g. ``Supplier evaluation digest as of 2026-11-24: 120 suppliers``. Always one line."""
     return _one_line(
-        f"Supplier evaluation digest as of {context['as_of']}: {context['totals']['suppliers_evaluated']} suppliers"
+        f"{_what_if(context)}Supplier evaluation digest as of {context['as_of']}: "
+        f"{context['totals']['suppliers_evaluated']} suppliers"
     )
+
+
+def _what_if(context: Mapping[str, Any]) -> str:
+    return "What-if: " if context.get("run", {}).get("what_if") else ""
 
 
 # ---- formatting filters -------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ adds nothing; the outbox is keyed by message, so nothing is sent twice.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -35,7 +36,7 @@ runs = sa.Table(
     sa.Column("window_days", sa.Integer, nullable=False),
     sa.Column("selection", sa.Text, nullable=False),
     sa.Column("rule_set_name", sa.Text, nullable=False),
-    sa.Column("rule_set_version", sa.String(64), nullable=False),
+    sa.Column("rule_set_version", sa.Text, nullable=False),
     sa.Column("rule_set_hash", sa.String(64), nullable=False),
     sa.Column("input_fingerprint", sa.String(64), nullable=False),
     sa.Column("code_version", sa.String(64), nullable=False),
@@ -56,7 +57,7 @@ evaluations = sa.Table(
     sa.Column("as_of", sa.Date, nullable=False),
     sa.Column("window_start", sa.Date, nullable=False),
     sa.Column("score", sa.Float),
-    sa.Column("band", sa.String(16)),
+    sa.Column("band", sa.Text),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("previous_status", sa.String(16)),
     sa.Column("insufficient_reason", sa.Text),
@@ -276,8 +277,44 @@ class Store:
         query = sa.select(latest.c.supplier_id, latest.c.status, latest.c.status_as_of).where(latest.c.rank == 1)
         return self._frame(query, schema={"supplier_id": pl.String, "status": pl.String, "status_as_of": pl.Date})
 
+    def latest_official_as_of(self, *, excluding_run_key: str) -> pl.DataFrame:
+        """Per supplier, the latest as-of date of an official evaluation (supplier_id, official_as_of).
+
+        A run dated before it must not change the supplier's status: a newer evaluation has decided it,
+        whether or not that evaluation changed anything.
+        """
+        query = (
+            sa.select(evaluations.c.supplier_id, sa.func.max(evaluations.c.as_of).label("official_as_of"))
+            .join(runs, runs.c.run_id == evaluations.c.run_id)
+            .where(evaluations.c.run_key != excluding_run_key, runs.c.changes_asl)
+            .group_by(evaluations.c.supplier_id)
+        )
+        return self._frame(query, schema={"supplier_id": pl.String, "official_as_of": pl.Date})
+
+    def approved_supplier_list(self) -> pl.DataFrame:
+        """Each supplier's status from its latest change by as-of date, with the change's reason and approver."""
+        ranked = (
+            sa.select(
+                status_changes,
+                sa.func.row_number().over(
+                    partition_by=status_changes.c.supplier_id,
+                    order_by=(status_changes.c.as_of.desc(), status_changes.c.id.desc()),
+                ).label("rank"),
+            )
+        ).subquery()
+        query = (
+            sa.select(ranked.c.supplier_id, ranked.c.to_status, ranked.c.as_of, ranked.c.reason, ranked.c.approved_by)
+            .where(ranked.c.rank == 1)
+            .order_by(ranked.c.supplier_id)
+        )
+        return self._frame(query)
+
     def previous_evaluations(self, *, as_of: date, excluding_run_key: str) -> pl.DataFrame:
-        """Per supplier, the latest evaluation strictly before ``as_of`` (so a same-day re-run is no "change")."""
+        """Per supplier, the latest official evaluation strictly before ``as_of``.
+
+        Strictly before, so a same-day re-run is no "change"; official (a run that may change the ASL), so a
+        what-if never becomes the baseline of the next real evaluation.
+        """
         ranked = (
             sa.select(
                 evaluations.c.supplier_id,
@@ -288,7 +325,9 @@ class Store:
                     partition_by=evaluations.c.supplier_id,
                     order_by=(evaluations.c.as_of.desc(), evaluations.c.id.desc()),
                 ).label("rank"),
-            ).where(evaluations.c.run_key != excluding_run_key, evaluations.c.as_of < as_of)
+            )
+            .join(runs, runs.c.run_id == evaluations.c.run_id)
+            .where(evaluations.c.run_key != excluding_run_key, evaluations.c.as_of < as_of, runs.c.changes_asl)
         ).subquery()
         query = sa.select(ranked.c.supplier_id, ranked.c.previous_as_of, ranked.c.previous_score,
                           ranked.c.previous_band).where(ranked.c.rank == 1)
@@ -367,15 +406,56 @@ class Store:
                 claimed += [(row.message_key, bytes(row.body)) for row in rows]
         return sorted(claimed)
 
+    def refresh_claims(self, run_id: str) -> None:
+        """Keep this run's claims fresh while it is still sending, so a slow batch is not taken over."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                outbox.update()
+                .where(outbox.c.claimed_by == run_id, outbox.c.status == "sending")
+                .values(claimed_at=_now())
+            )
+
+    def release_claims(self, run_id: str) -> int:
+        """Give back what this run claimed and did not send (it was interrupted): the next run sends it."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                outbox.update()
+                .where(outbox.c.claimed_by == run_id, outbox.c.status == "sending")
+                .values(status="pending", claimed_by=None, claimed_at=None)
+            )
+            return int(result.rowcount or 0)
+
+    def unsent_message_keys(self) -> list[str]:
+        """Every message not yet sent, whatever run wrote it (for `supplier-eval outbox --retry`)."""
+        query = sa.select(outbox.c.message_key).where(outbox.c.status != "sent").order_by(outbox.c.message_key)
+        with self.engine.connect() as connection:
+            return [row.message_key for row in connection.execute(query)]
+
+    def outbox_counts(self, message_keys: Sequence[str] | None = None) -> dict[str, int]:
+        """Messages per status (pending, sending, sent, failed), of the given messages or of all."""
+        counts: dict[str, int] = {}
+        chunks = _chunks(list(message_keys), 500) if message_keys is not None else [None]
+        with self.engine.connect() as connection:
+            for chunk in chunks:
+                query = sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)
+                if chunk is not None:
+                    query = query.where(outbox.c.message_key.in_(chunk))
+                for status, count in connection.execute(query):
+                    counts[status] = counts.get(status, 0) + int(count)
+        return counts
+
     def mark_message(self, message_key: str, *, ok: bool, attempts: int, transport: str, location: str,
-                     error: str | None) -> None:
+                     error: str | None, run_id: str | None = None) -> None:
         values: dict[str, Any] = {"status": "sent" if ok else "failed", "transport": transport, "location": location,
                                   "last_error": error, "attempts": outbox.c.attempts + attempts,
                                   "claimed_by": None, "claimed_at": None}
         if ok:
             values["sent_at"] = _now()
+        condition = outbox.c.message_key == message_key
+        if run_id is not None:  # only the holder of the claim records the outcome
+            condition = sa.and_(condition, outbox.c.claimed_by == run_id)
         with self.engine.begin() as connection:
-            connection.execute(outbox.update().where(outbox.c.message_key == message_key).values(**values))
+            connection.execute(outbox.update().where(condition).values(**values))
 
     def outbox_frame(self, run_key: str | None = None) -> pl.DataFrame:
         query = sa.select(outbox.c.message_key, outbox.c.kind, outbox.c.supplier_id, outbox.c.recipients,
@@ -407,6 +487,29 @@ def _create_schema(engine: sa.Engine, attempts: int = 5) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))
+
+
+def _translate_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sa.exc.SQLAlchemyError as exc:
+            error = StoreError(
+                f"the store refused to {method.__name__.replace('_', ' ')} ({_reason(exc)})",
+                where=_redact(self.url),
+                fix="If another run is writing, wait and run again; otherwise check store.url and the database.",
+            )
+            error.transient = isinstance(exc, sa.exc.OperationalError)  # locked, connection lost: worth a retry
+            raise error from None
+
+    return wrapper
+
+
+# Every public method is one transaction; a database error in any of them is a StoreError, never a traceback.
+for _name, _member in list(vars(Store).items()):
+    if callable(_member) and not _name.startswith("_") and _name != "close":
+        setattr(Store, _name, _translate_errors(_member))
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

@@ -102,11 +102,14 @@ def test_rules_check_reports_file_and_line(tmp_path: Path, capsys: pytest.Captur
 def test_validate_reports_counts_and_writes_the_quarantine(workspace: Path, capsys: pytest.CaptureFixture) -> None:
     with (workspace / "data" / "receipts.csv").open("a", encoding="utf-8") as handle:
         handle.write("RBAD,PO0000001,1,2026-13-01,5,5,0\n")
+    with (workspace / "data" / "receipts.csv").open("a", encoding="utf-8") as handle:
+        handle.write('RBAD2,PO0000001,1,=HYPERLINK("http://evil.example"),5,5,0\n')  # a formula in a bad cell
     out_file = workspace / "q.csv"
     assert main(["validate", "--config", str(workspace / "supplier-eval.toml"), "--quarantine-out", str(out_file)]) == 0
     out = capsys.readouterr().out
-    assert "receipts.csv" in out and "1 quarantined" in out
-    assert pl.read_csv(out_file)["value"].to_list() == ["2026-13-01"]
+    assert "receipts.csv" in out and "2 quarantined" in out
+    values = pl.read_csv(out_file)["value"].to_list()
+    assert sorted(values) == ["'=HYPERLINK(\"http://evil.example\")", "2026-13-01"]  # quoted: safe in a spreadsheet
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -147,3 +150,26 @@ def test_a_failed_run_prints_no_traceback_from_the_real_command(workspace: Path)
     assert "Traceback" not in result.stderr + result.stdout
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert error_lines == [error_lines[0]] and "receipts.csv: missing column 'quantity_accepted'" in error_lines[0]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_outbox_lists_the_ledger_and_retries_what_could_not_go(workspace: Path, capsys: pytest.CaptureFixture) -> None:
+    from smtp_support import Recorder, free_port, smtp_server
+
+    port = free_port()  # no server yet
+    config = workspace / "supplier-eval.toml"
+    settings = config.read_text(encoding="utf-8").replace("[mail]\n", "[mail]\nretries = 0\n")
+    smtp = f'[mail.smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+    config.write_text(settings + smtp, encoding="utf-8")
+    assert main(["evaluate", "--config", str(config), "--as-of", str(SAMPLE_END)]) == 1
+    assert "messages were not delivered" in capsys.readouterr().err
+    assert main(["outbox", "--config", str(config)]) == 0
+    failed = int(capsys.readouterr().out.split("failed: ")[1].split()[0])
+    assert failed > 0
+    recorder = Recorder()
+    with smtp_server(recorder, port=port):
+        assert main(["outbox", "--retry", "--config", str(config)]) == 0
+    assert f"Retried {failed}: {failed} delivered, 0 failed" in capsys.readouterr().out
+    assert len(recorder.envelopes) == failed
+    assert main(["outbox", "--config", str(config)]) == 0
+    assert f"sent: {failed}  pending: 0  failed: 0" in capsys.readouterr().out

@@ -31,12 +31,12 @@ def smtp_settings(workspace: Path, port: int, *, retries: int = 1) -> Path:
     return config
 
 
-def run(flow_name: str, config: Path, **params: object):
+def run(flow_name: str, config: Path, *, as_of_override: date | None = None, **params: object):
     from flows.pipeline import adhoc, fast_flow_runs, nightly
 
     flow = {"nightly": nightly, "adhoc": adhoc}[flow_name]
     with fast_flow_runs():
-        return flow(RunParameters(config_file=str(config), as_of=SAMPLE_END, **params))
+        return flow(RunParameters(config_file=str(config), as_of=as_of_override or SAMPLE_END, **params))
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:
@@ -104,12 +104,37 @@ def test_adhoc_for_one_supplier_reports_to_whoever_asked(workspace: Path) -> Non
     recorder = Recorder()
     with smtp_server(recorder) as controller:
         config = smtp_settings(workspace, controller.port)
-        summary = run("adhoc", config, suppliers=("S0002",), window_days=180, recipients=("officer@example.org",))
-    assert summary.suppliers_evaluated == 1 and summary.window_days == 180
+        summary = run("adhoc", config, suppliers=("S0002",), recipients=("officer@example.org",))
+    assert summary.suppliers_evaluated == 1 and summary.changes_asl
     assert sorted(rcpt for _, rcpts, _ in recorder.envelopes for rcpt in rcpts) == ["officer@example.org"] * 2
     subjects = [str(m["Subject"]) for m in recorder.messages()]
     assert sum(s.startswith("Supplier evaluation digest") for s in subjects) == 1
     assert sum(s.startswith("Supplier evaluation: ") and "(S0002)" in s for s in subjects) == 1, subjects
+
+
+def test_a_what_if_run_is_marked_and_goes_only_to_whoever_asked(workspace: Path) -> None:
+    recorder = Recorder()
+    with smtp_server(recorder) as controller:
+        config = smtp_settings(workspace, controller.port)
+        official = run("nightly", config)
+        sent_before = len(recorder.envelopes)
+        quiet = run("adhoc", config, window_days=90)  # what-if with no --to: stored and rendered, not mailed
+        asked = run("adhoc", config, suppliers=("S0002",), window_days=90, recipients=("officer@example.org",))
+        new = recorder.messages()[sent_before:]
+        # the what-if does not become the baseline of the next official evaluation
+        later = run("nightly", config, as_of_override=SAMPLE_END + timedelta(days=1))
+    assert not quiet.changes_asl and quiet.messages == 0 and quiet.status_changes == 0
+    assert not asked.changes_asl and asked.messages == 2
+    assert sorted(str(m["To"]) for m in new) == ["officer@example.org"] * 2
+    assert all(str(m["Subject"]).startswith("What-if: ") for m in new)
+    text, html = parts(next(m for m in new if "(S0002)" in str(m["Subject"])))
+    assert "the approved supplier list was not changed" in text and "What-if evaluation" in html
+    assert later.run_key != official.run_key
+    with Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}") as store:
+        previous = store.previous_evaluations(as_of=SAMPLE_END + timedelta(days=1), excluding_run_key=later.run_key)
+        official_scores = dict(store.evaluation_history(limit=10_000).filter(
+            pl.col("run_id") == official.run_id).select("supplier_id", "score").rows())
+    assert dict(previous.select("supplier_id", "previous_score").rows()) == official_scores
 
 
 def test_bad_rows_are_quarantined_and_the_run_goes_on(workspace: Path) -> None:
@@ -299,21 +324,24 @@ def email_to(path: Path) -> str:
     return str(email.message_from_bytes(path.read_bytes(), policy=email.policy.default)["To"])
 
 
-def test_a_crash_while_sending_is_finished_by_the_next_run_straight_away(
-    workspace: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("interruption", [RuntimeError("killed while sending"), KeyboardInterrupt()],
+                         ids=["crash", "ctrl-c"])
+def test_an_interrupted_send_is_finished_by_the_next_run_straight_away(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, interruption: BaseException
 ) -> None:
     import flows.pipeline as pipeline
 
     real_send = pipeline.deliver_messages
 
-    def crash_mid_send(*_args: object, **_kwargs: object) -> None:
-        raise RuntimeError("killed while sending")
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise interruption
 
-    monkeypatch.setattr(pipeline, "deliver_messages", crash_mid_send)
-    with pytest.raises(RuntimeError, match="killed while sending"):
+    monkeypatch.setattr(pipeline, "deliver_messages", interrupted)
+    with pytest.raises(type(interruption)):
         run("nightly", workspace / "supplier-eval.toml")
     with Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}") as store:
-        assert set(store.outbox_frame()["status"]) == {"sending"}  # claimed by the run that died
+        assert set(store.outbox_frame()["status"]) == {"pending"}  # the claims were given back
+        assert store.runs_frame()["status"].to_list() == ["failed"]  # not left "running"
     monkeypatch.setattr(pipeline, "deliver_messages", real_send)
     summary = run("nightly", workspace / "supplier-eval.toml")
     assert summary.messages_delivered_now == summary.messages > 0

@@ -30,11 +30,20 @@ def test_flow_runs_skip_the_heartbeat() -> None:
         assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None
 
 
-def test_prefect_telemetry_is_off() -> None:
+def test_the_cli_turns_prefect_telemetry_off_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from flows import runtime
+
+    for key in runtime.OFFLINE_DEFAULTS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PREFECT_LOGGING_COLORS", "true")  # a user's own choice is kept
+    monkeypatch.delenv("PREFECT_HOME", raising=False)
+    runtime.configure(tmp_path / "prefect-home")
     import os
 
     assert os.environ["DO_NOT_TRACK"] == "1"
     assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert os.environ["PREFECT_LOGGING_COLORS"] == "true"
+    assert os.environ["PREFECT_HOME"] == str(tmp_path / "prefect-home")
 
 
 @pytest.mark.parametrize(

@@ -141,3 +141,28 @@ def test_status_changes_explain_themselves() -> None:
     assert changes["S1"]["reason"] == "score 59.0 puts it in band C"
     assert changes["S2"]["to_status"] == "conditional"
     assert changes["S2"]["reason"] == "score 100.0 puts it in band A; gate hit: Quality certificate expired"
+
+
+def test_a_back_dated_run_changes_no_status_that_a_later_evaluation_decided() -> None:
+    from flows.pipeline import History, decide
+
+    metrics = pl.DataFrame([metrics_row("S1", on_time_rate=0.84, otif_rate=0.775, ppm_rejected=1500.0,
+                                        mean_days_late=11.0), metrics_row("S2", on_time_rate=0.84, otif_rate=0.775,
+                                                                          ppm_rejected=1500.0, mean_days_late=11.0)],
+                           infer_schema_length=None)
+    selected = pl.DataFrame({"supplier_id": ["S1", "S2"], "name": ["One", "Two"], "category": ["c", "c"],
+                             "criticality": ["major", "major"], "owner_email": ["b@example.org"] * 2,
+                             "certificate_expiry": [None, None], "current_status": ["approved", "approved"]},
+                            schema_overrides={"certificate_expiry": pl.Date})
+    scored = score_suppliers(selected, metrics, RULES, as_of=AS_OF)  # both score 59.0: probation
+    history = History(
+        current_statuses=pl.DataFrame(schema={"supplier_id": pl.String, "status": pl.String}),
+        previous=pl.DataFrame(schema={"supplier_id": pl.String, "previous_as_of": pl.Date,
+                                      "previous_score": pl.Float64, "previous_band": pl.String}),
+        # S1 was evaluated officially later than this run's as-of date (and kept its status: no change row)
+        official_as_of=pl.DataFrame({"supplier_id": ["S1"], "official_as_of": [date(2026, 9, 30)]}),
+    )
+    _, changes = decide.fn(selected, scored, RULES, history, AS_OF, True)
+    assert changes["supplier_id"].to_list() == ["S2"]
+    _, what_if_changes = decide.fn(selected, scored, RULES, history, AS_OF, False)
+    assert what_if_changes.is_empty()

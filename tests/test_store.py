@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -82,15 +83,22 @@ def test_status_changes_are_recorded_once_and_become_the_current_status(store: S
     assert store.current_statuses(excluding_run_key="key-1").is_empty()
 
 
+def record_runs(store: Store, *keys: str, what_if: tuple[str, ...] = ()) -> None:
+    for key in keys:
+        store.start_run(replace(run_record(f"run-{key}", key), changes_asl=key not in what_if))
+
+
 def test_previous_evaluation_is_the_latest_earlier_one_under_another_key(store: Store) -> None:
     window = date(2025, 1, 1)
-    store.save_evaluations("old", "r1", evaluated({"S1": 60.0}), as_of=date(2025, 12, 31), window_start=window,
+    record_runs(store, "old", "mid", "future", "now")
+    store.save_evaluations("old", "run-old", evaluated({"S1": 60.0}), as_of=date(2025, 12, 31), window_start=window,
                            rule_set_hash="h")
-    store.save_evaluations("mid", "r2", evaluated({"S1": 70.0}), as_of=date(2026, 3, 31), window_start=window,
+    store.save_evaluations("mid", "run-mid", evaluated({"S1": 70.0}), as_of=date(2026, 3, 31), window_start=window,
                            rule_set_hash="h")
-    store.save_evaluations("future", "r3", evaluated({"S1": 80.0}), as_of=date(2026, 9, 30), window_start=window,
+    store.save_evaluations("future", "run-future", evaluated({"S1": 80.0}), as_of=date(2026, 9, 30),
+                           window_start=window,
                            rule_set_hash="h")
-    store.save_evaluations("now", "r4", evaluated({"S1": 75.0}), as_of=AS_OF, window_start=window,
+    store.save_evaluations("now", "run-now", evaluated({"S1": 75.0}), as_of=AS_OF, window_start=window,
                            rule_set_hash="h")
     previous = store.previous_evaluations(as_of=AS_OF, excluding_run_key="now")
     assert previous.select("supplier_id", "previous_as_of", "previous_score").rows() == [
@@ -206,14 +214,17 @@ def test_current_status_follows_the_latest_as_of_date_not_the_latest_insert(stor
     assert store.current_statuses(excluding_run_key="x").rows() == [("S1", "probation", date(2026, 6, 30))]
 
 
-def test_an_evaluation_of_the_same_day_is_not_the_previous_one(store: Store) -> None:
+def test_an_evaluation_of_the_same_day_or_a_what_if_is_not_the_previous_one(store: Store) -> None:
     window = date(2025, 7, 1)
-    store.save_evaluations("yesterday", "r1", evaluated({"S1": 60.0}), as_of=date(2026, 6, 29), window_start=window,
-                           rule_set_hash="h")
-    store.save_evaluations("earlier-today", "r2", evaluated({"S1": 70.0}), as_of=AS_OF, window_start=window,
-                           rule_set_hash="h")
+    record_runs(store, "last-week", "yesterday", "earlier-today", what_if=("yesterday",))
+    for key, as_of, score in [("last-week", date(2026, 6, 22), 50.0), ("yesterday", date(2026, 6, 29), 60.0),
+                              ("earlier-today", AS_OF, 70.0)]:
+        store.save_evaluations(key, f"run-{key}", evaluated({"S1": score}), as_of=as_of, window_start=window,
+                               rule_set_hash="h")
     previous = store.previous_evaluations(as_of=AS_OF, excluding_run_key="now")
-    assert previous.select("supplier_id", "previous_score").rows() == [("S1", 60.0)]
+    assert previous.select("supplier_id", "previous_score").rows() == [("S1", 50.0)]
+    # the official as-of guard ignores the what-if too
+    assert store.latest_official_as_of(excluding_run_key="now").rows() == [("S1", AS_OF)]
 
 
 def test_reading_a_store_that_does_not_exist_does_not_create_one(tmp_path: Path) -> None:
@@ -225,3 +236,10 @@ def test_reading_a_store_that_does_not_exist_does_not_create_one(tmp_path: Path)
 def test_a_missing_database_driver_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="database driver is not installed"):
         Store("postgresql+pg8000://user@127.0.0.1:1/db")
+
+
+def test_a_database_error_mid_run_is_a_store_error_not_a_traceback(store: Store) -> None:
+    store.start_run(run_record("run-1"))
+    with pytest.raises(StoreError, match="the store refused to start run .*check store.url") as caught:
+        store.start_run(run_record("run-1"))  # the same run id twice breaks the primary key
+    assert caught.value.transient is False
