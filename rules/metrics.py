@@ -67,6 +67,7 @@ def line_facts(
             new_line=new_line.fill_null(True),
             received_micro=_micro(pl.col("quantity_received").fill_null(0.0)),
             accepted_micro=_micro(pl.col("quantity_accepted").fill_null(0.0)),
+            ordered_micro=_micro(pl.col("quantity_ordered")),
         )
         .with_columns(running=pl.col("received_micro").cum_sum())
         .with_columns(
@@ -76,16 +77,17 @@ def line_facts(
         )
     )
     by_deadline = pl.col("received_date") <= pl.col("deadline")
-    ordered_micro = _micro(pl.col("quantity_ordered"))
+    ordered_micro = pl.col("ordered_micro")
     return (
         per_receipt.group_by("line_index")
         .agg(
-            pl.col(*RECEIPT_KEYS, "supplier_id", "promised_date", "deadline", "quantity_ordered").first(),
+            pl.col(*RECEIPT_KEYS, "supplier_id", "promised_date", "deadline", "quantity_ordered", "ordered_micro")
+            .first(),
             received_by_deadline=pl.col("received_micro").filter(by_deadline).sum(),
             accepted_by_deadline=pl.col("accepted_micro").filter(by_deadline).sum(),
             received_total=pl.col("received_micro").sum(),
             accepted_total=pl.col("accepted_micro").sum(),
-            completed_date=pl.col("received_date").filter(pl.col("received_so_far") >= ordered_micro.first()).min(),
+            completed_date=pl.col("received_date").filter(pl.col("received_so_far") >= ordered_micro).min(),
             last_receipt_date=pl.col("received_date").max(),
         )
         .drop("line_index")
@@ -94,6 +96,7 @@ def line_facts(
             in_full=pl.col("accepted_total") >= ordered_micro,
             otif=pl.col("accepted_by_deadline") >= ordered_micro,
         )
+        .drop("ordered_micro")
         .with_columns(
             (pl.col(c) / MICRO).alias(c)
             for c in ("received_by_deadline", "accepted_by_deadline", "received_total", "accepted_total")
