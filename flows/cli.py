@@ -226,6 +226,8 @@ def history(supplier_id: str | None, limit: int, config_file: Path | None) -> No
     for row in frame.iter_rows(named=True):
         score = f"{row['score']:5.1f}" if row["score"] is not None else "  -  "
         note = row["insufficient_reason"] or ""
+        if not row["official"]:
+            note = f"what-if, ASL unchanged {note}".strip()
         click.echo(f"{row['as_of']}  {row['supplier_id']:<10} {score}  {row['band'] or '-':<2} "
                    f"{row['previous_status'] or '-':>12} -> {row['status']:<12} {note}")
 
@@ -277,10 +279,7 @@ def outbox(retry: bool, config_file: Path | None) -> None:
             return
         retry_id = str(uuid.uuid4())
         claimed = store.claim_messages(store.unsent_message_keys(), run_id=retry_id)
-        try:
-            results = send_claimed(store, settings, retry_id, claimed)
-        finally:
-            store.release_claims(retry_id)
+        results = send_claimed(store, settings, retry_id, claimed)
     failed = [r for r in results if not r.ok]
     click.echo(f"Retried {len(results)}: {len(results) - len(failed)} delivered, {len(failed)} failed")
     if failed:

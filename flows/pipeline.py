@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,11 +40,14 @@ from rules.loader import load_rule_set
 from rules.metrics import measure_suppliers, window_start
 from rules.model import RuleSet
 from rules.scoring import CURRENT_STATUS, score_suppliers
-from suppliers.errors import ConfigError, DeliveryError, SupplierEvalError
+from suppliers.errors import ConfigError, DeliveryError, StoreError, SupplierEvalError
 from suppliers.files import csv_bytes, write_csv_safely
 from suppliers.sources import Source, discover_sources, fingerprint_sources, read_source
-from suppliers.store import PendingMessage, RunRecord, Store
+from suppliers.store import STALE_CLAIM, PendingMessage, RunRecord, Store
 from suppliers.validate import ValidatedInputs, validate_inputs
+
+LOG = logging.getLogger(__name__)
+REFRESH_CLAIMS_EVERY = STALE_CLAIM.total_seconds() / 10
 
 
 def code_version() -> str:
@@ -165,11 +170,10 @@ def decide(selected: pl.DataFrame, scored: pl.DataFrame, rule_set: RuleSet, hist
 def store_results(store_url: str, run: RunRecord, evaluated: pl.DataFrame, changes: pl.DataFrame,
                   quarantine_summary: pl.DataFrame, window_first_day: date) -> int:
     with Store(store_url) as store:
-        added = store.save_evaluations(run.run_key, run.run_id, evaluated, as_of=run.as_of,
-                                       window_start=window_first_day, rule_set_hash=run.rule_set_hash)
-        store.save_status_changes(run.run_key, run.run_id, changes, as_of=run.as_of,
-                                  approved_by=f"supplier-eval {run.trigger} run ({run.requested_by})")
-        store.save_quarantine_summary(run.run_key, run.run_id, quarantine_summary)
+        added = store.save_results(run.run_key, run.run_id, evaluated=evaluated, changes=changes,
+                                   quarantine_summary=quarantine_summary, as_of=run.as_of,
+                                   window_start=window_first_day, rule_set_hash=run.rule_set_hash,
+                                   approved_by=f"supplier-eval {run.trigger} run ({run.requested_by})")
     get_run_logger().info("Stored %s new evaluations (%s already recorded)", added, evaluated.height - added)
     return added
 
@@ -244,10 +248,7 @@ def deliver(settings: Settings, run: RunRecord, messages: list[PendingMessage]) 
     with Store(settings.store_url) as store:
         store.enqueue_messages(run.run_key, run.run_id, messages)
         claimed = store.claim_messages(keys, run_id=run.run_id)
-        try:
-            results = send_claimed(store, settings, run.run_id, claimed)
-        finally:
-            store.release_claims(run.run_id)  # interrupted (Ctrl-C, a bug): what is unsent goes back to pending
+        results = send_claimed(store, settings, run.run_id, claimed)
         elsewhere = store.outbox_counts(keys).get("sending", 0)
     failed = [r for r in results if not r.ok]
     if failed:
@@ -263,17 +264,37 @@ def deliver(settings: Settings, run: RunRecord, messages: list[PendingMessage]) 
 
 def send_claimed(store: Store, settings: Settings, run_id: str,
                  claimed: list[tuple[str, bytes]]) -> list[DeliveryResult]:
-    """Send the ledger's bytes of each claimed message and record each outcome as it comes."""
+    """Send the ledger's bytes of each claimed message and record each outcome as it comes.
+
+    If sending is interrupted (Ctrl-C, a bug), what this run claimed and did not send goes back to pending
+    for the next run; the interruption itself is what the caller sees.
+    """
     outgoing = [OutgoingMessage(key=key, message=message_from_bytes(body, policy=policy.default), raw=body)
                 for key, body in claimed]
+    last_refresh = time.monotonic()
 
     def record(result: DeliveryResult) -> None:
-        store.mark_message(result.key, ok=result.ok, attempts=result.attempts, transport=result.transport,
-                           location=result.location, error=result.error, run_id=run_id)
-        store.refresh_claims(run_id)  # still alive: a long batch is not taken over as stale
+        nonlocal last_refresh
+        if not store.mark_message(result.key, ok=result.ok, attempts=result.attempts, transport=result.transport,
+                                  location=result.location, error=result.error, run_id=run_id):
+            LOG.warning("Message %s was taken over by another run before this one recorded it", result.key)
+        if time.monotonic() - last_refresh > REFRESH_CLAIMS_EVERY:  # still alive: not taken over as stale
+            last_refresh = time.monotonic()
+            try:
+                store.refresh_claims(run_id)
+            except StoreError as error:
+                LOG.warning("Could not refresh this run's claims: %s", error)
 
-    return deliver_messages(outgoing, smtp=settings.mail.smtp, outbox_dir=settings.outbox_dir,
-                            concurrency=settings.mail.concurrency, retries=settings.mail.retries, on_result=record)
+    try:
+        return deliver_messages(outgoing, smtp=settings.mail.smtp, outbox_dir=settings.outbox_dir,
+                                concurrency=settings.mail.concurrency, retries=settings.mail.retries,
+                                on_result=record)
+    except BaseException:
+        try:
+            store.release_claims(run_id)
+        except StoreError as error:  # the interruption matters more; the claims go stale and are taken over
+            LOG.warning("Could not give back this run's claims: %s", error)
+        raise
 
 
 # helpers ------------------------------------------------------------------------------------------------------

@@ -42,8 +42,8 @@ class SupplierEvalError(Exception):
             text = f"{text.rstrip('.')}. {self.fix}"
         return text
 
-    def __reduce__(self):  # keep keyword context when Prefect pickles the exception across threads
-        return (_rebuild, (type(self), self.what, self.where, self.fix))
+    def __reduce__(self):  # keep keyword context and extra attributes when Prefect pickles the exception
+        return (_rebuild, (type(self), self.what, self.where, self.fix), self.__dict__)
 
 
 def _rebuild(cls: type[SupplierEvalError], what: str, where: str | None, fix: str | None) -> SupplierEvalError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,7 @@ outbox = sa.Table(
     sa.Column("claimed_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Index("ix_outbox_claims", "claimed_by", "status"),
 )
 
 
@@ -170,9 +172,10 @@ class Store:
                              fix="Use a postgresql+psycopg:// URL (psycopg is installed with supplier-eval).",
                              ) from None
         except (sa.exc.SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"cannot open the store ({_reason(exc)})", where=_redact(url),
-                             fix="Check store.url in the settings and that its folder exists and is writable.",
-                             ) from None
+            error = StoreError(f"cannot open the store ({_reason(exc)})", where=_redact(url),
+                               fix="Check store.url in the settings and that its folder exists and is writable.")
+            error.transient = _is_transient(exc)
+            raise error from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -183,7 +186,8 @@ class Store:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _insert_ignoring_duplicates(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
+    def _insert_ignoring_duplicates(self, table: sa.Table, rows: Sequence[dict[str, Any]],
+                                    connection: sa.Connection | None = None) -> int:
         if not rows:
             return 0
         dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(self.engine.dialect.name)
@@ -192,9 +196,10 @@ class Store:
                              fix="Use a sqlite:/// or postgresql:// URL.")
         key = next(iter(table.primary_key.columns))
         statement = dialect.insert(table).on_conflict_do_nothing().returning(key)
-        with self.engine.begin() as connection:
-            inserted = connection.execute(statement, list(rows))
-            return len(inserted.all())
+        if connection is not None:
+            return len(connection.execute(statement, list(rows)).all())
+        with self.engine.begin() as own:
+            return len(own.execute(statement, list(rows)).all())
 
     # runs ------------------------------------------------------------------------------------------------
 
@@ -219,8 +224,24 @@ class Store:
 
     # evaluations and ASL -----------------------------------------------------------------------------------
 
+    def save_results(self, run_key: str, run_id: str, *, evaluated: pl.DataFrame, changes: pl.DataFrame,
+                     quarantine_summary: pl.DataFrame, as_of: date, window_start: date, rule_set_hash: str,
+                     approved_by: str) -> int:
+        """Evaluations, status changes and the quarantine summary of a run, in one transaction.
+
+        Returns how many evaluations this run recorded, counted by run id, so a retried call still says so.
+        """
+        with self.engine.begin() as connection:
+            self.save_evaluations(run_key, run_id, evaluated, as_of=as_of, window_start=window_start,
+                                  rule_set_hash=rule_set_hash, connection=connection)
+            self.save_status_changes(run_key, run_id, changes, as_of=as_of, approved_by=approved_by,
+                                     connection=connection)
+            self.save_quarantine_summary(run_key, run_id, quarantine_summary, connection=connection)
+            mine = sa.select(sa.func.count()).select_from(evaluations).where(evaluations.c.run_id == run_id)
+            return int(connection.execute(mine).scalar_one())
+
     def save_evaluations(self, run_key: str, run_id: str, evaluated: pl.DataFrame, *, as_of: date,
-                         window_start: date, rule_set_hash: str) -> int:
+                         window_start: date, rule_set_hash: str, connection: sa.Connection | None = None) -> int:
         """Append one evaluation per supplier; rows already recorded under this run key are left alone."""
         recorded_at = _now()
         rows = [
@@ -236,26 +257,27 @@ class Store:
                 "metrics", "criteria",
             ).iter_rows(named=True)
         ]
-        return self._insert_ignoring_duplicates(evaluations, rows)
+        return self._insert_ignoring_duplicates(evaluations, rows, connection)
 
     def save_status_changes(self, run_key: str, run_id: str, changes: pl.DataFrame, *, as_of: date,
-                            approved_by: str) -> int:
+                            approved_by: str, connection: sa.Connection | None = None) -> int:
         changed_at = _now()
         rows = [
             {"run_key": run_key, "run_id": run_id, "as_of": as_of, "approved_by": approved_by,
              "changed_at": changed_at, **row}
             for row in changes.select("supplier_id", "from_status", "to_status", "reason").iter_rows(named=True)
         ]
-        return self._insert_ignoring_duplicates(status_changes, rows)
+        return self._insert_ignoring_duplicates(status_changes, rows, connection)
 
-    def save_quarantine_summary(self, run_key: str, run_id: str, summary: pl.DataFrame) -> int:
+    def save_quarantine_summary(self, run_key: str, run_id: str, summary: pl.DataFrame,
+                                connection: sa.Connection | None = None) -> int:
         rows = [
             {"run_key": run_key, "run_id": run_id, "kind": row["kind"], "source": row["source"],
              "rows_read": row["rows_read"], "rows_quarantined": row["rows_quarantined"],
              "top_reasons": json.dumps(row["top_reasons"])}
             for row in summary.iter_rows(named=True)
         ]
-        return self._insert_ignoring_duplicates(quarantine_summaries, rows)
+        return self._insert_ignoring_duplicates(quarantine_summaries, rows, connection)
 
     def current_statuses(self, *, excluding_run_key: str) -> pl.DataFrame:
         """Per supplier, the ASL status of its latest change by as-of date (supplier_id, status, status_as_of).
@@ -338,7 +360,9 @@ class Store:
         query = (
             sa.select(evaluations.c.supplier_id, evaluations.c.as_of, evaluations.c.score, evaluations.c.band,
                       evaluations.c.status, evaluations.c.previous_status, evaluations.c.insufficient_reason,
-                      evaluations.c.gates_hit, evaluations.c.run_id, evaluations.c.rule_set_hash)
+                      evaluations.c.gates_hit, evaluations.c.run_id, evaluations.c.rule_set_hash,
+                      sa.func.coalesce(runs.c.changes_asl, True).label("official"))
+            .outerjoin(runs, runs.c.run_id == evaluations.c.run_id)
             .order_by(evaluations.c.as_of.desc(), evaluations.c.id.desc())
             .limit(limit)
         )
@@ -445,7 +469,8 @@ class Store:
         return counts
 
     def mark_message(self, message_key: str, *, ok: bool, attempts: int, transport: str, location: str,
-                     error: str | None, run_id: str | None = None) -> None:
+                     error: str | None, run_id: str | None = None) -> bool:
+        """Record a message's outcome; False when ``run_id`` no longer holds its claim (another run took it)."""
         values: dict[str, Any] = {"status": "sent" if ok else "failed", "transport": transport, "location": location,
                                   "last_error": error, "attempts": outbox.c.attempts + attempts,
                                   "claimed_by": None, "claimed_at": None}
@@ -455,7 +480,7 @@ class Store:
         if run_id is not None:  # only the holder of the claim records the outcome
             condition = sa.and_(condition, outbox.c.claimed_by == run_id)
         with self.engine.begin() as connection:
-            connection.execute(outbox.update().where(condition).values(**values))
+            return bool(connection.execute(outbox.update().where(condition).values(**values)).rowcount)
 
     def outbox_frame(self, run_key: str | None = None) -> pl.DataFrame:
         query = sa.select(outbox.c.message_key, outbox.c.kind, outbox.c.supplier_id, outbox.c.recipients,
@@ -500,7 +525,7 @@ def _translate_errors(method: Callable[..., Any]) -> Callable[..., Any]:
                 where=_redact(self.url),
                 fix="If another run is writing, wait and run again; otherwise check store.url and the database.",
             )
-            error.transient = isinstance(exc, sa.exc.OperationalError)  # locked, connection lost: worth a retry
+            error.transient = _is_transient(exc)
             raise error from None
 
     return wrapper
@@ -510,6 +535,16 @@ def _translate_errors(method: Callable[..., Any]) -> Callable[..., Any]:
 for _name, _member in list(vars(Store).items()):
     if callable(_member) and not _name.startswith("_") and _name != "close":
         setattr(Store, _name, _translate_errors(_member))
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Worth a retry: a locked SQLite file or a lost or refused database connection; not a broken schema."""
+    if not isinstance(exc, sa.exc.OperationalError):
+        return False
+    text = str(getattr(exc, "orig", exc)).lower()
+    if isinstance(getattr(exc, "orig", None), sqlite3.Error):
+        return "locked" in text or "busy" in text
+    return True  # PostgreSQL reports connection trouble as OperationalError
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

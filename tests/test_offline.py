@@ -59,3 +59,27 @@ def test_ids_that_clean_to_the_same_name_or_are_reserved_stay_distinct() -> None
     assert len(set(names)) == len(names)
     assert all("/" not in n and ":" not in n and not n.startswith(".") for n in names)
     assert safe_file_name("CON").startswith("CON-")
+
+
+def test_retries_skip_user_errors_but_not_a_locked_store() -> None:
+    from types import SimpleNamespace
+
+    from flows.pipeline import _retry_unless_user_error
+    from suppliers.errors import SourceError, StoreError
+
+    locked = StoreError("database is locked")
+    locked.transient = True
+    assert _retry_unless_user_error(None, None, SimpleNamespace(data=locked)) is True
+    assert _retry_unless_user_error(None, None, SimpleNamespace(data=SourceError("missing column"))) is False
+    assert _retry_unless_user_error(None, None, SimpleNamespace(data=OSError("file being written"))) is True
+
+
+def test_the_run_key_tells_an_official_evaluation_from_a_what_if() -> None:
+    from datetime import date
+
+    from flows.pipeline import compute_run_key
+
+    same = {"as_of": date(2026, 6, 30), "window_days": 365, "tolerance_days": 2, "selection": ["S1"],
+            "rule_hash": "h", "fingerprint": "f", "code": "0.1.0"}
+    assert compute_run_key(**same, changes_asl=True) != compute_run_key(**same, changes_asl=False)
+    assert compute_run_key(**same, changes_asl=True) == compute_run_key(**same, changes_asl=True)

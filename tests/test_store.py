@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from suppliers.errors import StoreError
-from suppliers.store import PendingMessage, RunRecord, Store, evaluations, status_changes
+from suppliers.store import PendingMessage, RunRecord, Store, evaluations, outbox, status_changes
 
 AS_OF = date(2026, 6, 30)
 
@@ -216,15 +216,17 @@ def test_current_status_follows_the_latest_as_of_date_not_the_latest_insert(stor
 
 def test_an_evaluation_of_the_same_day_or_a_what_if_is_not_the_previous_one(store: Store) -> None:
     window = date(2025, 7, 1)
-    record_runs(store, "last-week", "yesterday", "earlier-today", what_if=("yesterday",))
+    record_runs(store, "last-week", "yesterday", "earlier-today", "next-week", what_if=("yesterday", "next-week"))
     for key, as_of, score in [("last-week", date(2026, 6, 22), 50.0), ("yesterday", date(2026, 6, 29), 60.0),
-                              ("earlier-today", AS_OF, 70.0)]:
+                              ("earlier-today", AS_OF, 70.0), ("next-week", date(2026, 7, 7), 80.0)]:
         store.save_evaluations(key, f"run-{key}", evaluated({"S1": score}), as_of=as_of, window_start=window,
                                rule_set_hash="h")
     previous = store.previous_evaluations(as_of=AS_OF, excluding_run_key="now")
     assert previous.select("supplier_id", "previous_score").rows() == [("S1", 50.0)]
-    # the official as-of guard ignores the what-if too
+    # the official as-of guard ignores what-ifs too, even a later one
     assert store.latest_official_as_of(excluding_run_key="now").rows() == [("S1", AS_OF)]
+    history = store.evaluation_history("S1").select("as_of", "official").rows()
+    assert history[0] == (date(2026, 7, 7), False) and history[1] == (AS_OF, True)
 
 
 def test_reading_a_store_that_does_not_exist_does_not_create_one(tmp_path: Path) -> None:
@@ -243,3 +245,55 @@ def test_a_database_error_mid_run_is_a_store_error_not_a_traceback(store: Store)
     with pytest.raises(StoreError, match="the store refused to start run .*check store.url") as caught:
         store.start_run(run_record("run-1"))  # the same run id twice breaks the primary key
     assert caught.value.transient is False
+
+
+def test_a_run_that_keeps_sending_keeps_its_claims(store: Store) -> None:
+    store.enqueue_messages("key-1", "run-1", [PendingMessage("m1", "digest", None, ["a@example.org"], "S", b"x")])
+    store.claim_messages(["m1"], run_id="run-1")
+    with store.engine.begin() as connection:  # pretend the claim was taken an hour ago
+        connection.execute(outbox.update().values(claimed_at=datetime.now(UTC) - timedelta(hours=1)))
+    store.refresh_claims("run-1")
+    assert store.claim_messages(["m1"], run_id="run-2", stale_after=timedelta(minutes=30)) == []
+
+
+def test_only_the_holder_of_a_claim_records_the_outcome(store: Store) -> None:
+    store.enqueue_messages("key-1", "run-1", [PendingMessage("m1", "digest", None, ["a@example.org"], "S", b"x")])
+    store.claim_messages(["m1"], run_id="run-1")
+    store.claim_messages(["m1"], run_id="run-2", stale_after=timedelta(0))  # run-2 takes it over
+    assert not store.mark_message("m1", ok=False, attempts=1, transport="smtp", location="h", error="x",
+                                  run_id="run-1")
+    assert store.outbox_frame()["status"].to_list() == ["sending"]
+    assert store.mark_message("m1", ok=True, attempts=1, transport="smtp", location="h", error=None, run_id="run-2")
+    assert store.outbox_frame()["status"].to_list() == ["sent"]
+
+
+def test_store_results_are_one_transaction_and_counted_by_run(store: Store) -> None:
+    changes = pl.DataFrame({"supplier_id": ["S1"], "from_status": ["approved"], "to_status": ["probation"],
+                            "reason": ["r"]})
+    summary = pl.DataFrame({"kind": ["receipts"], "source": ["receipts.csv"], "rows_read": [10],
+                            "rows_quarantined": [1], "top_reasons": [["bad date (1 rows)"]]})
+    args = {"evaluated": evaluated({"S1": 55.0}), "changes": changes, "quarantine_summary": summary, "as_of": AS_OF,
+            "window_start": date(2025, 7, 1), "rule_set_hash": "h", "approved_by": "tester"}
+    assert store.save_results("key-1", "run-1", **args) == 1
+    assert store.save_results("key-1", "run-1", **args) == 1  # a retried task still reports what its run added
+    assert store.save_results("key-1", "run-2", **args) == 0  # another run of the same evaluation adds nothing
+    assert store.count(status_changes) == 1
+
+
+def test_lock_and_connection_errors_are_transient_broken_schemas_are_not() -> None:
+    import sqlite3
+
+    from suppliers.store import _is_transient
+
+    def sqlite_error(text: str) -> sa.exc.OperationalError:
+        return sa.exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError(text))
+
+    assert _is_transient(sqlite_error("database is locked")) is True
+    assert _is_transient(sqlite_error("no such table: runs")) is False
+    assert _is_transient(sqlite_error("attempt to write a readonly database")) is False
+    with pytest.raises(StoreError) as refused:
+        Store("postgresql+psycopg://nobody@127.0.0.1:1/none")  # nothing listens on port 1
+    assert refused.value.transient is True
+    import pickle
+
+    assert pickle.loads(pickle.dumps(refused.value)).transient is True  # survives Prefect's pickling
