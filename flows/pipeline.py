@@ -332,26 +332,25 @@ def evaluations_table(evaluated: pl.DataFrame) -> pl.DataFrame:
     ).sort("supplier_id")
 
 
-def select_suppliers(suppliers: pl.DataFrame, params: RunParameters, current: pl.DataFrame) -> pl.DataFrame:
-    """The suppliers this run evaluates, with their current ASL status (the store's, else the record's)."""
+def choose_suppliers(suppliers: pl.DataFrame, params: RunParameters) -> pl.DataFrame:
+    """The suppliers this run evaluates: the chosen ids, or every active supplier."""
     if params.trigger == "nightly" or not params.suppliers:
-        chosen = suppliers.filter(pl.col("active"))
-    else:
-        known = set(suppliers["supplier_id"].to_list())
-        unknown = [s for s in params.suppliers if s not in known]
-        if unknown:
-            raise ConfigError(f"unknown supplier id {', '.join(map(repr, unknown))}", where="--supplier",
-                              fix="Use ids from the suppliers source (supplier-eval asl lists them).")
-        chosen = suppliers.filter(pl.col("supplier_id").is_in(list(params.suppliers)))
+        return suppliers.filter(pl.col("active")).sort("supplier_id")
+    known = set(suppliers["supplier_id"].to_list())
+    unknown = [s for s in params.suppliers if s not in known]
+    if unknown:
+        raise ConfigError(f"unknown supplier id {', '.join(map(repr, unknown))}", where="--supplier",
+                          fix="Use ids from the suppliers source (supplier-eval asl lists them).")
+    return suppliers.filter(pl.col("supplier_id").is_in(list(params.suppliers))).sort("supplier_id")
+
+
+def with_current_status(chosen: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+    """The chosen suppliers with their ASL status before this run: the store's, else the supplier record's."""
     return (
-        chosen.join(current.rename({"status": "recorded_status"}), on="supplier_id", how="left")
+        chosen.join(current.select("supplier_id", recorded_status="status"), on="supplier_id", how="left")
         .with_columns(pl.coalesce("recorded_status", "status").alias(CURRENT_STATUS))
         .drop("recorded_status")
-        .sort("supplier_id")
     )
-
-
-NO_HISTORY = pl.DataFrame(schema={"supplier_id": pl.String, "status": pl.String, "status_as_of": pl.Date})
 
 
 def compute_run_key(*, as_of: date, window_days: int, tolerance_days: int, selection: list[str], rule_hash: str,
@@ -387,16 +386,16 @@ def run_evaluation(params: RunParameters) -> RunSummary:
         loaded = load_sources(settings.data_dir)
         failed_dir = settings.output_dir / f"{as_of.isoformat()}_failed_{run.run_id[:8]}"
         validated = validate(loaded, settings.validation.max_quarantine_share, failed_dir / "quarantine.csv")
-        selection = select_suppliers(validated.suppliers, params, NO_HISTORY)["supplier_id"].to_list()
+        chosen = choose_suppliers(validated.suppliers, params)
         run = replace(run, input_fingerprint=loaded.fingerprint, run_key=compute_run_key(
             as_of=as_of, window_days=window_days, tolerance_days=rule_set.evaluation.on_time_tolerance_days,
-            selection=selection, rule_hash=rule_set.content_hash, fingerprint=loaded.fingerprint,
+            selection=chosen["supplier_id"].to_list(), rule_hash=rule_set.content_hash, fingerprint=loaded.fingerprint,
             code=run.code_version, changes_asl=changes_asl))
         with Store(store_url) as store:
             store.start_run(run)
         started = True
         history = read_history(store_url, run.run_key, as_of)
-        selected = select_suppliers(validated.suppliers, params, history.current_statuses)
+        selected = with_current_status(chosen, history.current_statuses)
         metrics, late = compute_metrics(validated, selected, rule_set, as_of, window_days)
         scored = score(selected, metrics, rule_set, as_of)
         evaluated, changes = decide(selected, scored, rule_set, history, as_of, changes_asl)

@@ -5,17 +5,9 @@ from __future__ import annotations
 import polars as pl
 
 from rules.catalogue import METRICS
+from rules.metrics import METRIC_COLUMNS, RATES_WITH_INTERVALS
 from rules.model import RuleSet
 from rules.scoring import CURRENT_STATUS, criterion_column
-
-METRIC_COLUMNS = (
-    "order_lines", "on_time_lines", "in_full_lines", "otif_lines", "late_lines", "on_time_rate", "on_time_rate_low",
-    "on_time_rate_high", "in_full_rate", "in_full_rate_low", "in_full_rate_high", "otif_rate", "otif_rate_low",
-    "otif_rate_high", "mean_days_late", "receipts", "units_inspected", "acceptance_rate", "ppm_rejected",
-    "nonconformances", "open_critical_nonconformances", "feedback_entries", "feedback_score",
-)
-
-_CONFIDENCE = {"on_time_rate", "in_full_rate", "otif_rate"}
 
 
 def _criteria_column(rule_set: RuleSet) -> pl.Expr:
@@ -23,7 +15,7 @@ def _criteria_column(rule_set: RuleSet) -> pl.Expr:
     for index, criterion in enumerate(rule_set.criteria):
         info = METRICS[criterion.metric]
         points = pl.col(criterion_column(index))
-        has_interval = criterion.metric in _CONFIDENCE
+        has_interval = criterion.metric in RATES_WITH_INTERVALS
         items.append(
             pl.struct(
                 name=pl.lit(criterion.name),

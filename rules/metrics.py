@@ -182,9 +182,9 @@ def delivery_metrics(facts: pl.LazyFrame) -> pl.LazyFrame:
         mean_days_late=mean_days_late(),
     )
     intervals = []
-    for rate in ("on_time", "in_full", "otif"):
-        low, high = wilson_interval(pl.col(f"{rate}_lines"), pl.col("order_lines"))
-        intervals += [low.alias(f"{rate}_rate_low"), high.alias(f"{rate}_rate_high")]
+    for rate in RATES_WITH_INTERVALS:
+        low, high = wilson_interval(pl.col(rate.replace("_rate", "_lines")), pl.col("order_lines"))
+        intervals += [low.alias(f"{rate}_low"), high.alias(f"{rate}_high")]
     return metrics.with_columns(intervals)
 
 
@@ -228,6 +228,16 @@ def feedback_metrics(feedback: pl.LazyFrame, *, as_of: date, window_days: int) -
     )
 
 
+RATES_WITH_INTERVALS = ("on_time_rate", "in_full_rate", "otif_rate")
+
+# Every column ``measure_suppliers`` gives per supplier (besides supplier_id), in order.
+METRIC_COLUMNS = (
+    "order_lines", "on_time_lines", "in_full_lines", "otif_lines", "late_lines",
+    *(f"{rate}{part}" for rate in RATES_WITH_INTERVALS for part in ("", "_low", "_high")),
+    "mean_days_late", "receipts", "units_inspected", "acceptance_rate", "ppm_rejected",
+    "nonconformances", "open_critical_nonconformances", "feedback_entries", "feedback_score",
+)
+
 COUNT_COLUMNS = (
     "order_lines", "on_time_lines", "in_full_lines", "otif_lines", "late_lines", "receipts",
     "nonconformances", "open_critical_nonconformances", "feedback_entries",
@@ -269,6 +279,7 @@ def measure_suppliers(
     metrics = (
         result.with_columns(pl.col(c).fill_null(0) for c in COUNT_COLUMNS)
         .with_columns(pl.col("units_inspected").fill_null(0.0))
+        .select("supplier_id", *METRIC_COLUMNS)
         .collect()
     )
     return SupplierPerformance(metrics=metrics, late_lines=_late_lines_of(facts))

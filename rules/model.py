@@ -162,6 +162,3 @@ class RuleSet(_Frozen):
                     f"bands {below.band} (to {below.upper:g}) and {above.band} (from {above.lower:g}) overlap"
                 )
         return tuple(sorted(bands, key=lambda b: b.lower, reverse=True))
-
-    def band_named(self, name: str) -> Band:
-        return next(b for b in self.bands if b.band == name)

@@ -160,7 +160,7 @@ class Store:
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
         if not create and _missing_sqlite_file(url):
-            raise StoreError("no evaluations recorded yet: the store does not exist", where=_redact(url),
+            raise StoreError("no evaluations recorded yet: the store does not exist", where=redact_url(url),
                              fix="Run an evaluation first (supplier-eval evaluate), or check store.url.")
         try:
             self.engine = sa.create_engine(url, future=True)
@@ -168,11 +168,11 @@ class Store:
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             _create_schema(self.engine)
         except ImportError as exc:
-            raise StoreError(f"the database driver is not installed ({exc.name})", where=_redact(url),
+            raise StoreError(f"the database driver is not installed ({exc.name})", where=redact_url(url),
                              fix="Use a postgresql+psycopg:// URL (psycopg is installed with supplier-eval).",
                              ) from None
         except (sa.exc.SQLAlchemyError, OSError) as exc:
-            error = StoreError(f"cannot open the store ({_reason(exc)})", where=_redact(url),
+            error = StoreError(f"cannot open the store ({_reason(exc)})", where=redact_url(url),
                                fix="Check store.url in the settings and that its folder exists and is writable.")
             error.transient = _is_transient(exc)
             raise error from None
@@ -192,7 +192,7 @@ class Store:
             return 0
         dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(self.engine.dialect.name)
         if dialect is None:
-            raise StoreError(f"unsupported database {self.engine.dialect.name!r}", where=_redact(self.url),
+            raise StoreError(f"unsupported database {self.engine.dialect.name!r}", where=redact_url(self.url),
                              fix="Use a sqlite:/// or postgresql:// URL.")
         key = next(iter(table.primary_key.columns))
         statement = dialect.insert(table).on_conflict_do_nothing().returning(key)
@@ -285,18 +285,11 @@ class Store:
         Ordered by the evaluation's as-of date, not by when it was recorded: a back-dated evaluation run
         today does not overwrite a newer decision.
         """
-        latest = (
-            sa.select(
-                status_changes.c.supplier_id,
-                status_changes.c.to_status.label("status"),
-                status_changes.c.as_of.label("status_as_of"),
-                sa.func.row_number().over(
-                    partition_by=status_changes.c.supplier_id,
-                    order_by=(status_changes.c.as_of.desc(), status_changes.c.id.desc()),
-                ).label("rank"),
-            ).where(status_changes.c.run_key != excluding_run_key)
-        ).subquery()
-        query = sa.select(latest.c.supplier_id, latest.c.status, latest.c.status_as_of).where(latest.c.rank == 1)
+        latest = _latest_per_supplier(
+            status_changes, status_changes.c.to_status.label("status"), status_changes.c.as_of.label("status_as_of"),
+            where=status_changes.c.run_key != excluding_run_key,
+        )
+        query = sa.select(latest.c.supplier_id, latest.c.status, latest.c.status_as_of)
         return self._frame(query, schema={"supplier_id": pl.String, "status": pl.String, "status_as_of": pl.Date})
 
     def latest_official_as_of(self, *, excluding_run_key: str) -> pl.DataFrame:
@@ -315,21 +308,9 @@ class Store:
 
     def approved_supplier_list(self) -> pl.DataFrame:
         """Each supplier's status from its latest change by as-of date, with the change's reason and approver."""
-        ranked = (
-            sa.select(
-                status_changes,
-                sa.func.row_number().over(
-                    partition_by=status_changes.c.supplier_id,
-                    order_by=(status_changes.c.as_of.desc(), status_changes.c.id.desc()),
-                ).label("rank"),
-            )
-        ).subquery()
-        query = (
-            sa.select(ranked.c.supplier_id, ranked.c.to_status, ranked.c.as_of, ranked.c.reason, ranked.c.approved_by)
-            .where(ranked.c.rank == 1)
-            .order_by(ranked.c.supplier_id)
-        )
-        return self._frame(query)
+        c = status_changes.c
+        latest = _latest_per_supplier(status_changes, c.to_status, c.as_of, c.reason, c.approved_by)
+        return self._frame(sa.select(latest).order_by(latest.c.supplier_id))
 
     def previous_evaluations(self, *, as_of: date, excluding_run_key: str) -> pl.DataFrame:
         """Per supplier, the latest official evaluation strictly before ``as_of``.
@@ -337,23 +318,14 @@ class Store:
         Strictly before, so a same-day re-run is no "change"; official (a run that may change the ASL), so a
         what-if never becomes the baseline of the next real evaluation.
         """
-        ranked = (
-            sa.select(
-                evaluations.c.supplier_id,
-                evaluations.c.as_of.label("previous_as_of"),
-                evaluations.c.score.label("previous_score"),
-                evaluations.c.band.label("previous_band"),
-                sa.func.row_number().over(
-                    partition_by=evaluations.c.supplier_id,
-                    order_by=(evaluations.c.as_of.desc(), evaluations.c.id.desc()),
-                ).label("rank"),
-            )
-            .join(runs, runs.c.run_id == evaluations.c.run_id)
-            .where(evaluations.c.run_key != excluding_run_key, evaluations.c.as_of < as_of, runs.c.changes_asl)
-        ).subquery()
-        query = sa.select(ranked.c.supplier_id, ranked.c.previous_as_of, ranked.c.previous_score,
-                          ranked.c.previous_band).where(ranked.c.rank == 1)
-        return self._frame(query, schema={"supplier_id": pl.String, "previous_as_of": pl.Date,
+        c = evaluations.c
+        latest = _latest_per_supplier(
+            evaluations, c.as_of.label("previous_as_of"), c.score.label("previous_score"),
+            c.band.label("previous_band"),
+            join=(runs, runs.c.run_id == c.run_id),
+            where=sa.and_(c.run_key != excluding_run_key, c.as_of < as_of, runs.c.changes_asl),
+        )
+        return self._frame(sa.select(latest), schema={"supplier_id": pl.String, "previous_as_of": pl.Date,
                                           "previous_score": pl.Float64, "previous_band": pl.String})
 
     def evaluation_history(self, supplier_id: str | None = None, limit: int = 100) -> pl.DataFrame:
@@ -522,7 +494,7 @@ def _translate_errors(method: Callable[..., Any]) -> Callable[..., Any]:
         except sa.exc.SQLAlchemyError as exc:
             error = StoreError(
                 f"the store refused to {method.__name__.replace('_', ' ')} ({_reason(exc)})",
-                where=_redact(self.url),
+                where=redact_url(self.url),
                 fix="If another run is writing, wait and run again; otherwise check store.url and the database.",
             )
             error.transient = _is_transient(exc)
@@ -535,6 +507,27 @@ def _translate_errors(method: Callable[..., Any]) -> Callable[..., Any]:
 for _name, _member in list(vars(Store).items()):
     if callable(_member) and not _name.startswith("_") and _name != "close":
         setattr(Store, _name, _translate_errors(_member))
+
+
+def _latest_per_supplier(table: sa.Table, *columns: Any, where: Any = None,
+                         join: tuple[sa.Table, Any] | None = None) -> sa.Subquery:
+    """Each supplier's latest row of ``table`` by as-of date (then by insertion): supplier_id plus ``columns``."""
+    ranked = sa.select(
+        table.c.supplier_id,
+        *columns,
+        sa.func.row_number().over(partition_by=table.c.supplier_id,
+                                  order_by=(table.c.as_of.desc(), table.c.id.desc())).label("rank"),
+    )
+    if join is not None:
+        ranked = ranked.join(*join)
+    if where is not None:
+        ranked = ranked.where(where)
+    ranked_sub = ranked.subquery()
+    return (
+        sa.select(*(column for column in ranked_sub.c if column.name != "rank"))
+        .where(ranked_sub.c.rank == 1)
+        .subquery()
+    )
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -571,10 +564,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def redact_url(url: str) -> str:
     """The URL with any password hidden, for messages and output."""
-    return _redact(url)
-
-
-def _redact(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
