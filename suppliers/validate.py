@@ -601,10 +601,7 @@ def _check_threshold(
                 f"Fix the quarantined rows (they could not be listed in {quarantine_path}: "
                 f"{exc.strerror or type(exc).__name__}), or {raise_instead}"
             )
-    error = DataQualityError(what, where=where, fix=fix)
-    error.quarantine = quarantine  # type: ignore[attr-defined]  # for a data-quality report of a failed run
-    error.summary = summary  # type: ignore[attr-defined]
-    raise error from written
+    raise DataQualityError(what, where=where, fix=fix, quarantine=quarantine, summary=summary) from written
 
 
 def _write_quarantine(quarantine: pl.DataFrame, path: Path) -> None:
