@@ -362,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except SupplierEvalError as exc:
         click.echo(f"error: {exc}", err=True)
+        for detail in exc.details:
+            click.echo(f"  {detail}", err=True)
         return exc.exit_code
     except OSError as exc:  # a disk or permission problem outside any check: still one line, not a traceback
         click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
