@@ -16,7 +16,7 @@ from flows import runtime
 from suppliers.errors import ConfigError, DeliveryError, SupplierEvalError
 
 if TYPE_CHECKING:
-    from flows.pipeline import RunSummary
+    from flows.params import RunSummary
 
 DEMO_DIR = Path("demo-work")
 
@@ -73,10 +73,11 @@ def demo(work_dir: Path, supplier_count: int, lines: int, seed: int) -> None:
     config.write_text(_demo_settings(), encoding="utf-8")
     click.echo(f"  settings: {config}")
     click.echo("Running the nightly flow (Prefect starts a temporary local server on first use) ...")
-    from flows.pipeline import RunParameters, fast_flow_runs, nightly
+    from flows.params import RunParameters
+    from flows.pipeline import nightly
 
     params = RunParameters(trigger="nightly", requested_by="demo", as_of=today, config_file=str(config))
-    with fast_flow_runs():
+    with runtime.fast_flow_runs():
         summary = nightly(params)
     _print_summary(summary, store=str(work_dir / "supplier-eval.db"))
     click.echo(f"\nRun it again (nothing is duplicated):  supplier-eval evaluate --config {config}")
@@ -102,8 +103,7 @@ def evaluate(suppliers: tuple[str, ...], as_of: date | None, window_days: int | 
     """
     from pydantic import ValidationError
 
-    runtime.configure()
-    from flows.pipeline import RunParameters, adhoc, fast_flow_runs
+    from flows.params import RunParameters
 
     try:
         params = RunParameters(suppliers=suppliers, as_of=as_of, window_days=window_days,
@@ -112,10 +112,13 @@ def evaluate(suppliers: tuple[str, ...], as_of: date | None, window_days: int | 
                                send_email=not no_email, trigger="adhoc")
     except ValidationError as exc:
         raise ConfigError(str(exc.errors()[0]["msg"]).removeprefix("Value error, "), where="--to") from None
-    _preflight(params)
-    with fast_flow_runs():
+    store = _preflight(params)
+    runtime.configure()
+    from flows.pipeline import adhoc  # Prefect is imported only now: a usage error costs no server start
+
+    with runtime.fast_flow_runs():
         summary = adhoc(params)
-    _print_summary(summary, store=_store_location(config_file))
+    _print_summary(summary, store=store)
 
 
 @cli.command()
@@ -153,13 +156,12 @@ def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Pa
     from flows.settings import load_settings
     from reports.context import quarantine_summary_with_reasons
     from suppliers.files import write_csv_safely
-    from suppliers.sources import discover_sources, read_source
+    from suppliers.sources import load_sources
     from suppliers.validate import validate_inputs
 
     settings = load_settings(config_file)
-    folder = data_dir or settings.data_dir
-    raw = {kind: (source, read_source(source)[0]) for kind, source in discover_sources(folder).items()}
-    result = validate_inputs(raw, max_quarantine_share=settings.validation.max_quarantine_share,
+    loaded = load_sources(data_dir or settings.data_dir)
+    result = validate_inputs(loaded.raw, max_quarantine_share=settings.validation.max_quarantine_share,
                              quarantine_path=quarantine_out)
     summary = quarantine_summary_with_reasons(result.summary, result.quarantine)
     for row in summary.iter_rows(named=True):
@@ -263,45 +265,39 @@ def outbox(retry: bool, config_file: Path | None) -> None:
     Example:
       supplier-eval outbox --retry --config demo-work/supplier-eval.toml
     """
-    import uuid
-
-    runtime.configure()
-    from flows.pipeline import send_claimed
-    from flows.settings import load_settings
+    from flows.settings import load_settings, transport_of
+    from reports.outbox import retry_unsent
     from suppliers.store import Store
 
     settings = load_settings(config_file)
+    transport = transport_of(settings)
     with Store(settings.store_url, create=False) as store:
         counts = store.outbox_counts()
         click.echo("  ".join(f"{status}: {counts.get(status, 0)}" for status in ("sent", "pending", "failed",
                                                                                 "sending")))
         if not retry:
             return
-        retry_id = str(uuid.uuid4())
-        claimed = store.claim_messages(store.unsent_message_keys(), run_id=retry_id)
-        results = send_claimed(store, settings, retry_id, claimed)
+        results = retry_unsent(store, sender=settings.mail.sender, transport=transport)
     failed = [r for r in results if not r.ok]
     click.echo(f"Retried {len(results)}: {len(results) - len(failed)} delivered, {len(failed)} failed")
     if failed:
         raise DeliveryError(f"{len(failed)} messages were not delivered (first: {failed[0].error})",
-                            where=settings.mail.smtp.location if settings.mail.smtp else str(settings.outbox_dir),
+                            where=transport.location,
                             fix="They stay in the ledger; fix the cause and run `supplier-eval outbox --retry` again.")
 
 
-def _store_location(config_file: Path | None) -> str:
-    from flows.settings import load_settings
-    from suppliers.store import redact_url
+def _preflight(params: Any) -> str:
+    """Check settings and rules before Prefect starts, so a typo costs a second, not a server start.
 
-    return redact_url(load_settings(config_file).store_url)
-
-
-def _preflight(params: Any) -> None:
-    """Check settings and rules before Prefect starts, so a typo costs a second, not a server start."""
+    Returns where the store is, for the summary (password hidden).
+    """
     from flows.settings import load_settings
     from rules.loader import load_rule_set
+    from suppliers.store import redact_url
 
     settings = load_settings(params.config_file)
     load_rule_set(params.rules_file or settings.rules_file)
+    return redact_url(settings.store_url)
 
 
 def _demo_settings() -> str:

@@ -61,3 +61,26 @@ class RunParameters(BaseModel):
 
     def effective_as_of(self) -> date:
         return self.as_of or date.today()
+
+
+class RunSummary(BaseModel):
+    """What a run did, for the CLI and the flow's return value."""
+
+    run_id: str
+    run_key: str
+    as_of: date
+    window_days: int
+    changes_asl: bool
+    suppliers_evaluated: int
+    evaluations_added: int
+    bands: dict[str, int]
+    band_statuses: dict[str, str]
+    status_changes: int
+    quarantined_rows: int
+    reports_dir: str
+    messages: int
+    messages_delivered_now: int
+    messages_in_progress_elsewhere: int
+    transport: str
+    delivery_location: str
+    already_recorded: bool

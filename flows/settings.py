@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from reports.delivery import SmtpSettings
+from reports.delivery import SmtpSettings, Transport
 from suppliers.addresses import is_address
 from suppliers.errors import ConfigError
 
@@ -152,3 +152,10 @@ def load_settings(path: str | Path | None = None, *, overrides: dict[str, Any] |
             message = "unknown setting"
         raise ConfigError(f"setting '{key}': {message}", where=str(file or "settings"),
                           fix="See examples/supplier-eval.toml for the allowed keys and values.") from None
+
+
+def transport_of(settings: Settings) -> Transport:
+    """Where this installation's mail goes: the SMTP server of the settings, else the outbox folder."""
+    mail = settings.mail
+    return Transport(smtp=mail.smtp, outbox_dir=settings.outbox_dir, concurrency=mail.concurrency,
+                     retries=mail.retries)

@@ -29,7 +29,7 @@ from reports.mail import safe_key
 from suppliers.errors import ConfigError, DeliveryError
 from suppliers.files import write_atomically
 
-__all__ = ["SmtpSettings", "OutgoingMessage", "DeliveryResult", "deliver_messages", "outbox_path"]
+__all__ = ["SmtpSettings", "Transport", "OutgoingMessage", "DeliveryResult", "deliver_messages", "outbox_path"]
 
 MAX_BACKOFF_SECONDS = 300.0
 
@@ -58,21 +58,44 @@ class SmtpSettings(pydantic.BaseModel, frozen=True, extra="forbid"):
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """A composed message and its outbox-ledger key.
+    """A message ready to go: its outbox-ledger key, its envelope, and its bytes of record.
 
-    ``raw``, when given, is the message of record (the ledger's bytes) and is sent byte for byte: the email
-    package re-folds a parsed folded header wrongly (a leading space in the Subject), so a message read back
-    from the ledger must never be serialised again.
+    ``raw`` is sent byte for byte (only line endings are made CRLF): a message is never parsed and serialised
+    again, which would re-fold its headers differently (a leading space in a long Subject).
     """
 
     key: str
-    message: EmailMessage
-    raw: bytes | None = None
+    sender: str  # the envelope sender (MAIL FROM), a bare address
+    recipients: tuple[str, ...]  # the envelope recipients (RCPT TO)
+    raw: bytes
+
+    @classmethod
+    def from_message(cls, key: str, message: EmailMessage) -> OutgoingMessage:
+        """A composed message, with the envelope taken from its From, To and Cc headers."""
+        addresses = getaddresses([str(value) for field in ("To", "Cc") for value in message.get_all(field, [])])
+        return cls(key=key, sender=parseaddr(str(message["From"]))[1],
+                   recipients=tuple(address for _, address in addresses if address), raw=message.as_bytes())
 
     def wire_bytes(self) -> bytes:
-        if self.raw is not None:
-            return self.raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        return self.message.as_bytes(policy=self.message.policy.clone(linesep="\r\n"))
+        return self.raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+@dataclass(frozen=True)
+class Transport:
+    """Where messages go: an SMTP server, or (``smtp`` None) ``.eml`` files in the outbox folder."""
+
+    smtp: SmtpSettings | None
+    outbox_dir: Path
+    concurrency: int = 4
+    retries: int = 3
+
+    @property
+    def name(self) -> str:
+        return "smtp" if self.smtp else "outbox"
+
+    @property
+    def location(self) -> str:
+        return self.smtp.location if self.smtp else str(self.outbox_dir)
 
 
 @dataclass(frozen=True)
@@ -262,12 +285,10 @@ class _SmtpRun:
 
     async def _send(self, item: OutgoingMessage):
         username, password = self.credentials or (None, None)
-        message = item.message
-        addresses = getaddresses([str(v) for field in ("To", "Cc", "Bcc") for v in message.get_all(field, [])])
         return await aiosmtplib.send(
             item.wire_bytes(),
-            sender=parseaddr(str(message["From"]))[1],
-            recipients=[address for _, address in addresses if address],
+            sender=item.sender,
+            recipients=list(item.recipients),
             hostname=self.smtp.host,
             port=self.smtp.port,
             username=username,

@@ -1,6 +1,13 @@
-"""From scores to decisions: the evaluation record of each supplier and the ASL status changes it brings."""
+"""From scores to decisions: the evaluation record of each supplier and the ASL status changes it brings.
+
+Which changes a run may make is decided here: a what-if run (another rule set or window than the rules in
+force) makes none, and no run changes a supplier whose status a later-dated official evaluation decided.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 
@@ -72,3 +79,36 @@ def status_changes(evaluated: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("supplier_id")
     )
+
+
+SUPPLIER_FIELDS = ("supplier_id", "name", "category", "criticality", "owner_email")
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Every supplier's evaluation record, and the ASL status changes this run makes."""
+
+    evaluated: pl.DataFrame
+    changes: pl.DataFrame
+
+
+def changes_asl(rule_set: RuleSet, in_force: RuleSet, window_days: int) -> bool:
+    """Whether a run is official (may change the ASL): the rules in force, over their own window."""
+    return rule_set.content_hash == in_force.content_hash and window_days == in_force.evaluation.window_days
+
+
+def decide(selected: pl.DataFrame, scored: pl.DataFrame, rule_set: RuleSet, *, previous: pl.DataFrame,
+           official_as_of: pl.DataFrame, as_of: date, official: bool) -> Decisions:
+    """Evaluations plus the ASL changes they make: none for a what-if, none where a later evaluation decided.
+
+    ``previous`` is each supplier's latest official evaluation before ``as_of`` (supplier_id, previous_as_of,
+    previous_score, previous_band); ``official_as_of`` each supplier's latest official as-of date.
+    """
+    evaluated = assemble_evaluations(scored, rule_set, previous).join(
+        selected.select(SUPPLIER_FIELDS), on="supplier_id"
+    )
+    changes = status_changes(evaluated)
+    if not official:
+        return Decisions(evaluated, changes.clear())
+    decided_later = official_as_of.filter(pl.col("official_as_of") > as_of).select("supplier_id")
+    return Decisions(evaluated, changes.join(decided_later, on="supplier_id", how="anti"))

@@ -18,8 +18,7 @@ import polars as pl
 
 from rules.catalogue import METRICS
 from rules.model import STATUS_ORDER, Criterion, RuleSet, Scale
-
-CURRENT_STATUS = "current_status"
+from suppliers.runs import CURRENT_STATUS
 
 
 def criterion_column(index: int) -> str:

@@ -11,21 +11,34 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from suppliers.errors import StoreError
+from suppliers.runs import RunRecord
+
+__all__ = ["Store", "RunRecord", "PendingMessage", "ClaimedMessage", "History", "STALE_CLAIM", "SCHEMA_VERSION",
+           "redact_url"]
 
 metadata = sa.MetaData()
 STALE_CLAIM = timedelta(minutes=30)
+SCHEMA_VERSION = 1
+# Any constant: PostgreSQL serialises the runs that create the schema at once on this advisory lock.
+_SCHEMA_LOCK = 84_049_001
+
+schema_info = sa.Table(
+    "schema_info", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
 
 runs = sa.Table(
     "runs", metadata,
@@ -128,24 +141,9 @@ def _now() -> datetime:
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    run_key: str
-    trigger: str
-    requested_by: str
-    as_of: date
-    window_days: int
-    selection: Sequence[str]
-    rule_set_name: str
-    rule_set_version: str
-    rule_set_hash: str
-    input_fingerprint: str
-    code_version: str
-    changes_asl: bool = True  # False for what-if runs (another rule set or window): recorded, no ASL change
-
-
-@dataclass(frozen=True)
 class PendingMessage:
+    """A composed message for the outbox ledger."""
+
     message_key: str
     kind: str
     supplier_id: str | None
@@ -154,28 +152,54 @@ class PendingMessage:
     body: bytes
 
 
+class ClaimedMessage(NamedTuple):
+    """A message a run has claimed for sending: its envelope and bytes, exactly as the ledger holds them."""
+
+    message_key: str
+    recipients: tuple[str, ...]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class History:
+    """What the store knows before a run decides: current statuses, previous evaluations, later decisions."""
+
+    current_statuses: pl.DataFrame  # supplier_id, status, status_as_of
+    previous: pl.DataFrame  # supplier_id, previous_as_of, previous_score, previous_band
+    official_as_of: pl.DataFrame  # supplier_id, official_as_of
+
+
 class Store:
     """A connection to the evaluation store; every method is one transaction."""
 
     def __init__(self, url: str, *, create: bool = True) -> None:
+        """Open the store; ``create`` makes the database and its tables on first use (never on later opens).
+
+        Without ``create`` a store that does not exist yet is a clear error, not an empty new file.
+        """
         self.url = url
-        if not create and _missing_sqlite_file(url):
-            raise StoreError("no evaluations recorded yet: the store does not exist", where=redact_url(url),
-                             fix="Run an evaluation first (supplier-eval evaluate), or check store.url.")
         try:
-            self.engine = sa.create_engine(url, future=True)
+            self.engine = sa.create_engine(url)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-            _create_schema(self.engine)
+            if self.engine.dialect.name not in _DIALECTS:
+                raise StoreError(f"unsupported database {self.engine.dialect.name!r}", where=redact_url(url),
+                                 fix="Use a sqlite:/// or postgresql+psycopg:// URL.")
+            database = _sqlite_file(url)
+            if database is not None and not database.is_file():
+                if not create:
+                    raise StoreError("no evaluations recorded yet: the store does not exist", where=redact_url(url),
+                                     fix="Run an evaluation first (supplier-eval evaluate), or check store.url.")
+                database.parent.mkdir(parents=True, exist_ok=True)
+            _ensure_schema(self.engine)
         except ImportError as exc:
             raise StoreError(f"the database driver is not installed ({exc.name})", where=redact_url(url),
                              fix="Use a postgresql+psycopg:// URL (psycopg is installed with supplier-eval).",
                              ) from None
         except (sa.exc.SQLAlchemyError, OSError) as exc:
-            error = StoreError(f"cannot open the store ({_reason(exc)})", where=redact_url(url),
-                               fix="Check store.url in the settings and that its folder exists and is writable.")
-            error.transient = _is_transient(exc)
-            raise error from None
+            raise StoreError(f"cannot open the store ({_reason(exc)})", where=redact_url(url),
+                             fix="Check store.url in the settings and that its folder exists and is writable.",
+                             transient=_is_transient(exc)) from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -190,10 +214,7 @@ class Store:
                                     connection: sa.Connection | None = None) -> int:
         if not rows:
             return 0
-        dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(self.engine.dialect.name)
-        if dialect is None:
-            raise StoreError(f"unsupported database {self.engine.dialect.name!r}", where=redact_url(self.url),
-                             fix="Use a sqlite:/// or postgresql:// URL.")
+        dialect = _DIALECTS[self.engine.dialect.name]
         key = next(iter(table.primary_key.columns))
         statement = dialect.insert(table).on_conflict_do_nothing().returning(key)
         if connection is not None:
@@ -278,6 +299,12 @@ class Store:
             for row in summary.iter_rows(named=True)
         ]
         return self._insert_ignoring_duplicates(quarantine_summaries, rows, connection)
+
+    def read_history(self, *, run_key: str, as_of: date) -> History:
+        """Everything a run needs to decide, read apart from its own records (a re-run sees what came before)."""
+        return History(current_statuses=self.current_statuses(excluding_run_key=run_key),
+                       previous=self.previous_evaluations(as_of=as_of, excluding_run_key=run_key),
+                       official_as_of=self.latest_official_as_of(excluding_run_key=run_key))
 
     def current_statuses(self, *, excluding_run_key: str) -> pl.DataFrame:
         """Per supplier, the ASL status of its latest change by as-of date (supplier_id, status, status_as_of).
@@ -366,8 +393,8 @@ class Store:
         return self._insert_ignoring_duplicates(outbox, rows)
 
     def claim_messages(self, message_keys: Sequence[str], *, run_id: str,
-                       stale_after: timedelta = STALE_CLAIM) -> list[tuple[str, bytes]]:
-        """Atomically take the unsent messages among ``message_keys`` for this run; return (key, body) of each.
+                       stale_after: timedelta = STALE_CLAIM) -> list[ClaimedMessage]:
+        """Atomically take the unsent messages among ``message_keys`` for this run, each with its envelope.
 
         A message another run is sending is skipped, so two runs at once never send it twice. A claim held by
         a run that has finished (it failed mid-send) is taken over at once; one whose run is still "running"
@@ -385,7 +412,7 @@ class Store:
                 sa.or_(outbox.c.claimed_at < now - stale_after, outbox.c.claimed_by.in_(finished_runs)),
             ),
         )
-        claimed: list[tuple[str, bytes]] = []
+        claimed: list[ClaimedMessage] = []
         with self.engine.begin() as connection:
             for chunk in _chunks(list(message_keys), 500):
                 connection.execute(
@@ -395,11 +422,12 @@ class Store:
                 )
             for chunk in _chunks(list(message_keys), 500):
                 rows = connection.execute(
-                    sa.select(outbox.c.message_key, outbox.c.body).where(
+                    sa.select(outbox.c.message_key, outbox.c.recipients, outbox.c.body).where(
                         outbox.c.message_key.in_(chunk), outbox.c.status == "sending", outbox.c.claimed_by == run_id
                     )
                 )
-                claimed += [(row.message_key, bytes(row.body)) for row in rows]
+                claimed += [ClaimedMessage(row.message_key, tuple(json.loads(row.recipients)), bytes(row.body))
+                            for row in rows]
         return sorted(claimed)
 
     def refresh_claims(self, run_id: str) -> None:
@@ -420,6 +448,15 @@ class Store:
                 .values(status="pending", claimed_by=None, claimed_at=None)
             )
             return int(result.rowcount or 0)
+
+    def known_message_keys(self, message_keys: Sequence[str]) -> set[str]:
+        """Which of these messages the ledger already holds (sent or not): they need not be composed again."""
+        known: set[str] = set()
+        with self.engine.connect() as connection:
+            for chunk in _chunks(list(message_keys), 500):
+                query = sa.select(outbox.c.message_key).where(outbox.c.message_key.in_(chunk))
+                known.update(connection.execute(query).scalars())
+        return known
 
     def unsent_message_keys(self) -> list[str]:
         """Every message not yet sent, whatever run wrote it (for `supplier-eval outbox --retry`)."""
@@ -474,16 +511,33 @@ class Store:
         return pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None)
 
 
-def _create_schema(engine: sa.Engine, attempts: int = 5) -> None:
-    # Two runs starting at once both see no tables and both CREATE; the loser retries and finds them there.
-    for attempt in range(attempts):
-        try:
-            metadata.create_all(engine)
-            return
-        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+_DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
+
+
+def _ensure_schema(engine: sa.Engine) -> None:
+    """Create the tables on first use; a store already at this version costs one query.
+
+    Runs that start together do not race: every statement is ``CREATE ... IF NOT EXISTS``, and on PostgreSQL
+    they take turns on an advisory lock (SQLite writers take turns by themselves, waiting on busy_timeout).
+    A store written by a newer supplier-eval is refused rather than written in a shape it does not know.
+    """
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+        if sa.inspect(connection).has_table(schema_info.name):
+            version = connection.execute(sa.select(sa.func.max(schema_info.c.version))).scalar()
+            if version == SCHEMA_VERSION:
+                return
+            if version is not None and version > SCHEMA_VERSION:
+                raise StoreError(f"the store has schema version {version}; this supplier-eval knows up to "
+                                 f"{SCHEMA_VERSION}", where=redact_url(str(engine.url)),
+                                 fix="Upgrade supplier-eval to the version that wrote this store.")
+        for table in metadata.sorted_tables:
+            connection.execute(CreateTable(table, if_not_exists=True))
+            for index in table.indexes:
+                connection.execute(CreateIndex(index, if_not_exists=True))
+        statement = _DIALECTS[engine.dialect.name].insert(schema_info).on_conflict_do_nothing()
+        connection.execute(statement.values(version=SCHEMA_VERSION, created_at=_now()))
 
 
 def _translate_errors(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -492,13 +546,12 @@ def _translate_errors(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(self, *args, **kwargs)
         except sa.exc.SQLAlchemyError as exc:
-            error = StoreError(
+            raise StoreError(
                 f"the store refused to {method.__name__.replace('_', ' ')} ({_reason(exc)})",
                 where=redact_url(self.url),
                 fix="If another run is writing, wait and run again; otherwise check store.url and the database.",
-            )
-            error.transient = _is_transient(exc)
-            raise error from None
+                transient=_is_transient(exc),
+            ) from None
 
     return wrapper
 
@@ -544,13 +597,12 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
-def _missing_sqlite_file(url: str) -> bool:
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError:
-        return False
-    return parsed.get_backend_name() == "sqlite" and bool(parsed.database) and parsed.database != ":memory:" \
-        and not Path(parsed.database).is_file()
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for another database or an in-memory one."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -75,7 +75,7 @@ def authenticator(server, session, envelope, mechanism, auth_data):
         and auth_data.login == USER.encode()
         and auth_data.password == PASSWORD.encode()
     )
-    # A failed AuthResult must be handled=False, or aiosmtpd answers nothing and the client hangs (gotcha 9).
+    # For handled=True (the default) aiosmtpd sends no reply and the client hangs; handled=False makes it answer 535.
     return AuthResult(success=True) if ok else AuthResult(success=False, handled=False)
 
 
@@ -148,7 +148,11 @@ def make(
         message_key=key,
         **kwargs,
     )
-    return OutgoingMessage(key, message)
+    return OutgoingMessage.from_message(key, message)
+
+
+def parsed_id(item: OutgoingMessage) -> str:
+    return str(email.message_from_bytes(item.raw, policy=email.policy.default)["Message-ID"])
 
 
 def plain(controller, **kwargs) -> SmtpSettings:
@@ -164,7 +168,7 @@ def test_message_structure_text_first_then_html_and_csv_attachment():
         attachments=[("late lines.csv", "po_id,name\nPO-1,Müller\n".encode(), "text/csv")],
         date=dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC),
     )
-    parsed = email.message_from_bytes(item.message.as_bytes(), policy=email.policy.default)
+    parsed = email.message_from_bytes(item.raw, policy=email.policy.default)
     types = [part.get_content_type() for part in parsed.walk()]
     assert types == ["multipart/mixed", "multipart/alternative", "text/plain", "text/html", "text/csv"]
     assert parsed["Message-ID"] == f"<{safe_key('run-1/S-001')}@supplier-eval>"
@@ -179,8 +183,8 @@ def test_message_structure_text_first_then_html_and_csv_attachment():
 def test_message_is_deterministic_for_the_same_key_and_date():
     when = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
     first, second = make("k-1", date=when), make("k-1", date=when)
-    assert first.message.as_bytes() == second.message.as_bytes()
-    assert first.message["Message-ID"] != make("k-2", date=when).message["Message-ID"]
+    assert first.raw == second.raw
+    assert parsed_id(first) != parsed_id(make("k-2", date=when))
 
 
 def test_message_keys_are_sanitised_but_stay_distinct():
@@ -194,7 +198,7 @@ def test_message_keys_are_sanitised_but_stay_distinct():
 def test_header_injection_from_a_supplier_name_cannot_add_a_header():
     name = "Smith & Sons\r\nBcc: evil@x.example\r\n\r\n<b>body</b>"
     item = make("inject", subject=f"Supplier evaluation: {name}")
-    raw = item.message.as_bytes()
+    raw = item.raw
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert parsed["Bcc"] is None
     assert "evil@x.example" not in [a.addr_spec for a in parsed["To"].addresses]
@@ -232,7 +236,7 @@ def test_missing_recipient_is_a_config_error():
 
 def test_display_names_are_quoted_and_trailing_newlines_tolerated():
     item = make("names", to=['"Quality, Manager" <qm@example.com>', "buyer@example.com\n"])
-    parsed = email.message_from_bytes(item.message.as_bytes(), policy=email.policy.default)
+    parsed = email.message_from_bytes(item.raw, policy=email.policy.default)
     assert [a.addr_spec for a in parsed["To"].addresses] == ["qm@example.com", "buyer@example.com"]
     assert parsed["To"].addresses[0].display_name == "Quality, Manager"
 
@@ -260,8 +264,8 @@ def test_outbox_writes_parseable_eml_files_atomically_and_idempotently(tmp_path)
     assert again[0].ok and first.read_bytes() == before and len(list(outbox.iterdir())) == 2
 
 
-def test_a_message_stored_as_bytes_and_parsed_back_is_delivered_unchanged(tmp_path):
-    # The flows keep composed messages in the outbox ledger as bytes and parse them back before sending.
+def test_a_message_stored_as_bytes_is_delivered_unchanged_to_the_ledgers_envelope(tmp_path):
+    # The flows keep composed messages in the outbox ledger as bytes, with their recipients, and send those.
     rendered = Rendered(html="<p>" + "Müller &amp; Söhne — " * 300 + "</p>", text="Müller & Söhne\n" * 3)
     original = compose_message(
         sender="eval@example.com",
@@ -271,13 +275,13 @@ def test_a_message_stored_as_bytes_and_parsed_back_is_delivered_unchanged(tmp_pa
         message_key="ledger-1",
     )
     stored = original.as_bytes()
+    ledger_message = OutgoingMessage("ledger-1", sender="eval@example.com", recipients=("buyer@example.com",),
+                                     raw=stored)
     handler = Recorder()
     with smtp_server(handler) as controller:
-        parsed = email.message_from_bytes(stored, policy=email.policy.default)
-        result = deliver_messages(
-            [OutgoingMessage("ledger-1", parsed, raw=stored)], smtp=plain(controller), outbox_dir=tmp_path
-        )[0]
+        result = deliver_messages([ledger_message], smtp=plain(controller), outbox_dir=tmp_path)[0]
     assert result.ok
+    assert handler.envelopes[0][:2] == ("eval@example.com", ["buyer@example.com"])
     raw = handler.envelopes[0][2]
     assert raw.rstrip(b"\r\n") == stored.rstrip(b"\r\n")  # the ledger's bytes, not a re-serialisation
     headers, _, body = raw.partition(b"\r\n\r\n")
@@ -287,11 +291,7 @@ def test_a_message_stored_as_bytes_and_parsed_back_is_delivered_unchanged(tmp_pa
     assert got["Message-ID"] == "<ledger-1@supplier-eval>" and got["Subject"] == "Müller & Söhne"
     assert got.get_body(("html",)).get_content().rstrip() == rendered.html
     files = [
-        deliver_messages(
-            [OutgoingMessage("ledger-1", email.message_from_bytes(stored, policy=email.policy.default), raw=stored)],
-            smtp=None,
-            outbox_dir=tmp_path / "outbox",
-        )[0].location
+        deliver_messages([ledger_message], smtp=None, outbox_dir=tmp_path / "outbox")[0].location
         for _ in range(2)
     ]
     assert Path(files[0]).read_bytes() == stored  # the outbox file is byte-for-byte the composed message

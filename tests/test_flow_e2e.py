@@ -32,7 +32,8 @@ def smtp_settings(workspace: Path, port: int, *, retries: int = 1) -> Path:
 
 
 def run(flow_name: str, config: Path, *, as_of_override: date | None = None, **params: object):
-    from flows.pipeline import adhoc, fast_flow_runs, nightly
+    from flows.pipeline import adhoc, nightly
+    from flows.runtime import fast_flow_runs
 
     flow = {"nightly": nightly, "adhoc": adhoc}[flow_name]
     with fast_flow_runs():
@@ -269,7 +270,8 @@ def test_back_dated_and_what_if_runs_do_not_overwrite_the_approved_supplier_list
     config = tmp_path / "supplier-eval.toml"
     config.write_text('[store]\nurl = "sqlite:///s.db"\n', encoding="utf-8")
     assert run("nightly", config).status_changes == 1  # H2 → disqualified as of 2026-06-30
-    from flows.pipeline import adhoc, fast_flow_runs
+    from flows.pipeline import adhoc
+    from flows.runtime import fast_flow_runs
 
     with fast_flow_runs():
         # a back-dated evaluation (before any delivery: insufficient data) cannot undo a newer decision
@@ -329,20 +331,20 @@ def email_to(path: Path) -> str:
 def test_an_interrupted_send_is_finished_by_the_next_run_straight_away(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, interruption: BaseException
 ) -> None:
-    import flows.pipeline as pipeline
+    import reports.outbox as outbox_module
 
-    real_send = pipeline.deliver_messages
+    real_send = outbox_module.deliver_messages
 
     def interrupted(*_args: object, **_kwargs: object) -> None:
         raise interruption
 
-    monkeypatch.setattr(pipeline, "deliver_messages", interrupted)
+    monkeypatch.setattr(outbox_module, "deliver_messages", interrupted)
     with pytest.raises(type(interruption)):
         run("nightly", workspace / "supplier-eval.toml")
     with Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}") as store:
         assert set(store.outbox_frame()["status"]) == {"pending"}  # the claims were given back
         assert store.runs_frame()["status"].to_list() == ["failed"]  # not left "running"
-    monkeypatch.setattr(pipeline, "deliver_messages", real_send)
+    monkeypatch.setattr(outbox_module, "deliver_messages", real_send)
     summary = run("nightly", workspace / "supplier-eval.toml")
     assert summary.messages_delivered_now == summary.messages > 0
     assert len(list((workspace / "outbox").glob("*.eml"))) == summary.messages

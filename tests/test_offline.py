@@ -7,7 +7,8 @@ import socket
 import pytest
 from conftest import loopback_only
 
-from flows.pipeline import fast_flow_runs, safe_file_name
+from flows.runtime import fast_flow_runs
+from reports.bundle import safe_file_name
 
 
 @pytest.mark.parametrize("address", [("127.0.0.1", 25), ("127.0.0.53", 53), ("::1", 25, 0, 0), ("localhost", 80)])
@@ -61,23 +62,23 @@ def test_ids_that_clean_to_the_same_name_or_are_reserved_stay_distinct() -> None
     assert safe_file_name("CON").startswith("CON-")
 
 
-def test_retries_skip_user_errors_but_not_a_locked_store() -> None:
+def test_only_errors_that_say_they_are_transient_are_retried() -> None:
     from types import SimpleNamespace
 
-    from flows.pipeline import _retry_unless_user_error
+    from flows.pipeline import retry_if_transient
     from suppliers.errors import SourceError, StoreError
 
-    locked = StoreError("database is locked")
-    locked.transient = True
-    assert _retry_unless_user_error(None, None, SimpleNamespace(data=locked)) is True
-    assert _retry_unless_user_error(None, None, SimpleNamespace(data=SourceError("missing column"))) is False
-    assert _retry_unless_user_error(None, None, SimpleNamespace(data=OSError("file being written"))) is True
+    locked = StoreError("database is locked", transient=True)
+    assert retry_if_transient(None, None, SimpleNamespace(data=locked)) is True
+    assert retry_if_transient(None, None, SimpleNamespace(data=StoreError("no such table: runs"))) is False
+    assert retry_if_transient(None, None, SimpleNamespace(data=SourceError("missing column"))) is False
+    assert retry_if_transient(None, None, SimpleNamespace(data=ValueError("a bug"))) is False
 
 
 def test_the_run_key_tells_an_official_evaluation_from_a_what_if() -> None:
     from datetime import date
 
-    from flows.pipeline import compute_run_key
+    from suppliers.runs import compute_run_key
 
     same = {"as_of": date(2026, 6, 30), "window_days": 365, "tolerance_days": 2, "selection": ["S1"],
             "rule_hash": "h", "fingerprint": "f", "code": "0.1.0"}

@@ -110,7 +110,8 @@ def test_outbox_ledger_sends_each_message_once(store: Store) -> None:
                 PendingMessage("supplier-1", "supplier", "S1", ["buyer@example.org"], "Report", b"body-2")]
     keys = ["digest-1", "supplier-1"]
     assert store.enqueue_messages("key-1", "run-1", messages) == 2
-    assert store.claim_messages(keys, run_id="run-1") == [("digest-1", b"body-1"), ("supplier-1", b"body-2")]
+    assert store.claim_messages(keys, run_id="run-1") == [("digest-1", ("qm@example.org",), b"body-1"),
+                                                          ("supplier-1", ("buyer@example.org",), b"body-2")]
     store.mark_message("digest-1", ok=True, attempts=1, transport="outbox", location="/tmp/x.eml", error=None)
     store.mark_message("supplier-1", ok=False, attempts=3, transport="smtp", location="h:25", error="451 busy")
     ledger = {row["message_key"]: row for row in store.outbox_frame("key-1").to_dicts()}
@@ -118,7 +119,7 @@ def test_outbox_ledger_sends_each_message_once(store: Store) -> None:
     assert (ledger["supplier-1"]["status"], ledger["supplier-1"]["attempts"]) == ("failed", 3)
     # a re-run enqueues the same messages again: nothing is added, the sent one stays sent, the failed one retries
     assert store.enqueue_messages("key-1", "run-2", messages) == 0
-    assert [key for key, _ in store.claim_messages(keys, run_id="run-2")] == ["supplier-1"]
+    assert [claimed.message_key for claimed in store.claim_messages(keys, run_id="run-2")] == ["supplier-1"]
 
 
 def test_runs_are_recorded_with_their_outcome(store: Store) -> None:
@@ -168,19 +169,19 @@ def test_unopenable_store_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_a_message_being_sent_by_one_run_is_not_taken_by_another(store: Store) -> None:
     store.enqueue_messages("key-1", "run-1", [PendingMessage("m1", "digest", None, ["a@example.org"], "S", b"x")])
-    assert store.claim_messages(["m1"], run_id="run-1") == [("m1", b"x")]
+    assert store.claim_messages(["m1"], run_id="run-1") == [("m1", ("a@example.org",), b"x")]
     assert store.claim_messages(["m1"], run_id="run-2") == []
     # a claim left by a process that was killed (its run still "running") is taken over once it is stale
-    assert store.claim_messages(["m1"], run_id="run-3", stale_after=timedelta(0)) == [("m1", b"x")]
+    assert store.claim_messages(["m1"], run_id="run-3", stale_after=timedelta(0)) == [("m1", ("a@example.org",), b"x")]
 
 
 def test_a_claim_held_by_a_failed_run_is_taken_over_at_once(store: Store) -> None:
     store.start_run(run_record("run-1"))
     store.enqueue_messages("key-1", "run-1", [PendingMessage("m1", "digest", None, ["a@example.org"], "S", b"x")])
-    assert store.claim_messages(["m1"], run_id="run-1") == [("m1", b"x")]
+    assert store.claim_messages(["m1"], run_id="run-1") == [("m1", ("a@example.org",), b"x")]
     assert store.claim_messages(["m1"], run_id="run-2") == []  # run-1 is still sending
     store.finish_run("run-1", status="failed", error="crashed while sending")
-    assert store.claim_messages(["m1"], run_id="run-2") == [("m1", b"x")]
+    assert store.claim_messages(["m1"], run_id="run-2") == [("m1", ("a@example.org",), b"x")]
 
 
 def test_two_runs_claiming_at_once_split_the_messages_without_overlap(store_url: str) -> None:
@@ -192,7 +193,7 @@ def test_two_runs_claiming_at_once_split_the_messages_without_overlap(store_url:
 
     def claim(run_id: str) -> None:
         with Store(store_url) as store:
-            claims[run_id] = [key for key, _ in store.claim_messages(keys, run_id=run_id)]
+            claims[run_id] = [claimed.message_key for claimed in store.claim_messages(keys, run_id=run_id)]
 
     threads = [threading.Thread(target=claim, args=(f"run-{n}",)) for n in range(4)]
     for thread in threads:

@@ -1,0 +1,132 @@
+"""A run's reports on disk: the officer digest, one report per supplier, the evaluations and the quarantine.
+
+Everything is rendered once and written to the run's folder; mail is composed from these renderings later,
+and only for messages that are really going out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from reports.context import digest_context, supplier_context
+from reports.render import Rendered, digest_subject, render_digest, render_supplier_report, supplier_report_subject
+from rules.model import RuleSet
+from suppliers.errors import ConfigError
+from suppliers.files import csv_bytes, write_csv_safely
+from suppliers.runs import CURRENT_STATUS, RunRecord
+
+__all__ = ["Attachment", "Report", "RunReports", "run_folder", "failed_run_folder", "write_run_reports",
+           "evaluations_table", "safe_file_name"]
+
+Attachment = tuple[str, bytes, str]  # file name, content, MIME type
+
+
+@dataclass(frozen=True)
+class Report:
+    """One rendered report and what goes with it when it is mailed."""
+
+    kind: str  # "digest" | "supplier"
+    supplier_id: str | None
+    owner_email: str | None  # the buyer responsible for the supplier; None for the digest
+    subject: str
+    rendered: Rendered
+    attachments: tuple[Attachment, ...]
+
+
+@dataclass(frozen=True)
+class RunReports:
+    out_dir: Path
+    digest: Report
+    suppliers: tuple[Report, ...]
+
+
+def run_folder(output_dir: Path, run: RunRecord) -> Path:
+    """Where a run's reports go: one folder per evaluation (as-of date and run key), shared by its re-runs."""
+    return output_dir / f"{run.as_of.isoformat()}_{run.run_key[:12]}"
+
+
+def failed_run_folder(output_dir: Path, run: RunRecord) -> Path:
+    """Where a run stopped for bad data leaves its quarantine: one folder per attempt."""
+    return output_dir / f"{run.as_of.isoformat()}_failed_{run.run_id[:8]}"
+
+
+def write_run_reports(out_dir: Path, *, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataFrame,
+                      changes: pl.DataFrame, late_lines: pl.DataFrame, quarantine: pl.DataFrame,
+                      quarantine_summary: pl.DataFrame, window_start: date) -> RunReports:
+    """Render the digest and every supplier's report into ``out_dir`` (HTML and text), with the CSVs."""
+    try:
+        return _write(out_dir, run, rule_set, evaluated, changes, late_lines, quarantine, quarantine_summary,
+                      window_start)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the reports ({exc.strerror or exc})", where=str(out_dir),
+                          fix="Check output.dir in the settings: it must be a folder you can write to.") from None
+
+
+def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataFrame, changes: pl.DataFrame,
+           late_lines: pl.DataFrame, quarantine: pl.DataFrame, quarantine_summary: pl.DataFrame,
+           window_start: date) -> RunReports:
+    (out_dir / "suppliers").mkdir(parents=True, exist_ok=True)
+    run_info = {"run_id": run.run_id, "trigger": run.trigger, "requested_by": run.requested_by,
+                "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code_version": run.code_version,
+                "what_if": not run.changes_asl}
+    rules_info = {"name": rule_set.name, "version": rule_set.version, "content_hash": rule_set.content_hash}
+    bands: list[dict[str, Any]] = [{"band": b.band, "status": b.status, "action": b.action} for b in rule_set.bands]
+
+    evaluations_csv = csv_bytes(evaluations_table(evaluated))
+    (out_dir / "evaluations.csv").write_bytes(evaluations_csv)
+    write_csv_safely(quarantine, out_dir / "quarantine.csv")
+
+    context = digest_context(run=run_info, rule_set=rules_info, bands=bands, evaluated=evaluated, changes=changes,
+                             quarantine_summary=quarantine_summary, window_start=window_start, as_of=run.as_of)
+    rendered = render_digest(context)
+    (out_dir / "digest.html").write_text(rendered.html, encoding="utf-8")
+    (out_dir / "digest.txt").write_text(rendered.text, encoding="utf-8")
+    digest = Report("digest", None, None, digest_subject(context), rendered,
+                    (("evaluations.csv", evaluations_csv, "text/csv"),))
+
+    late_by_supplier = late_lines.partition_by("supplier_id", as_dict=True)
+    no_late_lines = late_lines.clear()
+    reports = []
+    for row in evaluated.iter_rows(named=True):
+        supplier_late = late_by_supplier.get((row["supplier_id"],), no_late_lines)
+        context = supplier_context(run=run_info, rule_set=rules_info, evaluation=row, window_start=window_start,
+                                   as_of=run.as_of, late_lines=supplier_late, bands=bands)
+        rendered = render_supplier_report(context)
+        stem = safe_file_name(row["supplier_id"])
+        (out_dir / "suppliers" / f"{stem}.html").write_text(rendered.html, encoding="utf-8")
+        (out_dir / "suppliers" / f"{stem}.txt").write_text(rendered.text, encoding="utf-8")
+        attachments: tuple[Attachment, ...] = ()
+        if supplier_late.height:
+            attachments = ((f"late-lines-{stem}.csv", csv_bytes(supplier_late.drop("supplier_id")), "text/csv"),)
+        reports.append(Report("supplier", row["supplier_id"], row["owner_email"], supplier_report_subject(context),
+                              rendered, attachments))
+    return RunReports(out_dir=out_dir, digest=digest, suppliers=tuple(reports))
+
+
+def evaluations_table(evaluated: pl.DataFrame) -> pl.DataFrame:
+    """The flat CSV view of a run's evaluations."""
+    return evaluated.select(
+        "supplier_id", "name", "category", "criticality", "score", "band", "status",
+        pl.col(CURRENT_STATUS).alias("previous_status"), "score_change",
+        pl.col("gates_hit").list.join("; "), "insufficient_reason",
+        pl.col("metrics").struct.field("order_lines", "on_time_rate", "in_full_rate", "otif_rate",
+                                       "mean_days_late", "receipts", "acceptance_rate", "ppm_rejected"),
+    ).sort("supplier_id")
+
+
+_RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+
+
+def safe_file_name(value: str) -> str:
+    """A file name for an id on any file system; a hash suffix keeps changed or reserved ids distinct."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", value).strip("._") or "supplier"
+    if cleaned != value or cleaned.lower() in _RESERVED_NAMES:
+        cleaned = f"{cleaned}-{hashlib.sha256(value.encode()).hexdigest()[:8]}"
+    return cleaned

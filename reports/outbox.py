@@ -1,0 +1,143 @@
+"""The outbox: who gets which message, the identity that keeps each one single, and claim-and-send.
+
+Every message is written to the store's outbox ledger before anything is sent, keyed by what it says and to
+whom; a run sends only what it could claim, and records each outcome as it comes. So a crash, a re-run or a
+second run at once neither loses a message nor sends one twice, and a new recipient still gets theirs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+from reports.bundle import Report, RunReports
+from reports.delivery import DeliveryResult, OutgoingMessage, Transport, deliver_messages
+from reports.mail import compose_message
+from suppliers.errors import DeliveryError, StoreError
+from suppliers.runs import RunRecord
+from suppliers.store import STALE_CLAIM, ClaimedMessage, PendingMessage, Store
+
+__all__ = ["PlannedMessage", "DeliveryOutcome", "message_key", "plan_messages", "compose_messages",
+           "deliver_run_messages", "retry_unsent", "send_claimed"]
+
+LOG = logging.getLogger(__name__)
+REFRESH_CLAIMS_EVERY = STALE_CLAIM.total_seconds() / 10
+
+
+@dataclass(frozen=True)
+class PlannedMessage:
+    """One report to one recipient, before anything is composed."""
+
+    key: str
+    recipient: str
+    report: Report
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    messages: int  # messages of this evaluation
+    sent_now: int  # delivered by this call
+    elsewhere: int  # being sent by another run at this moment
+
+
+def message_key(run_key: str, kind: str, supplier_id: str | None, recipient: str) -> str:
+    """One message per evaluation, report and recipient: a new recipient gets it, no one gets it twice."""
+    identity = json.dumps([run_key, kind, supplier_id, recipient.strip().lower()])
+    return f"{kind}-{hashlib.sha256(identity.encode()).hexdigest()[:32]}"
+
+
+def plan_messages(reports: RunReports, *, run: RunRecord, officers: Sequence[str],
+                  requested: Sequence[str] = ()) -> list[PlannedMessage]:
+    """Who gets what: the digest to the officers, each report to the supplier's buyer; or all to ``requested``.
+
+    A what-if run goes only to whoever asked for it: owners and officers act on the rules in force.
+    """
+    digest_to = requested or (officers if run.changes_asl else ())
+    planned = [PlannedMessage(message_key(run.run_key, "digest", None, to), to, reports.digest) for to in digest_to]
+    for report in reports.suppliers:
+        report_to = requested or ((report.owner_email,) if run.changes_asl and report.owner_email else ())
+        planned += [PlannedMessage(message_key(run.run_key, "supplier", report.supplier_id, to), to, report)
+                    for to in report_to]
+    return planned
+
+
+def compose_messages(planned: Sequence[PlannedMessage], *, sender: str) -> list[PendingMessage]:
+    """The MIME message of each planned message, as the ledger stores it."""
+    pending = []
+    for item in planned:
+        report = item.report
+        message = compose_message(sender=sender, to=[item.recipient], subject=report.subject,
+                                  rendered=report.rendered, message_key=item.key, attachments=report.attachments)
+        pending.append(PendingMessage(message_key=item.key, kind=report.kind, supplier_id=report.supplier_id,
+                                      recipients=[item.recipient], subject=str(message["Subject"]),
+                                      body=message.as_bytes()))
+    return pending
+
+
+def deliver_run_messages(store: Store, run: RunRecord, reports: RunReports, *, sender: str,
+                         officers: Sequence[str], requested: Sequence[str], transport: Transport) -> DeliveryOutcome:
+    """Ledger first, then send what this run could claim; messages the ledger already holds are not composed."""
+    planned = plan_messages(reports, run=run, officers=officers, requested=requested)
+    keys = [item.key for item in planned]
+    known = store.known_message_keys(keys)
+    store.enqueue_messages(run.run_key, run.run_id,
+                           compose_messages([item for item in planned if item.key not in known], sender=sender))
+    claimed = store.claim_messages(keys, run_id=run.run_id)
+    results = send_claimed(store, run.run_id, claimed, sender=sender, transport=transport)
+    elsewhere = store.outbox_counts(keys).get("sending", 0)
+    failed = [result for result in results if not result.ok]
+    if failed:
+        raise DeliveryError(
+            f"{len(failed)} of {len(results)} messages were not delivered (first: {failed[0].error})",
+            where=transport.location,
+            fix="They stay in the outbox ledger; run the same evaluation again to retry them.",
+        )
+    return DeliveryOutcome(messages=len(planned), sent_now=len(results), elsewhere=elsewhere)
+
+
+def send_claimed(store: Store, run_id: str, claimed: Sequence[ClaimedMessage], *, sender: str,
+                 transport: Transport) -> list[DeliveryResult]:
+    """Send the ledger's bytes of each claimed message to the ledger's recipients; record each outcome as it comes.
+
+    If sending is interrupted (Ctrl-C, a bug), what this run claimed and did not send goes back to pending
+    for the next run; the interruption itself is what the caller sees.
+    """
+    envelope_sender = parseaddr(sender)[1]
+    outgoing = [OutgoingMessage(key=c.message_key, sender=envelope_sender, recipients=c.recipients, raw=c.body)
+                for c in claimed]
+    last_refresh = time.monotonic()
+
+    def record(result: DeliveryResult) -> None:
+        nonlocal last_refresh
+        if not store.mark_message(result.key, ok=result.ok, attempts=result.attempts, transport=result.transport,
+                                  location=result.location, error=result.error, run_id=run_id):
+            LOG.warning("Message %s was taken over by another run before this one recorded it", result.key)
+        if time.monotonic() - last_refresh > REFRESH_CLAIMS_EVERY:  # still alive: not taken over as stale
+            last_refresh = time.monotonic()
+            try:
+                store.refresh_claims(run_id)
+            except StoreError as error:
+                LOG.warning("Could not refresh this run's claims: %s", error)
+
+    try:
+        return deliver_messages(outgoing, smtp=transport.smtp, outbox_dir=transport.outbox_dir,
+                                concurrency=transport.concurrency, retries=transport.retries, on_result=record)
+    except BaseException:
+        try:
+            store.release_claims(run_id)
+        except StoreError as error:  # the interruption matters more; the claims go stale and are taken over
+            LOG.warning("Could not give back this run's claims: %s", error)
+        raise
+
+
+def retry_unsent(store: Store, *, sender: str, transport: Transport) -> list[DeliveryResult]:
+    """Send every message of the ledger not yet sent, whichever run wrote it; one result per message claimed."""
+    retry_id = str(uuid.uuid4())
+    claimed = store.claim_messages(store.unsent_message_keys(), run_id=retry_id)
+    return send_claimed(store, retry_id, claimed, sender=sender, transport=transport)

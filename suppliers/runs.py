@@ -1,0 +1,77 @@
+"""What a run is: its record, its identity (the run key), and the suppliers it evaluates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from importlib.metadata import PackageNotFoundError, version
+
+import polars as pl
+
+from suppliers.errors import ConfigError
+
+CURRENT_STATUS = "current_status"  # the ASL status a supplier had before this run
+EVERY_ACTIVE = "*active*"  # the selection of a run that evaluates every active supplier
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the store records it."""
+
+    run_id: str
+    run_key: str
+    trigger: str
+    requested_by: str
+    as_of: date
+    window_days: int
+    selection: Sequence[str]
+    rule_set_name: str
+    rule_set_version: str
+    rule_set_hash: str
+    input_fingerprint: str
+    code_version: str
+    changes_asl: bool = True  # False for what-if runs (another rule set or window): recorded, no ASL change
+
+    @property
+    def approver(self) -> str:
+        """Who a status change made by this run is recorded as approved by."""
+        return f"supplier-eval {self.trigger} run ({self.requested_by})"
+
+
+def code_version() -> str:
+    try:
+        return version("supplier-eval")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def compute_run_key(*, as_of: date, window_days: int, tolerance_days: int, selection: Sequence[str],
+                    rule_hash: str, fingerprint: str, code: str, changes_asl: bool) -> str:
+    """The identity of an evaluation: same inputs, rules, date, window, selection, code and kind → same records."""
+    identity = json.dumps({"as_of": as_of.isoformat(), "window_days": window_days, "tolerance": tolerance_days,
+                           "selection": list(selection), "rules": rule_hash, "inputs": fingerprint, "code": code,
+                           "official": changes_asl}, sort_keys=True)
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
+def choose_suppliers(suppliers: pl.DataFrame, supplier_ids: Sequence[str] = ()) -> pl.DataFrame:
+    """The suppliers a run evaluates: the chosen ids, or every active supplier when none are chosen."""
+    if not supplier_ids:
+        return suppliers.filter(pl.col("active")).sort("supplier_id")
+    unknown = sorted(set(supplier_ids) - set(suppliers["supplier_id"].to_list()))
+    if unknown:
+        raise ConfigError(f"unknown supplier id {', '.join(map(repr, unknown))}", where="--supplier",
+                          fix="Use supplier_id values from the suppliers source.")
+    return suppliers.filter(pl.col("supplier_id").is_in(list(supplier_ids))).sort("supplier_id")
+
+
+def with_current_status(chosen: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+    """The chosen suppliers with their ASL status before this run: the store's, else the supplier record's."""
+    return (
+        chosen.join(current.select("supplier_id", recorded_status="status"), on="supplier_id", how="left")
+        .with_columns(pl.coalesce("recorded_status", "status").alias(CURRENT_STATUS))
+        .drop("recorded_status")
+    )
