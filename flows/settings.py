@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -106,13 +106,11 @@ class Settings(_Section):
 
     @property
     def store_url(self) -> str:
-        """The store URL ($SUPPLIER_EVAL_STORE_URL wins), a relative SQLite path resolved and its folder created."""
+        """The store URL ($SUPPLIER_EVAL_STORE_URL wins), a relative SQLite path made absolute. Touches no disk."""
         url = os.environ.get(STORE_URL_ENV) or self.store.url
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
-            database = self.path(Path(url[len(prefix):]))
-            database.parent.mkdir(parents=True, exist_ok=True)
-            return prefix + str(database)
+            return prefix + str(self.path(Path(url[len(prefix):])))
         return url
 
 
@@ -145,13 +143,33 @@ def load_settings(path: str | Path | None = None, *, overrides: dict[str, Any] |
     try:
         return Settings.model_validate({**data, "base_dir": base_dir})
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown setting"
-        raise ConfigError(f"setting '{key}': {message}", where=str(file or "settings"),
+        problems = list(dict.fromkeys(_describe(error) for error in exc.errors()))
+        raise ConfigError(problems[0], where=str(file or "settings"), details=problems[1:],
                           fix="See examples/supplier-eval.toml for the allowed keys and values.") from None
+
+
+def _describe(error: Any) -> str:
+    """One validation error as ``setting 'section.key': message``."""
+    location = tuple(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = f"unknown setting{_allowed_keys(location[:-1])}"
+    elif error["type"] != "value_error" and not isinstance(error.get("input"), dict | list | tuple | type(None)):
+        message = f"{message} (got {error['input']!r})"
+    return f"setting '{'.'.join(location)}': {message}"
+
+
+def _allowed_keys(section: tuple[str, ...]) -> str:
+    """``; allowed here: ...`` for the section at ``section``, or nothing when it is not a known section."""
+    model: Any = Settings
+    for key in section:
+        field = model.model_fields.get(key)
+        model = next((kind for kind in (field.annotation, *get_args(field.annotation))
+                      if isinstance(kind, type) and issubclass(kind, BaseModel)), None) if field else None
+        if model is None:
+            return ""
+    keys = [name for name, info in model.model_fields.items() if not info.exclude]
+    return f"; allowed here: {', '.join(keys)}"
 
 
 def transport_of(settings: Settings) -> Transport:

@@ -225,7 +225,7 @@ def _plural(count: Any, singular: str, plural: str | None = None) -> str:
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
-        # select_autoescape() alone does not match "*.html.j2" (STACK.md gotcha 10); *.txt.j2 stays raw.
+        # select_autoescape() matches name endings: its defaults leave "x.html.j2" (ends ".j2") unescaped; *.txt.j2 raw.
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html", "htm", "xml", "html.j2"),
             disabled_extensions=("txt", "txt.j2", "css"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,11 @@ def default_rules_path() -> Path:
 
 
 def load_rule_set(path: Path | str | None = None) -> RuleSet:
-    """Read, parse and check a rule file; raise RuleSetError listing every problem as ``file:line: ...``."""
+    """Read, parse and check a rule file.
+
+    Raise one RuleSetError: ``where`` is ``file:line`` of the first problem in the file, and each further problem
+    is a detail ``file:line: ...``.
+    """
     path = Path(path) if path is not None else default_rules_path()
     try:
         raw = path.read_bytes()
@@ -53,8 +58,17 @@ def parse_rule_set(raw: bytes, *, source_name: str) -> RuleSet:
     try:
         return RuleSet.model_validate({**data, "content_hash": content_hash})
     except ValidationError as exc:
-        problems = [_describe(error, lines, source_name) for error in exc.errors()]
-        raise RuleSetError("\n".join(dict.fromkeys(problems))) from None
+        raise _rule_set_error([_describe(error, lines) for error in exc.errors()], source_name) from None
+
+
+def _rule_set_error(problems: list[tuple[int | None, str]], source_name: str) -> RuleSetError:
+    """One error for every problem, in file order: the first is the message, each other one a detail line."""
+    located = [(f"{source_name}:{line}" if line else source_name, message)
+               for line, message in sorted(dict.fromkeys(problems), key=lambda problem: problem[0] or 0)]
+    (where, what), others = located[0], located[1:]
+    fix = (f"Correct {'each line named' if others else 'that line'}, then check again: "
+           f"supplier-eval rules check {shlex.quote(source_name)}")
+    return RuleSetError(what, where=where, fix=fix, details=[f"{place}: {message}" for place, message in others])
 
 
 def _parse_yaml(text: str, source_name: str) -> tuple[Any, dict[Location, int]]:
@@ -89,7 +103,8 @@ def _to_python(node: yaml.Node, location: Location, lines: dict[Location, int], 
     return _SCALARS.construct_object(node, deep=True)
 
 
-def _describe(error: dict[str, Any], lines: dict[Location, int], source_name: str) -> str:
+def _describe(error: dict[str, Any], lines: dict[Location, int]) -> tuple[int | None, str]:
+    """One validation error as (line, message), the message naming the key's path."""
     location: Location = tuple(part for part in error["loc"] if not isinstance(part, str) or part != "content_hash")
     location = tuple("from" if part == "lower" else "to" if part == "upper" else part for part in location)
     line = _nearest_line(location, lines)
@@ -105,8 +120,7 @@ def _describe(error: dict[str, Any], lines: dict[Location, int], source_name: st
         message = str(error["msg"]).removeprefix("Value error, ")
         if "input" in error and not isinstance(error["input"], dict | list) and kind not in ("value_error",):
             message = f"{message} (got {error['input']!r})"
-    where = f"{source_name}:{line}" if line else source_name
-    return f"{where}: {path + ': ' if path else ''}{message}"
+    return line, f"{path + ': ' if path else ''}{message}"
 
 
 def _nearest_line(location: Location, lines: dict[Location, int]) -> int | None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from rules.catalogue import METRICS
 from rules.loader import default_rules_path, load_rule_set
 from suppliers.errors import RuleSetError
 
@@ -69,13 +70,60 @@ def test_mistakes_are_reported_with_file_line_and_allowed_values(
     assert caught.value.exit_code == 2
 
 
-def test_every_problem_is_listed_not_just_the_first(tmp_path: Path) -> None:
-    text = SHIPPED.replace("metric: on_time_rate", "metric: ontime").replace("status: probation", "status: x")
-    path = tmp_path / "rules.yaml"
-    path.write_text(text, encoding="utf-8")
+def three_mistakes(tmp_path: Path) -> Path:
+    """The shipped file with a negative window (line 12), an unknown metric (line 23) and a misspelt status (67)."""
+    lines = SHIPPED.splitlines(keepends=True)
+    mistakes = ((12, "window_days: 365", "window_days: -3"), (23, "metric: on_time_rate", "metric: ontime"),
+                (67, "status: probation", "status: probaton"))
+    for number, old, new in mistakes:
+        assert old in lines[number - 1], f"the shipped rule file changed: line {number} no longer has {old!r}"
+        lines[number - 1] = lines[number - 1].replace(old, new)
+    path = tmp_path / "my rules.yaml"
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def test_every_problem_is_one_error_first_in_the_message_the_others_as_details(tmp_path: Path) -> None:
+    path = three_mistakes(tmp_path)
     with pytest.raises(RuleSetError) as caught:
         load_rule_set(path)
-    assert "unknown metric 'ontime'" in str(caught.value) and "got 'x'" in str(caught.value)
+    error = caught.value
+    assert error.where == f"{path}:12"
+    assert error.what == "evaluation.window_days: Input should be greater than or equal to 1 (got -3)"
+    assert error.details == (
+        f"{path}:23: criteria[0].metric: unknown metric 'ontime'; known metrics: {', '.join(METRICS)}",
+        f"{path}:67: bands[2].status: input should be 'approved', 'conditional', 'probation' or 'disqualified', "
+        "got 'probaton'",
+    )
+    assert "\n" not in str(error) and str(error).endswith("(2 more problems below)")
+    assert "supplier-eval rules check" in (error.fix or "")
+
+
+def test_rules_check_prints_one_line_then_one_line_per_further_problem(tmp_path: Path, capsys) -> None:
+    from flows.cli import main
+
+    path = three_mistakes(tmp_path)
+    assert main(["rules", "check", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    first, *others = captured.err.splitlines()
+    assert first.startswith(f"error: {path}:12: evaluation.window_days: ")
+    assert "greater than or equal to 1 (got -3)" in first and "Correct each line named" in first
+    assert first.endswith("(2 more problems below)")
+    assert [line.split(": ", 2)[:2] for line in others] == [[f"  {path}:23", "criteria[0].metric"],
+                                                            [f"  {path}:67", "bands[2].status"]]
+    assert "unknown metric 'ontime'" in others[0] and "got 'probaton'" in others[1]
+    assert "Traceback" not in captured.err
+
+
+def test_a_single_problem_has_no_details(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(SHIPPED.replace("metric: on_time_rate", "metric: ontime"), encoding="utf-8")
+    with pytest.raises(RuleSetError) as caught:
+        load_rule_set(path)
+    assert caught.value.details == ()
+    assert str(caught.value).startswith(f"{path}:23: criteria[0].metric: unknown metric 'ontime'")
+    assert "more problem" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
