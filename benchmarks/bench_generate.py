@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from suppliers.generate import RECORD_KINDS, generate_frames, write_sample_data
+from suppliers.generate import generate_frames, write_sample_data
+from suppliers.records import RECORD_KINDS
 
 
 def main(argv: list[str] | None = None) -> int:

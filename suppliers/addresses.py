@@ -1,8 +1,8 @@
 """The one definition of a valid email address, shared by record validation, run parameters and mail.
 
 A supplier row whose ``owner_email`` passes validation must also be accepted when its report is composed;
-so :mod:`suppliers.schemas` (Pandera ``str_matches``), :mod:`flows.params` (``recipients``) and
-:mod:`reports.mail` (``parse_address``) all check against :data:`ADDRESS_PATTERN`.
+so :mod:`suppliers.records` (the pattern of the email fields, which Pandera checks), :mod:`flows.params`
+(``recipients``) and :mod:`reports.mail` (``parse_address``) all check against :data:`ADDRESS_PATTERN`.
 
 The address is an ASCII ``addr-spec``: an RFC 5322 dot-atom local part and a domain of RFC 1035 labels
 (a single label such as ``localhost`` is allowed — the default sender is ``supplier-eval@localhost``).

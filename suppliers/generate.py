@@ -34,13 +34,13 @@ import polars as pl
 
 from suppliers.errors import ConfigError
 from suppliers.files import write_atomically
+from suppliers.records import RECORD_KINDS, RECORDS
 
 __all__ = [
     "HISTORY_DAYS",
     "HTML_FIXTURE_NAME",
     "PROFILE_NAMES",
-    "RECORD_KINDS",
-    "SCHEMAS",
+    "PROFILES_SCHEMA",
     "generate_frames",
     "write_sample_data",
 ]
@@ -49,60 +49,8 @@ __all__ = [
 HISTORY_DAYS = 540
 #: The supplier name that exercises HTML escaping in reports.
 HTML_FIXTURE_NAME = "Smith & Sons <Precision> Ltd"
-#: The record kinds :func:`write_sample_data` writes, in this order.
-RECORD_KINDS = ("suppliers", "purchase_order_lines", "receipts", "nonconformances", "feedback")
-
-#: Canonical columns and dtypes of each frame :func:`generate_frames` returns (``profiles`` included).
-SCHEMAS: dict[str, dict[str, type[pl.DataType] | pl.DataType]] = {
-    "suppliers": {
-        "supplier_id": pl.Utf8,
-        "name": pl.Utf8,
-        "category": pl.Utf8,
-        "criticality": pl.Utf8,
-        "contact_email": pl.Utf8,
-        "owner_email": pl.Utf8,
-        "status": pl.Utf8,
-        "certificate_expiry": pl.Date,
-        "active": pl.Boolean,
-    },
-    "purchase_order_lines": {
-        "po_id": pl.Utf8,
-        "line_no": pl.Int64,
-        "supplier_id": pl.Utf8,
-        "item_id": pl.Utf8,
-        "category": pl.Utf8,
-        "order_date": pl.Date,
-        "promised_date": pl.Date,
-        "quantity_ordered": pl.Float64,
-        "unit_price": pl.Float64,
-        "currency": pl.Utf8,
-    },
-    "receipts": {
-        "receipt_id": pl.Utf8,
-        "po_id": pl.Utf8,
-        "line_no": pl.Int64,
-        "received_date": pl.Date,
-        "quantity_received": pl.Float64,
-        "quantity_accepted": pl.Float64,
-        "quantity_rejected": pl.Float64,
-    },
-    "nonconformances": {
-        "ncr_id": pl.Utf8,
-        "supplier_id": pl.Utf8,
-        "raised_date": pl.Date,
-        "severity": pl.Utf8,
-        "closed_date": pl.Date,
-    },
-    "feedback": {
-        "supplier_id": pl.Utf8,
-        "date": pl.Date,
-        "score": pl.Int64,
-    },
-    "profiles": {
-        "supplier_id": pl.Utf8,
-        "profile": pl.Utf8,
-    },
-}
+#: The ``profiles`` frame: each supplier's hidden profile. Not a record kind, so it is declared here.
+PROFILES_SCHEMA = pl.Schema({"supplier_id": pl.String(), "profile": pl.String()})
 
 # --- profiles -----------------------------------------------------------------------------------------------
 
@@ -118,17 +66,22 @@ _DEFECTIVE_LOT_PROB = ((0.005, 0.06), (0.01, 0.05), (0.15, 0.60), (0.0, 0.05))  
 _REJECT_RATE = ((0.01, 0.05), (0.02, 0.08), (0.05, 0.18), (0.01, 0.05))  # share of a defective lot rejected
 _SHORT_PROB = ((0.015, 0.025), (0.08, 0.15), (0.02, 0.04), (0.0, 0.03))  # share of lines closed short
 _NCR_PROB = (0.02, 0.05, 0.12, 0.05)  # chance a receipt with rejects raises a nonconformance
-_NCR_SEVERITY_P = ((0.05, 0.30, 0.65), (0.05, 0.35, 0.60), (0.20, 0.45, 0.35), (0.05, 0.30, 0.65))
 _NCR_OPEN_PROB = (0.03, 0.05, 0.15, 0.05)  # chance an NCR stays open regardless of age
 _FEEDBACK_MEAN = (4.3, 2.6, 2.8, 3.6)
-_STATUS_P = (  # pending, approved, conditional, probation, disqualified
-    (0.00, 0.95, 0.05, 0.00, 0.0),
-    (0.00, 0.50, 0.30, 0.20, 0.0),
-    (0.00, 0.40, 0.30, 0.30, 0.0),
-    (1.00, 0.00, 0.00, 0.00, 0.0),
+# Shares per profile, by value: a share stays with its value whatever order suppliers.records declares the
+# values in, and a declared value not named here gets none.
+_NCR_SEVERITY_P = (
+    {"critical": 0.05, "major": 0.30, "minor": 0.65},
+    {"critical": 0.05, "major": 0.35, "minor": 0.60},
+    {"critical": 0.20, "major": 0.45, "minor": 0.35},
+    {"critical": 0.05, "major": 0.30, "minor": 0.65},
 )
-_STATUSES = ("pending", "approved", "conditional", "probation", "disqualified")
-_SEVERITIES = ("critical", "major", "minor")
+_STATUS_P = (
+    {"approved": 0.95, "conditional": 0.05},
+    {"approved": 0.50, "conditional": 0.30, "probation": 0.20},
+    {"approved": 0.40, "conditional": 0.30, "probation": 0.30},
+    {"pending": 1.00},
+)
 
 # --- word lists ---------------------------------------------------------------------------------------------
 
@@ -163,10 +116,25 @@ _LEGAL_FORMS = ("Ltd", "GmbH", "AB", "Inc.", "B.V.", "S.A.", "Oy", "S.r.l.", "A/
 _BUYERS = ("anna", "ben", "chen", "dara", "elif", "femi")
 _CURRENCIES = ("EUR", "USD", "GBP", "SEK")
 _CURRENCY_P = (0.60, 0.25, 0.10, 0.05)
-_CRITICALITY = ("critical", "major", "minor")
-_CRITICALITY_P = (0.15, 0.35, 0.50)
+_CRITICALITY_P = {"critical": 0.15, "major": 0.35, "minor": 0.50}
 
 _EPOCH = dt.date(1970, 1, 1)
+
+
+def _weights(values: tuple[str, ...], shares: dict[str, float]) -> np.ndarray:
+    """``shares`` as an array in the order of ``values``; a value not in ``shares`` gets 0."""
+    unknown = sorted(set(shares) - set(values))
+    if unknown:
+        raise ValueError(f"shares of values that are not declared: {', '.join(unknown)} (declared: {values})")
+    return np.array([shares.get(value, 0.0) for value in values], dtype=np.float64)
+
+
+_CRITICALITIES = RECORDS["suppliers"].field("criticality").constraints.enum
+_STATUSES = RECORDS["suppliers"].field("status").constraints.enum
+_SEVERITIES = RECORDS["nonconformances"].field("severity").constraints.enum
+_CRITICALITY_WEIGHTS = _weights(_CRITICALITIES, _CRITICALITY_P)
+_STATUS_WEIGHTS = np.stack([_weights(_STATUSES, shares) for shares in _STATUS_P])  # one row per profile
+_SEVERITY_WEIGHTS = np.stack([_weights(_SEVERITIES, shares) for shares in _NCR_SEVERITY_P])
 
 
 # --- public API ---------------------------------------------------------------------------------------------
@@ -177,8 +145,9 @@ def generate_frames(
 ) -> dict[str, pl.DataFrame]:
     """Generate one consistent purchasing history ending at ``end_date``.
 
-    Returns the record kinds of :data:`RECORD_KINDS` plus ``"profiles"`` (``supplier_id``, ``profile``: the
-    hidden ground truth, for tests and the demo narrative). Columns and dtypes are exactly :data:`SCHEMAS`.
+    Returns every record kind of :data:`suppliers.records.RECORDS`, with exactly its declared columns and
+    dtypes, plus ``"profiles"`` (:data:`PROFILES_SCHEMA`: the hidden ground truth, for tests and the demo
+    narrative).
     ``lines`` is the exact number of purchase-order lines. Same arguments, same frames.
     """
     end_date = _check_generate_args(suppliers, lines, seed, end_date)
@@ -198,22 +167,22 @@ def generate_frames(
         "purchase_order_lines": _lines_frame(pol, sup, supplier_ids, po_ids),
         "receipts": _receipts_frame(rec, pol, po_ids),
         "nonconformances": _ncr_frame(ncr, supplier_ids),
-        "feedback": pl.DataFrame(
+        "feedback": _as_declared(
+            "feedback",
             {
                 "supplier_id": supplier_ids.gather(fb["sup"]),
                 "date": _dates(fb["day"]),
                 "score": pl.Series(fb["score"], dtype=pl.Int64),
-            }
+            },
         ),
         "profiles": pl.DataFrame(
             {
                 "supplier_id": supplier_ids,
                 "profile": pl.Series(PROFILE_NAMES, dtype=pl.Utf8).gather(sup["profile"]),
-            }
+            },
+            schema=PROFILES_SCHEMA,
         ),
     }
-    for kind, schema in SCHEMAS.items():  # a cheap guard against drift between the code and the contract
-        assert frames[kind].schema == pl.Schema(schema), kind
     return frames
 
 
@@ -354,7 +323,7 @@ def _plan_suppliers(rng: np.random.Generator, n: int, lines: int, end: int) -> d
     prefix = combo // 4
     core = combo % 4
     legal = rng.integers(0, len(_LEGAL_FORMS), size=n)
-    criticality = rng.choice(3, size=n, p=_CRITICALITY_P)
+    criticality = rng.choice(len(_CRITICALITIES), size=n, p=_CRITICALITY_WEIGHTS)
     # Buyers own categories; one supplier in five is looked after by someone else.
     buyer = (category + np.where(rng.random(n) < 0.2, rng.integers(1, len(_BUYERS), size=n), 0)) % len(
         _BUYERS
@@ -362,7 +331,7 @@ def _plan_suppliers(rng: np.random.Generator, n: int, lines: int, end: int) -> d
     currency = rng.choice(len(_CURRENCIES), size=n, p=_CURRENCY_P)
 
     status_u = rng.random(n)
-    status_cdf = np.cumsum(np.array(_STATUS_P), axis=1)[profile]
+    status_cdf = np.cumsum(_STATUS_WEIGHTS, axis=1)[profile]
     status = np.minimum((status_u[:, None] >= status_cdf).sum(axis=1), len(_STATUSES) - 1)
     status[[expired, inactive]] = _STATUSES.index("approved")
 
@@ -556,8 +525,8 @@ def _plan_nonconformances(
     m = raised_idx.size
     profile = sup["profile"][s]
     raised = np.minimum(rec["day"][raised_idx] + _int_between(rng, 0, 3, m), end)
-    sev_cdf = np.cumsum(np.array(_NCR_SEVERITY_P), axis=1)[profile]
-    severity = np.minimum((rng.random(m)[:, None] >= sev_cdf).sum(axis=1), 2)
+    sev_cdf = np.cumsum(_SEVERITY_WEIGHTS, axis=1)[profile]
+    severity = np.minimum((rng.random(m)[:, None] >= sev_cdf).sum(axis=1), len(_SEVERITIES) - 1)
     closed = raised + _int_between(rng, 3, np.where(profile == QUALITY, 90, 45), m)
     is_open = (closed > end) | (rng.random(m) < np.array(_NCR_OPEN_PROB)[profile])
     order = np.argsort(raised, kind="stable")
@@ -584,6 +553,19 @@ def _plan_feedback(rng: np.random.Generator, sup: dict[str, np.ndarray], end: in
 
 
 # --- frames (Polars) ----------------------------------------------------------------------------------------
+
+
+def _as_declared(kind: str, columns: dict[str, pl.Series]) -> pl.DataFrame:
+    """The generated ``columns`` of ``kind`` as a frame in the declared column order.
+
+    Raises if they are not exactly the declared columns and dtypes, so the generator cannot drift from the
+    declaration unnoticed.
+    """
+    frame = pl.DataFrame(columns)
+    declared = RECORDS[kind].schema
+    if dict(frame.schema) != dict(declared):
+        raise AssertionError(f"generated {kind} columns {dict(frame.schema)} are not the declared {dict(declared)}")
+    return frame.select(declared.names())
 
 
 def _ids(prefix: str, count: int, min_width: int) -> pl.Series:
@@ -617,18 +599,19 @@ def _suppliers_frame(sup: dict[str, np.ndarray], supplier_ids: pl.Series) -> pl.
     slug = names.str.to_lowercase().str.replace_all(r"[^a-z0-9]+", "-").str.strip_chars("-")
     cert = _dates(sup["cert_day"])
     cert = cert.scatter(np.flatnonzero(sup["cert_null"]), None)
-    frame = pl.DataFrame(
+    frame = _as_declared(
+        "suppliers",
         {
             "supplier_id": supplier_ids,
             "name": names,
             "category": _pick(_CATEGORIES, sup["category"]),
-            "criticality": _pick(_CRITICALITY, sup["criticality"]),
+            "criticality": _pick(_CRITICALITIES, sup["criticality"]),
             "contact_email": "quality@" + slug + ".example.com",
             "owner_email": "buyer." + _pick(_BUYERS, sup["buyer"]) + "@example.org",
             "status": _pick(_STATUSES, sup["status"]),
             "certificate_expiry": cert,
             "active": pl.Series(sup["active"], dtype=pl.Boolean),
-        }
+        },
     )
     assert frame.height == n
     return frame
@@ -639,7 +622,8 @@ def _lines_frame(
 ) -> pl.DataFrame:
     s = pol["line_sup"]
     item_ids = _ids("IT", int(pol["total_items"]), 6)
-    return pl.DataFrame(
+    return _as_declared(
+        "purchase_order_lines",
         {
             "po_id": po_ids.gather(pol["line_po"]),
             "line_no": pl.Series(pol["line_no"], dtype=pl.Int64),
@@ -651,7 +635,7 @@ def _lines_frame(
             "quantity_ordered": pl.Series(pol["quantity"], dtype=pl.Float64),
             "unit_price": pl.Series(pol["unit_price"], dtype=pl.Float64),
             "currency": _pick(_CURRENCIES, sup["currency"][s]),
-        }
+        },
     )
 
 
@@ -661,7 +645,8 @@ def _receipts_frame(
     line = rec["line"]
     received = rec["received"].astype(np.float64)
     rejected = rec["rejected"].astype(np.float64)
-    return pl.DataFrame(
+    return _as_declared(
+        "receipts",
         {
             "receipt_id": _ids("RC", line.size, 8),
             "po_id": po_ids.gather(pol["line_po"][line]),
@@ -670,18 +655,19 @@ def _receipts_frame(
             "quantity_received": received,
             "quantity_accepted": received - rejected,
             "quantity_rejected": rejected,
-        }
+        },
     )
 
 
 def _ncr_frame(ncr: dict[str, np.ndarray], supplier_ids: pl.Series) -> pl.DataFrame:
     closed = _dates(ncr["closed"]).scatter(np.flatnonzero(ncr["open"]), None)
-    return pl.DataFrame(
+    return _as_declared(
+        "nonconformances",
         {
             "ncr_id": _ids("NCR", ncr["sup"].size, 6),
             "supplier_id": supplier_ids.gather(ncr["sup"]),
             "raised_date": _dates(ncr["raised"]),
             "severity": _pick(_SEVERITIES, ncr["severity"]),
             "closed_date": closed,
-        }
+        },
     )

@@ -1,22 +1,18 @@
-"""Record schemas: the canonical columns of every record kind and the Pandera models that check them.
+"""Record schemas: the canonical columns of every record kind and the Pandera schemas that check them.
 
-The canonical dtypes are applied by :mod:`suppliers.validate` (which casts each column itself, so a bad cell
-becomes a quarantined cell rather than a Pandera coercion error); the models here then check values:
-required values, ranges, enumerations, formats and cross-column rules. Every check has a readable reason
-(see :func:`check_reasons`) so a quarantined row tells the user what is wrong with it.
+All of it is derived from the declaration in :mod:`suppliers.records`. The canonical dtypes are applied by
+:mod:`suppliers.validate` (which casts each column itself, so a bad cell becomes a quarantined cell rather than
+a Pandera coercion error); the schemas here then check values: required values, ranges, enumerations, formats
+and cross-column rules. Every check has a readable reason (see :func:`check_reasons`) so a quarantined row
+tells the user what is wrong with it.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
-from typing import Any
-
 import pandera.polars as pa
 import polars as pl
-from pandera.api.checks import Check
 
-from suppliers.addresses import ADDRESS_PATTERN
+from suppliers.records import CURRENCY_PATTERN, RECORDS, CrossColumnRule, Field, RecordKind
 
 __all__ = [
     "CANONICAL",
@@ -26,204 +22,90 @@ __all__ = [
     "STATUSES",
     "SEVERITIES",
     "CURRENCY_PATTERN",
-    "FrameRule",
     "FRAME_RULES",
     "MODELS",
-    "SupplierRecord",
-    "PurchaseOrderLineRecord",
-    "ReceiptRecord",
-    "NonconformanceRecord",
-    "FeedbackRecord",
     "empty_frame",
     "check_reasons",
 ]
 
-CRITICALITIES = ("critical", "major", "minor")
-STATUSES = ("pending", "approved", "conditional", "probation", "disqualified")
-SEVERITIES = ("critical", "major", "minor")
-CURRENCY_PATTERN = r"^[A-Z]{3}$"
-
 # Canonical columns per record kind, in output order, with the dtype they have after validation.
 CANONICAL: dict[str, dict[str, pl.DataType]] = {
-    "suppliers": {
-        "supplier_id": pl.String(),
-        "name": pl.String(),
-        "category": pl.String(),
-        "criticality": pl.String(),
-        "contact_email": pl.String(),
-        "owner_email": pl.String(),
-        "status": pl.String(),
-        "certificate_expiry": pl.Date(),
-        "active": pl.Boolean(),
-    },
-    "purchase_order_lines": {
-        "po_id": pl.String(),
-        "line_no": pl.Int64(),
-        "supplier_id": pl.String(),
-        "item_id": pl.String(),
-        "category": pl.String(),
-        "order_date": pl.Date(),
-        "promised_date": pl.Date(),
-        "quantity_ordered": pl.Float64(),
-        "unit_price": pl.Float64(),
-        "currency": pl.String(),
-    },
-    "receipts": {
-        "receipt_id": pl.String(),
-        "po_id": pl.String(),
-        "line_no": pl.Int64(),
-        "received_date": pl.Date(),
-        "quantity_received": pl.Float64(),
-        "quantity_accepted": pl.Float64(),
-        "quantity_rejected": pl.Float64(),
-    },
-    "nonconformances": {
-        "ncr_id": pl.String(),
-        "supplier_id": pl.String(),
-        "raised_date": pl.Date(),
-        "severity": pl.String(),
-        "closed_date": pl.Date(),
-    },
-    "feedback": {
-        "supplier_id": pl.String(),
-        "date": pl.Date(),
-        "score": pl.Int64(),
-    },
+    name: {f.name: f.dtype for f in kind.fields} for name, kind in RECORDS.items()
 }
-
 # The only columns that may be empty; every other canonical column is required.
 NULLABLE: dict[str, frozenset[str]] = {
-    "suppliers": frozenset({"certificate_expiry"}),
-    "nonconformances": frozenset({"closed_date"}),
+    name: nullable
+    for name, kind in RECORDS.items()
+    if (nullable := frozenset(f.name for f in kind.fields if not f.constraints.required))
 }
-
 # Natural keys: a repeated key keeps its first row and quarantines the later ones.
-KEYS: dict[str, tuple[str, ...]] = {
-    "suppliers": ("supplier_id",),
-    "purchase_order_lines": ("po_id", "line_no"),
-    "receipts": ("receipt_id",),
-    "nonconformances": ("ncr_id",),
-}
+KEYS: dict[str, tuple[str, ...]] = {name: kind.primary_key for name, kind in RECORDS.items() if kind.primary_key}
+
+CRITICALITIES = RECORDS["suppliers"].field("criticality").constraints.enum
+STATUSES = RECORDS["suppliers"].field("status").constraints.enum
+SEVERITIES = RECORDS["nonconformances"].field("severity").constraints.enum
+
+# Keyed by the rule's reason, which is the check's ``error`` and so what Pandera puts in ``failure_cases["check"]``.
+FRAME_RULES: dict[str, CrossColumnRule] = {rule.reason: rule for kind in RECORDS.values() for rule in kind.rules}
 
 
-@dataclass(frozen=True)
-class FrameRule:
-    """How a cross-column (dataframe-level) check is reported: against which column, showing which values."""
+def _column_checks(column: Field) -> list[tuple[pa.Check, str]]:
+    """The Pandera checks of a declared field, each with the reason a failing cell is quarantined with.
 
-    reason: str
-    column: str
-    value_columns: tuple[str, ...]
-
-
-# Keyed by the check's ``error`` text, which is what Pandera puts in ``failure_cases["check"]``.
-_PROMISED = FrameRule("promised_date is before order_date", "promised_date", ("promised_date", "order_date"))
-_QUANTITIES = FrameRule(
-    "quantity_accepted + quantity_rejected exceeds quantity_received",
-    "quantity_accepted",
-    ("quantity_accepted", "quantity_rejected", "quantity_received"),
-)
-_CLOSED = FrameRule("closed_date is before raised_date", "closed_date", ("closed_date", "raised_date"))
-FRAME_RULES: dict[str, FrameRule] = {rule.reason: rule for rule in (_PROMISED, _QUANTITIES, _CLOSED)}
-
-# Float sums: 0.1 + 0.2 must not exceed 0.3.
-_QUANTITY_TOLERANCE = 1e-9
-
-
-class _Record(pa.DataFrameModel):
-    class Config:
-        strict = False  # the row-number column rides along; extra file columns are dropped before
-        coerce = False  # we cast ourselves (STACK.md gotcha 2)
-
-
-class SupplierRecord(_Record):
-    supplier_id: str
-    name: str
-    category: str
-    criticality: str = pa.Field(isin=CRITICALITIES)
-    # The same address rule mail uses (suppliers.addresses), so a row that passes here can be mailed.
-    contact_email: str = pa.Field(str_matches=ADDRESS_PATTERN)
-    owner_email: str = pa.Field(str_matches=ADDRESS_PATTERN)
-    status: str = pa.Field(isin=STATUSES)
-    certificate_expiry: dt.date = pa.Field(nullable=True)
-    active: bool
-
-    class Config:
-        name = "suppliers"
-
-
-class PurchaseOrderLineRecord(_Record):
-    po_id: str
-    line_no: int = pa.Field(ge=1)
-    supplier_id: str
-    item_id: str
-    category: str
-    order_date: dt.date
-    promised_date: dt.date
-    quantity_ordered: float = pa.Field(gt=0)
-    unit_price: float = pa.Field(ge=0)
-    currency: str = pa.Field(str_matches=CURRENCY_PATTERN)
-
-    @pa.dataframe_check(error=_PROMISED.reason)
-    def promised_not_before_order(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("promised_date") >= pl.col("order_date"))
-
-    class Config:
-        name = "purchase_order_lines"
-
-
-class ReceiptRecord(_Record):
-    receipt_id: str
-    po_id: str
-    line_no: int = pa.Field(ge=1)
-    received_date: dt.date
-    quantity_received: float = pa.Field(gt=0)
-    quantity_accepted: float = pa.Field(ge=0)
-    quantity_rejected: float = pa.Field(ge=0)
-
-    @pa.dataframe_check(error=_QUANTITIES.reason)
-    def accepted_plus_rejected_within_received(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        received = pl.col("quantity_received")
-        return data.lazyframe.select(
-            pl.col("quantity_accepted") + pl.col("quantity_rejected")
-            <= received + _QUANTITY_TOLERANCE * pl.max_horizontal(received.abs(), pl.lit(1.0))
+    The values are passed to Pandera as declared (a tuple for ``isin``, ints for bounds): Pandera names a
+    built-in check after its arguments, e.g. ``isin(('critical', 'major', 'minor'))``.
+    """
+    rules = column.constraints
+    name = column.name
+    checks: list[tuple[pa.Check, str]] = []
+    if rules.enum:
+        checks.append((pa.Check.isin(rules.enum), f"{name} must be one of {', '.join(rules.enum)}"))
+    if rules.maximum is not None:
+        checks.append(
+            (
+                pa.Check.in_range(min_value=rules.minimum, max_value=rules.maximum),
+                f"{name} must be between {rules.minimum} and {rules.maximum}",
+            )
         )
-
-    class Config:
-        name = "receipts"
-
-
-class NonconformanceRecord(_Record):
-    ncr_id: str
-    supplier_id: str
-    raised_date: dt.date
-    severity: str = pa.Field(isin=SEVERITIES)
-    closed_date: dt.date = pa.Field(nullable=True)
-
-    @pa.dataframe_check(error=_CLOSED.reason)
-    def closed_not_before_raised(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        # An open NCR (closed_date empty) gives null here, which the check ignores (ignore_na=True).
-        return data.lazyframe.select(pl.col("closed_date") >= pl.col("raised_date"))
-
-    class Config:
-        name = "nonconformances"
+    elif rules.minimum is not None:
+        checks.append((pa.Check.ge(rules.minimum), f"{name} must be >= {rules.minimum}"))
+    if rules.exclusive_minimum is not None:
+        checks.append((pa.Check.gt(rules.exclusive_minimum), f"{name} must be > {rules.exclusive_minimum}"))
+    if rules.pattern is not None:
+        checks.append((pa.Check.str_matches(rules.pattern.regex), f"{name} {rules.pattern.reason}"))
+    return checks
 
 
-class FeedbackRecord(_Record):
-    supplier_id: str
-    date: dt.date
-    score: int = pa.Field(in_range={"min_value": 1, "max_value": 5})
+def _frame_check(rule: CrossColumnRule) -> pa.Check:
+    """A dataframe-level check that is true where ``rule.holds``; a null result passes (``ignore_na``)."""
 
-    class Config:
-        name = "feedback"
+    def holds(data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(rule.holds)
+
+    return pa.Check(holds, error=rule.reason, ignore_na=True)
 
 
-MODELS: dict[str, type[_Record]] = {
-    "suppliers": SupplierRecord,
-    "purchase_order_lines": PurchaseOrderLineRecord,
-    "receipts": ReceiptRecord,
-    "nonconformances": NonconformanceRecord,
-    "feedback": FeedbackRecord,
-}
+def _schema(kind: RecordKind) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {
+            f.name: pa.Column(
+                f.dtype,
+                checks=[check for check, _ in _column_checks(f)],
+                nullable=not f.constraints.required,
+                description=f.description,
+            )
+            for f in kind.fields
+        },
+        checks=[_frame_check(rule) for rule in kind.rules],
+        name=kind.name,
+        description=kind.description,
+        strict=False,  # the row-number column rides along; extra file columns are dropped before
+        coerce=False,  # validation casts each column itself, so a cell that does not cast is quarantined alone
+    )
+
+
+# Read at validation time, so a test may put another schema in for a kind.
+MODELS: dict[str, pa.DataFrameSchema] = {name: _schema(kind) for name, kind in RECORDS.items()}
 
 
 def empty_frame(kind: str) -> pl.DataFrame:
@@ -231,59 +113,21 @@ def empty_frame(kind: str) -> pl.DataFrame:
     return pl.DataFrame(schema=CANONICAL[kind])
 
 
-def _describe(column: str, check: Check) -> str:
-    """A readable reason for a built-in column check, e.g. "quantity_ordered must be > 0"."""
-    stats: dict[str, Any] = check.statistics
-    name = check.name
-    if name == "isin":
-        return f"{column} must be one of {', '.join(map(str, stats['allowed_values']))}"
-    if name in ("greater_than", "greater_than_or_equal_to", "less_than", "less_than_or_equal_to"):
-        op = {
-            "greater_than": ">",
-            "greater_than_or_equal_to": ">=",
-            "less_than": "<",
-            "less_than_or_equal_to": "<=",
-        }[name]
-        bound = stats.get("min_value", stats.get("max_value"))
-        return f"{column} must be {op} {bound}"
-    if name == "in_range":
-        return f"{column} must be between {stats['min_value']} and {stats['max_value']}"
-    if name == "str_matches":
-        if stats["pattern"] == ADDRESS_PATTERN:
-            return f"{column} is not a valid email address"
-        if stats["pattern"] == CURRENCY_PATTERN:
-            return f"{column} must be a 3-letter upper-case currency code (e.g. EUR)"
-        return f"{column} does not match the pattern {stats['pattern']}"
-    return f"{column} failed check {check.error or name}"  # pragma: no cover - every check used is above
-
-
 def check_reasons(kind: str) -> pl.DataFrame:
     """Lookup from Pandera's ``failure_cases`` (``column``, ``check``) to a readable reason.
 
     Columns: ``column`` and ``check`` (as Pandera reports them), ``target`` (the canonical column the
     failure is reported against) and ``reason``. Dataframe-level checks are reported by Pandera under the
-    schema's name; they are mapped to the column named in :data:`FRAME_RULES`.
+    schema's name; they are mapped to the column named in :data:`FRAME_RULES`. A dataframe-level check that
+    is not a declared rule gives its own ``error`` text as the reason and no target.
     """
-    schema = MODELS[kind].to_schema()
-    rows: list[dict[str, str]] = []
-    for column, spec in schema.columns.items():
-        rows.append(
-            {
-                "column": column,
-                "check": "not_nullable",
-                "target": column,
-                "reason": "required value is missing",
-            }
-        )
-        for check in spec.checks:
-            rows.append(
-                {
-                    "column": column,
-                    "check": check.error or check.name,
-                    "target": column,
-                    "reason": _describe(column, check),
-                }
-            )
+    rows: list[dict[str, str | None]] = []
+    for column in RECORDS[kind].fields:
+        missing = "required value is missing"
+        rows.append({"column": column.name, "check": "not_nullable", "target": column.name, "reason": missing})
+        for check, reason in _column_checks(column):
+            rows.append({"column": column.name, "check": check.error, "target": column.name, "reason": reason})
+    schema = MODELS[kind]
     for check in schema.checks:
         identifier = check.error or check.name
         rule = FRAME_RULES.get(identifier)

@@ -20,6 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from suppliers.errors import SourceError
+from suppliers.records import RECORD_KINDS, REQUIRED_KINDS
 
 __all__ = [
     "RECORD_KINDS",
@@ -31,14 +32,6 @@ __all__ = [
     "fingerprint_sources",
 ]
 
-RECORD_KINDS: tuple[str, ...] = (
-    "suppliers",
-    "purchase_order_lines",
-    "receipts",
-    "nonconformances",
-    "feedback",
-)
-REQUIRED_KINDS: tuple[str, ...] = ("suppliers", "purchase_order_lines", "receipts")
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 
 _DUPLICATED = re.compile(r"^(?P<base>.*)_duplicated_\d+$")  # how Polars renames a repeated CSV header

@@ -2,18 +2,23 @@
 
 For each source (:func:`validate_frame`):
 
-1. every canonical column must be present, else :class:`SourceError` (Pandera would raise a raw Polars
-   error here — STACK.md gotcha 1);
-2. each column is cast here, not by Pandera (gotcha 2): text is trimmed, an empty cell is a null, dates are
-   ISO ``YYYY-MM-DD``, booleans true/false/yes/no/1/0; a cell that had a value but does not cast is
-   quarantined with its original text;
-3. the cast rows are checked with the Pandera models of :mod:`suppliers.schemas` on a ``DataFrame``
-   (gotcha 3), ``lazy=True``; ``SchemaErrors.failure_cases`` is joined back on the row index (gotcha 4);
+1. every canonical column must be present, else :class:`SourceError` naming it (with ``coerce=True``
+   Pandera raises a raw Polars ``ColumnNotFoundError`` for a missing column, and without it a
+   ``SchemaErrors`` with no hint at a misspelt header, so we check columns first);
+2. each column is cast here, not by Pandera: text is trimmed, an empty cell is a null, dates are ISO
+   ``YYYY-MM-DD``, booleans true/false/yes/no/1/0; a cell that had a value but does not cast is quarantined
+   with its original text (Pandera's own coercion reports such a cell without its column and then fails the
+   whole column's dtype, so it could not be set aside alone);
+3. the cast rows are checked with the Pandera schemas of :mod:`suppliers.schemas` on a ``DataFrame``, not a
+   ``LazyFrame`` (on a LazyFrame Pandera checks only columns and dtypes, never values), ``lazy=True`` to
+   collect every failure; ``SchemaErrors.failure_cases`` gives each failure's position in the validated
+   frame (``index``), which is mapped back to the file's row number;
 4. a repeated key keeps its first row; the later ones are quarantined as duplicates.
 
-:func:`validate_inputs` then checks references across sources (lines → suppliers, receipts → lines,
-nonconformances and feedback → suppliers) and stops the run when a source's quarantined share is over the
-threshold. All of it is vectorised: loops run over columns and checks, never over rows.
+:func:`validate_inputs` then checks the foreign keys declared in :mod:`suppliers.records` (lines →
+suppliers, receipts → lines, nonconformances and feedback → suppliers) and stops the run when a source's
+quarantined share is over the threshold. All of it is vectorised: loops run over columns and checks, never
+over rows.
 
 Blank lines (every cell empty) are skipped and not counted as rows read: spreadsheet exports often end
 with a few, and they hold no record to quarantine. Row numbers still count them, so ``row`` is always the
@@ -23,6 +28,7 @@ file's line number minus the header line.
 from __future__ import annotations
 
 import difflib
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +37,9 @@ from pandera.errors import SchemaErrors
 
 from suppliers.errors import ConfigError, DataQualityError, SourceError
 from suppliers.files import write_csv_safely
+from suppliers.records import RECORD_KINDS, RECORDS, REQUIRED_KINDS, ForeignKey
 from suppliers.schemas import CANONICAL, FRAME_RULES, KEYS, MODELS, check_reasons, empty_frame
-from suppliers.sources import RECORD_KINDS, REQUIRED_KINDS, Source
+from suppliers.sources import Source
 
 __all__ = [
     "QUARANTINE_SCHEMA",
@@ -143,7 +150,7 @@ class _Checked:
 
 
 def _check_columns(kind: str, raw: pl.DataFrame, source_name: str) -> pl.DataFrame:
-    """Trim header whitespace and make sure every canonical column is present (gotcha 1)."""
+    """Trim header whitespace and make sure every canonical column is present, naming any that is not."""
     wanted = list(CANONICAL[kind])
     renames = {
         c: c.strip()
@@ -297,11 +304,11 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str) -> _Checked:
 
 
 def _schema_failures(checked: _Checked) -> None:
-    """Run the Pandera model on the cast rows and quarantine every failure with a readable reason."""
-    model = MODELS[checked.kind]
-    frame = checked.cast  # a DataFrame, not a LazyFrame: data checks run (gotcha 3)
+    """Run the Pandera schema on the cast rows and quarantine every failure with a readable reason."""
+    schema = MODELS[checked.kind]
+    frame = checked.cast  # a DataFrame: on a LazyFrame Pandera would skip every value check
     try:
-        model.validate(frame, lazy=True)
+        schema.validate(frame, lazy=True)
         return
     except SchemaErrors as exc:
         failures = exc.failure_cases
@@ -435,19 +442,18 @@ def validate_frame(kind: str, raw: pl.DataFrame, source_name: str) -> tuple[pl.D
 # --- references
 
 
-def _reference(
-    child: _Checked,
-    columns: list[str],
-    parent: _Checked,
-    parent_columns: list[str],
-    unknown: str,
-    quarantined: str,
-) -> None:
-    """Quarantine ``child`` good rows whose ``columns`` are not a good row of ``parent`` (anti-join).
+def _reason(template: str, parent: _Checked) -> pl.Expr:
+    """A foreign key's reason template as an expression over the child's key columns."""
+    named = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    placeholders = {name: "{}" for name in named if name != "source"}
+    text = template.format(source=_escape(parent.source_name), **placeholders)
+    return pl.format(text, *[pl.col(name) for name in named if name != "source"])
 
-    ``unknown`` and ``quarantined`` are ``pl.format`` templates over ``columns`` for a key that is not in
-    the parent file at all, or is there but was quarantined.
-    """
+
+def _reference(child: _Checked, key: ForeignKey, parent: _Checked) -> None:
+    """Quarantine ``child`` good rows whose ``key`` is not a good row of ``parent`` (anti-join)."""
+    columns = list(key.fields)
+    parent_columns = list(key.reference.fields)
     renamed = dict(zip(parent_columns, columns, strict=True))
     good_keys = parent.good.select(parent_columns).rename(renamed).unique()
     orphans = child.good.select(_ROW, *columns).join(good_keys, on=columns, how="anti")
@@ -462,9 +468,10 @@ def _reference(
     )
     orphans = orphans.join(all_keys, on=columns, how="left").sort(_ROW)
     rows = orphans.get_column(_ROW)
-    keys = [pl.col(c) for c in columns]
     reasons = orphans.select(
-        pl.when(pl.col("_known")).then(pl.format(quarantined, *keys)).otherwise(pl.format(unknown, *keys))
+        pl.when(pl.col("_known"))
+        .then(_reason(key.quarantined, parent))
+        .otherwise(_reason(key.unknown, parent))
     ).to_series()
     value = _joined_raw_text(child, rows, columns)
     child.add(
@@ -484,28 +491,15 @@ def _escape(text: str) -> str:
 
 
 def _references(checked: dict[str, _Checked]) -> None:
-    suppliers = checked["suppliers"]
-    name = _escape(suppliers.source_name)
-    for kind in ("purchase_order_lines", "nonconformances", "feedback"):
-        if kind in checked:
-            _reference(
-                checked[kind],
-                ["supplier_id"],
-                suppliers,
-                ["supplier_id"],
-                unknown=f"unknown supplier_id '{{}}' (not in {name})",
-                quarantined=f"supplier_id '{{}}' is quarantined in {name}",
-            )
-    lines = checked["purchase_order_lines"]
-    name = _escape(lines.source_name)
-    _reference(
-        checked["receipts"],
-        ["po_id", "line_no"],
-        lines,
-        ["po_id", "line_no"],
-        unknown=f"unknown purchase order line: po_id '{{}}' line_no {{}} (not in {name})",
-        quarantined=f"purchase order line po_id '{{}}' line_no {{}} is quarantined in {name}",
-    )
+    """Check every declared foreign key of every source read.
+
+    Kinds are checked in declaration order, and a referenced kind is declared first: its good rows already
+    exclude those it quarantined for references of its own (a receipt of a line whose supplier is unknown is
+    a receipt of a quarantined line).
+    """
+    for kind in (kind for kind in RECORD_KINDS if kind in checked):
+        for key in RECORDS[kind].foreign_keys:
+            _reference(checked[kind], key, checked[key.reference.resource])
 
 
 # --- summary

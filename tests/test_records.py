@@ -1,0 +1,274 @@
+"""The record declaration: what it promises is what validation enforces, the generator produces and the README says."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from suppliers.generate import generate_frames, write_sample_data
+from suppliers.records import (
+    RECORDS,
+    Constraints,
+    Field,
+    ForeignKey,
+    RecordKind,
+    Reference,
+    _check_references,
+    records_table_markdown,
+)
+from suppliers.sources import Source, discover_sources, read_source
+from suppliers.validate import validate_frame, validate_inputs
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+END = dt.date(2026, 6, 30)
+
+# One good row per kind, as text (as a CSV gives it), with values at the edges of what is allowed.
+GOOD_ROWS: dict[str, dict[str, str]] = {
+    "suppliers": {
+        "supplier_id": "S1",
+        "name": "Acme Metals",
+        "category": "metal",
+        "criticality": "critical",
+        "contact_email": "sales@acme.example",
+        "owner_email": "ann@buyer.example",
+        "status": "approved",
+        "certificate_expiry": "2026-06-30",
+        "active": "true",
+    },
+    "purchase_order_lines": {
+        "po_id": "P1",
+        "line_no": "1",
+        "supplier_id": "S1",
+        "item_id": "I1",
+        "category": "metal",
+        "order_date": "2024-03-01",
+        "promised_date": "2024-03-01",
+        "quantity_ordered": "0.5",
+        "unit_price": "0",
+        "currency": "EUR",
+    },
+    "receipts": {
+        "receipt_id": "R1",
+        "po_id": "P1",
+        "line_no": "1",
+        "received_date": "2024-03-14",
+        "quantity_received": "0.3",
+        "quantity_accepted": "0.1",
+        "quantity_rejected": "0.2",
+    },
+    "nonconformances": {
+        "ncr_id": "N1",
+        "supplier_id": "S1",
+        "raised_date": "2024-03-20",
+        "severity": "minor",
+        "closed_date": "2024-03-20",
+    },
+    "feedback": {"supplier_id": "S1", "date": "2024-03-01", "score": "5"},
+}
+
+# Bad values written by hand, with the reason a user sees: every declared enum, bound and pattern is here.
+BAD_VALUES = [
+    ("suppliers", {"criticality": "urgent"}, "criticality", "criticality must be one of critical, major, minor"),
+    (
+        "suppliers",
+        {"status": "approved?"},
+        "status",
+        "status must be one of pending, approved, conditional, probation, disqualified",
+    ),
+    ("suppliers", {"contact_email": "acme.example"}, "contact_email", "contact_email is not a valid email address"),
+    ("suppliers", {"owner_email": "ann@"}, "owner_email", "owner_email is not a valid email address"),
+    ("purchase_order_lines", {"line_no": "0"}, "line_no", "line_no must be >= 1"),
+    ("purchase_order_lines", {"quantity_ordered": "0"}, "quantity_ordered", "quantity_ordered must be > 0"),
+    ("purchase_order_lines", {"unit_price": "-0.01"}, "unit_price", "unit_price must be >= 0"),
+    (
+        "purchase_order_lines",
+        {"currency": "eur"},
+        "currency",
+        "currency must be a 3-letter upper-case currency code (e.g. EUR)",
+    ),
+    (
+        "purchase_order_lines",
+        {"promised_date": "2024-02-29"},
+        "promised_date",
+        "promised_date is before order_date",
+    ),
+    ("receipts", {"line_no": "-1"}, "line_no", "line_no must be >= 1"),
+    (
+        "receipts",
+        {"quantity_received": "0", "quantity_accepted": "0", "quantity_rejected": "0"},
+        "quantity_received",
+        "quantity_received must be > 0",
+    ),
+    ("receipts", {"quantity_accepted": "-0.1"}, "quantity_accepted", "quantity_accepted must be >= 0"),
+    ("receipts", {"quantity_rejected": "-1"}, "quantity_rejected", "quantity_rejected must be >= 0"),
+    (
+        "receipts",
+        {"quantity_accepted": "0.2"},
+        "quantity_accepted",
+        "quantity_accepted + quantity_rejected exceeds quantity_received",
+    ),
+    ("nonconformances", {"severity": "Minor"}, "severity", "severity must be one of critical, major, minor"),
+    ("nonconformances", {"closed_date": "2024-03-19"}, "closed_date", "closed_date is before raised_date"),
+    ("feedback", {"score": "0"}, "score", "score must be between 1 and 5"),
+    ("feedback", {"score": "6"}, "score", "score must be between 1 and 5"),
+]
+
+
+def _frame(kind: str, changes: dict[str, str | None] | None = None) -> pl.DataFrame:
+    row = {**GOOD_ROWS[kind], **(changes or {})}
+    return pl.DataFrame({column: [value] for column, value in row.items()}, schema=dict.fromkeys(row, pl.String))
+
+
+# --- validation enforces the declaration
+
+
+@pytest.mark.parametrize("kind", list(RECORDS))
+def test_the_good_rows_pass_in_the_declared_dtypes(kind: str):
+    good, quarantine = validate_frame(kind, _frame(kind), f"{kind}.csv")
+    assert quarantine.height == 0, quarantine.to_dicts()
+    assert good.schema == RECORDS[kind].schema
+    assert good.height == 1
+
+
+@pytest.mark.parametrize(("kind", "changes", "column", "reason"), BAD_VALUES)
+def test_a_value_the_declaration_forbids_is_quarantined_with_its_reason(
+    kind: str, changes: dict[str, str], column: str, reason: str
+):
+    good, quarantine = validate_frame(kind, _frame(kind, changes), f"{kind}.csv")
+    assert good.height == 0
+    assert quarantine.select("source", "row", "column", "reason").rows() == [(f"{kind}.csv", 1, column, reason)]
+
+
+def test_the_bad_values_cover_every_declared_enum_bound_and_pattern():
+    constrained = {
+        (kind.name, f.name)
+        for kind in RECORDS.values()
+        for f in kind.fields
+        if f.constraints.enum
+        or f.constraints.pattern
+        or any(b is not None for b in (f.constraints.minimum, f.constraints.exclusive_minimum, f.constraints.maximum))
+    }
+    covered = {(kind, column) for kind, changes, _, _ in BAD_VALUES for column in changes}
+    assert constrained <= covered, f"add a hand-written bad value to BAD_VALUES for {sorted(constrained - covered)}"
+    rules = {(kind.name, rule.reason) for kind in RECORDS.values() for rule in kind.rules}
+    assert rules <= {(kind, reason) for kind, _, _, reason in BAD_VALUES}
+
+
+@pytest.mark.parametrize(
+    ("kind", "column"),
+    [(kind.name, f.name) for kind in RECORDS.values() for f in kind.fields],
+)
+def test_an_empty_cell_is_quarantined_exactly_where_the_declaration_requires_a_value(kind: str, column: str):
+    good, quarantine = validate_frame(kind, _frame(kind, {column: ""}), f"{kind}.csv")
+    if RECORDS[kind].field(column).constraints.required:
+        assert quarantine.select("column", "reason").rows() == [(column, "required value is missing")]
+    else:
+        assert quarantine.height == 0
+        assert good.get_column(column).to_list() == [None]
+
+
+def test_foreign_keys_are_enforced_with_their_declared_reasons(tmp_path: Path):
+    raw = {kind: _frame(kind, {"supplier_id": "S9"} if kind == "feedback" else None) for kind in RECORDS}
+    raw["receipts"] = _frame("receipts", {"po_id": "P2"})
+    inputs = {kind: (Source(kind, tmp_path / f"{kind}.csv", "csv"), frame) for kind, frame in raw.items()}
+    result = validate_inputs(inputs, max_quarantine_share=1.0)
+    assert result.quarantine.select("kind", "column", "reason").rows() == [
+        (
+            "receipts",
+            "po_id, line_no",
+            "unknown purchase order line: po_id 'P2' line_no 1 (not in purchase_order_lines.csv)",
+        ),
+        ("feedback", "supplier_id", "unknown supplier_id 'S9' (not in suppliers.csv)"),
+    ]
+
+
+# --- the generator produces what is declared
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_generated_data_passes_validation_unchanged_in_the_declared_dtypes(tmp_path: Path, fmt: str):
+    frames = generate_frames(suppliers=20, lines=1500, seed=3, end_date=END)
+    write_sample_data(frames, tmp_path, fmt)
+    sources = discover_sources(tmp_path)
+    assert list(sources) == list(RECORDS)
+    result = validate_inputs({kind: (src, read_source(src)[0]) for kind, src in sources.items()})
+    assert result.quarantine.height == 0, result.quarantine.head(5).to_dicts()
+    for kind, declared in RECORDS.items():
+        validated = getattr(result, kind)
+        assert validated.schema == declared.schema, kind
+        assert validated.equals(frames[kind]), kind
+
+
+# --- the README says what is declared
+
+
+def _readme_table() -> str:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index("## Input records")
+    table: list[str] = []
+    for line in lines[start + 1 :]:
+        if line.startswith("## "):
+            break
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    return "\n".join(table) + "\n"
+
+
+def test_readme_input_records_table_is_the_declared_one():
+    assert _readme_table() == records_table_markdown(), (
+        "README.md's '## Input records' table differs from suppliers/records.py: run "
+        "`.venv/bin/python -m suppliers.records` and paste its output over the table"
+    )
+
+
+def test_running_the_module_prints_the_table():
+    printed = subprocess.run(
+        [sys.executable, "-m", "suppliers.records"], capture_output=True, text=True, check=True, cwd=README.parent
+    ).stdout
+    assert printed == records_table_markdown()
+
+
+# --- a declaration that cannot be enforced is refused
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Constraints(minimum=0, exclusive_minimum=0),
+        lambda: Constraints(maximum=5),
+        lambda: Constraints(minimum=5, maximum=1),
+        lambda: Constraints(enum=("a", "a")),
+        lambda: Field("score", pl.String(), "text", Constraints(minimum=1)),
+        lambda: Field("when", pl.Date(), "a date", Constraints(enum=("today",))),
+        lambda: RecordKind("things", "a thing", True, (Field("a", pl.String(), "a"),), primary_key=("b",)),
+        lambda: ForeignKey(("a",), Reference("things", ("a", "b")), unknown="{a}", quarantined="{a}"),
+        lambda: ForeignKey(("a",), Reference("things", ("a",)), unknown="{b}", quarantined="{a}"),
+    ],
+)
+def test_a_declaration_validation_could_not_enforce_is_refused(build):
+    with pytest.raises(ValueError):
+        build()
+
+
+def test_a_foreign_key_must_refer_to_a_required_kind_declared_before_it():
+    child = RecordKind(
+        "children",
+        "a child",
+        True,
+        (Field("parent_id", pl.String(), "the parent"),),
+        foreign_keys=(ForeignKey(("parent_id",), Reference("parents", ("parent_id",)), "{source}", "{source}"),),
+    )
+    parent = RecordKind("parents", "a parent", True, (Field("parent_id", pl.String(), "the parent"),))
+    optional_parent = RecordKind("parents", "a parent", False, parent.fields)
+    _check_references((parent, child))
+    with pytest.raises(ValueError, match="declared before"):
+        _check_references((child, parent))
+    with pytest.raises(ValueError, match="required"):
+        _check_references((optional_parent, child))
