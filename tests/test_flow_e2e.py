@@ -348,3 +348,28 @@ def test_an_interrupted_send_is_finished_by_the_next_run_straight_away(
     summary = run("nightly", workspace / "supplier-eval.toml")
     assert summary.messages_delivered_now == summary.messages > 0
     assert len(list((workspace / "outbox").glob("*.eml"))) == summary.messages
+
+
+def test_a_run_opens_the_store_once_and_with_no_email_composes_nothing(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.pipeline as pipeline
+    import reports.outbox as outbox_module
+
+    opened: list[str] = []
+    composed: list[object] = []
+
+    class CountingStore(Store):
+        def __init__(self, url: str, **kwargs: object) -> None:
+            opened.append(url)
+            super().__init__(url, **kwargs)
+
+    monkeypatch.setattr(pipeline, "Store", CountingStore)
+    monkeypatch.setattr(outbox_module, "compose_message", lambda **kwargs: composed.append(kwargs))
+    summary = run("nightly", workspace / "supplier-eval.toml", send_email=False)
+    assert len(opened) == 1
+    assert summary.evaluations_added == summary.suppliers_evaluated > 0 and summary.messages == 0
+    assert composed == [] and not (workspace / "outbox").exists()
+    assert (Path(summary.reports_dir) / "digest.html").is_file()  # rendered and kept, just not mailed
+    with Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}") as store:
+        assert store.count(outbox) == 0

@@ -144,7 +144,7 @@ def test_status_changes_explain_themselves() -> None:
 
 
 def test_a_back_dated_run_changes_no_status_that_a_later_evaluation_decided() -> None:
-    from flows.pipeline import History, decide
+    from rules.decide import decide
 
     metrics = pl.DataFrame([metrics_row("S1", on_time_rate=0.84, otif_rate=0.775, ppm_rejected=1500.0,
                                         mean_days_late=11.0), metrics_row("S2", on_time_rate=0.84, otif_rate=0.775,
@@ -155,14 +155,26 @@ def test_a_back_dated_run_changes_no_status_that_a_later_evaluation_decided() ->
                              "certificate_expiry": [None, None], "current_status": ["approved", "approved"]},
                             schema_overrides={"certificate_expiry": pl.Date})
     scored = score_suppliers(selected, metrics, RULES, as_of=AS_OF)  # both score 59.0: probation
-    history = History(
-        current_statuses=pl.DataFrame(schema={"supplier_id": pl.String, "status": pl.String}),
-        previous=pl.DataFrame(schema={"supplier_id": pl.String, "previous_as_of": pl.Date,
-                                      "previous_score": pl.Float64, "previous_band": pl.String}),
+    history = {
+        "previous": pl.DataFrame(schema={"supplier_id": pl.String, "previous_as_of": pl.Date,
+                                         "previous_score": pl.Float64, "previous_band": pl.String}),
         # S1 was evaluated officially later than this run's as-of date (and kept its status: no change row)
-        official_as_of=pl.DataFrame({"supplier_id": ["S1"], "official_as_of": [date(2026, 9, 30)]}),
-    )
-    _, changes = decide.fn(selected, scored, RULES, history, AS_OF, True)
-    assert changes["supplier_id"].to_list() == ["S2"]
-    _, what_if_changes = decide.fn(selected, scored, RULES, history, AS_OF, False)
-    assert what_if_changes.is_empty()
+        "official_as_of": pl.DataFrame({"supplier_id": ["S1"], "official_as_of": [date(2026, 9, 30)]}),
+    }
+    official = decide(selected, scored, RULES, **history, as_of=AS_OF, official=True)
+    assert official.changes["supplier_id"].to_list() == ["S2"]
+    assert official.evaluated["name"].to_list() == ["One", "Two"]  # the supplier's fields ride along for reports
+    what_if = decide(selected, scored, RULES, **history, as_of=AS_OF, official=False)
+    assert what_if.changes.is_empty() and what_if.evaluated.height == 2
+
+
+def test_only_the_rules_in_force_over_their_own_window_are_official() -> None:
+    from rules.decide import changes_asl
+    from rules.loader import default_rules_path, parse_rule_set
+
+    shipped = default_rules_path().read_bytes()
+    other = parse_rule_set(shipped.replace(b"weight: 30", b"weight: 30 ", 1), source_name="other.yaml")
+    window = RULES.evaluation.window_days
+    assert changes_asl(RULES, RULES, window)
+    assert not changes_asl(RULES, RULES, window - 1)  # another window: a what-if
+    assert not changes_asl(other, RULES, window)  # another rule file (by its bytes): a what-if
