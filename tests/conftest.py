@@ -35,12 +35,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """One temporary Prefect API for the whole session (it takes seconds to start)."""
+def prefect_harness() -> Iterator[str]:
+    """One temporary Prefect API for the whole session (it takes seconds to start); yields its URL.
+
+    A test that runs the real command in a subprocess passes the URL on as PREFECT_API_URL, so the child
+    uses this server instead of starting a temporary one of its own.
+    """
+    from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=90):
-        yield
+        yield str(PREFECT_API_URL.value())
 
 
 @pytest.fixture(scope="session")

@@ -112,6 +112,7 @@ def test_validate_reports_counts_and_writes_the_quarantine(workspace: Path, caps
     assert sorted(values) == ["'=HYPERLINK(\"http://evil.example\")", "2026-13-01"]  # quoted: safe in a spreadsheet
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_evaluate_then_history_and_asl(workspace: Path, capsys: pytest.CaptureFixture) -> None:
     config = str(workspace / "supplier-eval.toml")
@@ -129,6 +130,7 @@ def test_evaluate_then_history_and_asl(workspace: Path, capsys: pytest.CaptureFi
     assert "unknown supplier id 'NOPE'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     work = tmp_path / "demo"
@@ -140,18 +142,21 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert (work / "supplier-eval.db").is_file()
 
 
-def test_a_failed_run_prints_no_traceback_from_the_real_command(workspace: Path) -> None:
+@pytest.mark.slow
+def test_a_failed_run_prints_no_traceback_from_the_real_command(workspace: Path, prefect_harness: str) -> None:
     receipts = workspace / "data" / "receipts.csv"
     receipts.write_text(receipts.read_text(encoding="utf-8").replace("quantity_accepted", "qty_ok", 1))
     command = [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main())",
                "evaluate", "--config", str(workspace / "supplier-eval.toml"), "--as-of", str(SAMPLE_END)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ), check=False)
+    env = {**os.environ, "PREFECT_API_URL": prefect_harness}  # the session's server, not a second one
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=False)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert error_lines == [error_lines[0]] and "receipts.csv: missing column 'quantity_accepted'" in error_lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_outbox_lists_the_ledger_and_retries_what_could_not_go(workspace: Path, capsys: pytest.CaptureFixture) -> None:
     from smtp_support import Recorder, free_port, smtp_server
@@ -173,3 +178,28 @@ def test_outbox_lists_the_ledger_and_retries_what_could_not_go(workspace: Path, 
     assert len(recorder.envelopes) == failed
     assert main(["outbox", "--config", str(config)]) == 0
     assert f"sent: {failed}  pending: 0  failed: 0" in capsys.readouterr().out
+
+
+def test_help_and_usage_errors_answer_without_importing_prefect(workspace: Path) -> None:
+    """Prefect takes seconds to import and start: a typo must not wait for it (each case is timed in the note)."""
+    missing = str(workspace / "missing.toml")
+    cases = [["--help"], ["evaluate", "--help"], ["serve-nothing"], ["evaluate", "--to", "bad"],
+             ["evaluate", "--config", missing], ["evaluate", "--as-of", "30/06/2026"], ["history", "--config", missing],
+             ["asl", "--config", missing], ["outbox", "--config", missing], ["rules", "check", missing]]
+    script = (
+        "import json, sys, time\n"
+        "from flows.cli import main\n"
+        "codes = []\n"
+        "for args in json.loads(sys.argv[1]):\n"
+        "    started = time.perf_counter()\n"
+        "    codes.append([main(args), round(time.perf_counter() - started, 3)])\n"
+        "print(json.dumps({'codes': codes, 'prefect': sorted(m for m in sys.modules if m.split('.')[0] == 'prefect')}))\n"
+    )
+    import json
+
+    result = subprocess.run([sys.executable, "-c", script, json.dumps(cases)], capture_output=True, text=True,
+                            timeout=120, env=dict(os.environ), check=False)
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [code for code, _ in outcome["codes"]] == [0, 0, 2, 2, 2, 2, 2, 2, 2, 2]
+    assert outcome["prefect"] == []
+    assert "Traceback" not in result.stderr

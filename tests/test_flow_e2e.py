@@ -16,7 +16,7 @@ from suppliers.errors import DataQualityError, DeliveryError, SourceError
 from suppliers.generate import HTML_FIXTURE_NAME
 from suppliers.store import Store, evaluations, outbox
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 def smtp_settings(workspace: Path, port: int, *, retries: int = 1) -> Path:
