@@ -373,3 +373,36 @@ def test_a_run_opens_the_store_once_and_with_no_email_composes_nothing(
     assert (Path(summary.reports_dir) / "digest.html").is_file()  # rendered and kept, just not mailed
     with Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}") as store:
         assert store.count(outbox) == 0
+
+
+def test_a_store_task_retries_a_dropped_database_connection_for_real(postgres_url: str) -> None:
+    """The server drops every connection (a restart, a failover): the read fails once, its retry succeeds."""
+    import sqlalchemy as sa
+    from prefect import flow
+
+    from flows.pipeline import read_history
+    from flows.runtime import fast_flow_runs
+    from suppliers.errors import StoreError
+
+    def drop_connections(store: Store) -> None:
+        store.read_history(run_key="-", as_of=SAMPLE_END)  # the pool now holds a live connection
+        admin = sa.create_engine(postgres_url)
+        with admin.begin() as connection:
+            connection.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                       "WHERE pid <> pg_backend_pid() AND datname = current_database()"))
+        admin.dispose()
+
+    with Store(postgres_url) as store:
+        drop_connections(store)
+        with pytest.raises(StoreError) as without_retry:
+            read_history.fn(store, "-", SAMPLE_END)
+        assert without_retry.value.transient
+
+        @flow
+        def read_once() -> object:
+            return read_history(store, "-", SAMPLE_END)
+
+        drop_connections(store)
+        with fast_flow_runs():
+            history = read_once()
+    assert history.current_statuses.columns == ["supplier_id", "status", "status_as_of"]

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from suppliers.errors import StoreError
-from suppliers.store import PendingMessage, RunRecord, Store, evaluations, outbox, status_changes
+from suppliers.store import SCHEMA_VERSION, PendingMessage, RunRecord, Store, evaluations, outbox, status_changes
 
 AS_OF = date(2026, 6, 30)
 
@@ -298,3 +298,49 @@ def test_lock_and_connection_errors_are_transient_broken_schemas_are_not() -> No
     import pickle
 
     assert pickle.loads(pickle.dumps(refused.value)).transient is True  # survives Prefect's pickling
+
+
+def test_the_schema_is_created_once_and_later_opens_only_check_its_version(store_url: str) -> None:
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement.strip().split()[0].upper())
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        Store(store_url).close()  # first use: creates every table and stamps the version
+        created = statements.count("CREATE")
+        statements.clear()
+        Store(store_url).close()  # later opens: no CREATE, no INSERT
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    assert created >= 6  # runs, evaluations, status changes, quarantine summaries, outbox, schema_info
+    assert "CREATE" not in statements and "INSERT" not in statements
+    with Store(store_url) as store, store.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT version FROM schema_info")).scalars().all() == [SCHEMA_VERSION]
+
+
+def test_a_store_written_before_versioning_is_stamped_and_keeps_its_records(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with Store(url) as store:
+        store.start_run(run_record("run-1"))
+        with store.engine.begin() as connection:  # what the store looked like before it had a version
+            connection.execute(sa.text("DROP TABLE schema_info"))
+    with Store(url) as reopened:
+        assert reopened.runs_frame()["run_id"].to_list() == ["run-1"]
+        with reopened.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT version FROM schema_info")).scalar() == SCHEMA_VERSION
+
+
+def test_a_store_from_a_newer_supplier_eval_is_refused_not_written(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    with Store(url) as store, store.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE schema_info SET version = :v"), {"v": SCHEMA_VERSION + 1})
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}.*Upgrade supplier-eval"):
+        Store(url)
+
+
+def test_a_new_sqlite_store_gets_its_folder(tmp_path: Path) -> None:
+    with Store(f"sqlite:///{tmp_path / 'a' / 'b' / 'store.db'}") as store:
+        store.start_run(run_record("run-1"))
+    assert (tmp_path / "a" / "b" / "store.db").is_file()
