@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -193,10 +194,9 @@ def test_help_and_usage_errors_answer_without_importing_prefect(workspace: Path)
         "for args in json.loads(sys.argv[1]):\n"
         "    started = time.perf_counter()\n"
         "    codes.append([main(args), round(time.perf_counter() - started, 3)])\n"
-        "print(json.dumps({'codes': codes, 'prefect': sorted(m for m in sys.modules if m.split('.')[0] == 'prefect')}))\n"
+        "prefect = sorted(m for m in sys.modules if m.split('.')[0] == 'prefect')\n"
+        "print(json.dumps({'codes': codes, 'prefect': prefect}))\n"
     )
-    import json
-
     result = subprocess.run([sys.executable, "-c", script, json.dumps(cases)], capture_output=True, text=True,
                             timeout=120, env=dict(os.environ), check=False)
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
