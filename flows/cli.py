@@ -277,7 +277,7 @@ def outbox(retry: bool, config_file: Path | None) -> None:
                                                                                 "sending")))
         if not retry:
             return
-        results = retry_unsent(store, sender=settings.mail.sender, transport=transport)
+        results = retry_unsent(store, transport=transport)
     failed = [r for r in results if not r.ok]
     click.echo(f"Retried {len(results)}: {len(results) - len(failed)} delivered, {len(failed)} failed")
     if failed:

@@ -30,7 +30,15 @@ from rules.metrics import SupplierPerformance, measure_suppliers, window_start
 from rules.model import RuleSet
 from rules.scoring import score_suppliers
 from suppliers.errors import SupplierEvalError
-from suppliers.runs import EVERY_ACTIVE, RunRecord, choose_suppliers, code_version, compute_run_key, with_current_status
+from suppliers.runs import (
+    EVERY_ACTIVE,
+    RunRecord,
+    choose_suppliers,
+    code_version,
+    compute_run_key,
+    requested_suppliers,
+    with_current_status,
+)
 from suppliers.sources import LoadedSources, load_sources
 from suppliers.store import History, Store
 from suppliers.validate import ValidatedInputs, validate_inputs
@@ -129,9 +137,10 @@ def run_evaluation(params: RunParameters) -> RunSummary:
     window_days = params.window_days or rule_set.evaluation.window_days
     official = changes_asl(rule_set, in_force, window_days)
     first_day = window_start(as_of, window_days)
+    requested = requested_suppliers(params.trigger, params.suppliers)
     run = RunRecord(
         run_id=str(uuid.uuid4()), run_key="", trigger=params.trigger, requested_by=params.requested_by,
-        as_of=as_of, window_days=window_days, selection=list(params.suppliers) or [EVERY_ACTIVE],
+        as_of=as_of, window_days=window_days, selection=list(requested) or [EVERY_ACTIVE],
         rule_set_name=rule_set.name, rule_set_version=rule_set.version, rule_set_hash=rule_set.content_hash,
         input_fingerprint="", code_version=code_version(), changes_asl=official,
     )
@@ -141,7 +150,7 @@ def run_evaluation(params: RunParameters) -> RunSummary:
             loaded = load(settings.data_dir)
             validated = validate(loaded, settings.validation.max_quarantine_share,
                                  failed_run_folder(settings.output_dir, run) / "quarantine.csv")
-            chosen = choose_suppliers(validated.suppliers, params.suppliers)
+            chosen = choose_suppliers(validated.suppliers, requested)
             run = replace(run, input_fingerprint=loaded.fingerprint, run_key=compute_run_key(
                 as_of=as_of, window_days=window_days, tolerance_days=rule_set.evaluation.on_time_tolerance_days,
                 selection=chosen["supplier_id"].to_list(), rule_hash=rule_set.content_hash,

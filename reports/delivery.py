@@ -17,8 +17,6 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Literal
 
@@ -68,13 +66,6 @@ class OutgoingMessage:
     sender: str  # the envelope sender (MAIL FROM), a bare address
     recipients: tuple[str, ...]  # the envelope recipients (RCPT TO)
     raw: bytes
-
-    @classmethod
-    def from_message(cls, key: str, message: EmailMessage) -> OutgoingMessage:
-        """A composed message, with the envelope taken from its From, To and Cc headers."""
-        addresses = getaddresses([str(value) for field in ("To", "Cc") for value in message.get_all(field, [])])
-        return cls(key=key, sender=parseaddr(str(message["From"]))[1],
-                   recipients=tuple(address for _, address in addresses if address), raw=message.as_bytes())
 
     def wire_bytes(self) -> bytes:
         return self.raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

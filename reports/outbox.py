@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
 from email.utils import parseaddr
 
 from reports.bundle import Report, RunReports
@@ -84,12 +85,14 @@ def deliver_run_messages(store: Store, run: RunRecord, reports: RunReports, *, s
                          officers: Sequence[str], requested: Sequence[str], transport: Transport) -> DeliveryOutcome:
     """Ledger first, then send what this run could claim; messages the ledger already holds are not composed."""
     planned = plan_messages(reports, run=run, officers=officers, requested=requested)
+    if not planned:  # a what-if nobody asked to receive: no transport is touched
+        return DeliveryOutcome(messages=0, sent_now=0, elsewhere=0)
     keys = [item.key for item in planned]
     known = store.known_message_keys(keys)
     store.enqueue_messages(run.run_key, run.run_id,
                            compose_messages([item for item in planned if item.key not in known], sender=sender))
     claimed = store.claim_messages(keys, run_id=run.run_id)
-    results = send_claimed(store, run.run_id, claimed, sender=sender, transport=transport)
+    results = send_claimed(store, run.run_id, claimed, transport=transport)
     elsewhere = store.outbox_counts(keys).get("sending", 0)
     failed = [result for result in results if not result.ok]
     if failed:
@@ -101,16 +104,16 @@ def deliver_run_messages(store: Store, run: RunRecord, reports: RunReports, *, s
     return DeliveryOutcome(messages=len(planned), sent_now=len(results), elsewhere=elsewhere)
 
 
-def send_claimed(store: Store, run_id: str, claimed: Sequence[ClaimedMessage], *, sender: str,
+def send_claimed(store: Store, run_id: str, claimed: Sequence[ClaimedMessage], *,
                  transport: Transport) -> list[DeliveryResult]:
     """Send the ledger's bytes of each claimed message to the ledger's recipients; record each outcome as it comes.
 
-    If sending is interrupted (Ctrl-C, a bug), what this run claimed and did not send goes back to pending
-    for the next run; the interruption itself is what the caller sees.
+    The envelope sender is the From of the stored message, so it matches the header even if the settings'
+    sender changed since. If sending is interrupted (Ctrl-C, a bug), what this run claimed and did not send
+    goes back to pending for the next run; the interruption itself is what the caller sees.
     """
-    envelope_sender = parseaddr(sender)[1]
-    outgoing = [OutgoingMessage(key=c.message_key, sender=envelope_sender, recipients=c.recipients, raw=c.body)
-                for c in claimed]
+    outgoing = [OutgoingMessage(key=c.message_key, sender=envelope_sender(c.body), recipients=c.recipients,
+                                raw=c.body) for c in claimed]
     last_refresh = time.monotonic()
 
     def record(result: DeliveryResult) -> None:
@@ -136,8 +139,13 @@ def send_claimed(store: Store, run_id: str, claimed: Sequence[ClaimedMessage], *
         raise
 
 
-def retry_unsent(store: Store, *, sender: str, transport: Transport) -> list[DeliveryResult]:
+def retry_unsent(store: Store, *, transport: Transport) -> list[DeliveryResult]:
     """Send every message of the ledger not yet sent, whichever run wrote it; one result per message claimed."""
     retry_id = str(uuid.uuid4())
     claimed = store.claim_messages(store.unsent_message_keys(), run_id=retry_id)
-    return send_claimed(store, retry_id, claimed, sender=sender, transport=transport)
+    return send_claimed(store, retry_id, claimed, transport=transport)
+
+
+def envelope_sender(body: bytes) -> str:
+    """The address in the From header of a stored message (its headers are read; its body is not parsed)."""
+    return parseaddr(str(BytesHeaderParser().parsebytes(body)["From"] or ""))[1]

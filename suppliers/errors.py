@@ -61,12 +61,13 @@ class SupplierEvalError(Exception):
         return text
 
     def __reduce__(self) -> tuple[Any, ...]:  # Prefect pickles exceptions: keep the keyword context and state
-        return (_rebuild, (type(self), self.what, self.where, self.fix), self.__dict__)
+        return (_rebuild, (type(self), self.what, self.where, self.fix, self.details), self.__dict__)
 
 
-def _rebuild(cls: type[SupplierEvalError], what: str, where: str | None, fix: str | None) -> SupplierEvalError:
+def _rebuild(cls: type[SupplierEvalError], what: str, where: str | None, fix: str | None,
+             details: tuple[str, ...]) -> SupplierEvalError:
     error = cls.__new__(cls)
-    SupplierEvalError.__init__(error, what, where=where, fix=fix)
+    SupplierEvalError.__init__(error, what, where=where, fix=fix, details=details)
     return error
 
 

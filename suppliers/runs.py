@@ -57,6 +57,11 @@ def compute_run_key(*, as_of: date, window_days: int, tolerance_days: int, selec
     return hashlib.sha256(identity.encode()).hexdigest()
 
 
+def requested_suppliers(trigger: str, supplier_ids: Sequence[str]) -> tuple[str, ...]:
+    """The ids a run asks for: none (every active supplier) for the nightly run, whatever it was given."""
+    return () if trigger == "nightly" else tuple(supplier_ids)
+
+
 def choose_suppliers(suppliers: pl.DataFrame, supplier_ids: Sequence[str] = ()) -> pl.DataFrame:
     """The suppliers a run evaluates: the chosen ids, or every active supplier when none are chosen."""
     if not supplier_ids:

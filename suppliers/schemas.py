@@ -16,11 +16,7 @@ from suppliers.records import CURRENCY_PATTERN, RECORDS, CrossColumnRule, Field,
 
 __all__ = [
     "CANONICAL",
-    "NULLABLE",
     "KEYS",
-    "CRITICALITIES",
-    "STATUSES",
-    "SEVERITIES",
     "CURRENCY_PATTERN",
     "FRAME_RULES",
     "MODELS",
@@ -32,18 +28,8 @@ __all__ = [
 CANONICAL: dict[str, dict[str, pl.DataType]] = {
     name: {f.name: f.dtype for f in kind.fields} for name, kind in RECORDS.items()
 }
-# The only columns that may be empty; every other canonical column is required.
-NULLABLE: dict[str, frozenset[str]] = {
-    name: nullable
-    for name, kind in RECORDS.items()
-    if (nullable := frozenset(f.name for f in kind.fields if not f.constraints.required))
-}
 # Natural keys: a repeated key keeps its first row and quarantines the later ones.
 KEYS: dict[str, tuple[str, ...]] = {name: kind.primary_key for name, kind in RECORDS.items() if kind.primary_key}
-
-CRITICALITIES = RECORDS["suppliers"].field("criticality").constraints.enum
-STATUSES = RECORDS["suppliers"].field("status").constraints.enum
-SEVERITIES = RECORDS["nonconformances"].field("severity").constraints.enum
 
 # Keyed by the rule's reason, which is the check's ``error`` and so what Pandera puts in ``failure_cases["check"]``.
 FRAME_RULES: dict[str, CrossColumnRule] = {rule.reason: rule for kind in RECORDS.values() for rule in kind.rules}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -606,12 +607,29 @@ def _sqlite_file(url: str) -> Path | None:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers and one writer work at once; busy_timeout makes a second run wait, not fail.
+    # busy_timeout makes a second run wait for a writer rather than fail.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL below may have to wait too
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    _switch_to_wal(cursor)
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any, wait_seconds: float = 30.0) -> None:
+    """WAL lets readers and one writer work at once; the file keeps it once switched.
+
+    SQLite answers a switch that races another connection's (runs opening a new store together) with
+    "database is locked" at once, without its busy timeout: so wait here, briefly and boundedly.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def redact_url(url: str) -> str:

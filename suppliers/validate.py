@@ -346,14 +346,13 @@ def _schema_failures(checked: _Checked) -> None:
         else pl.DataFrame(schema={_ROW: pl.Int64, "target": pl.String})
     )
     located = located.join(cast_failed, on=[_ROW, "target"], how="anti")
-    rule_reasons = {rule.reason: rule for rule in FRAME_RULES.values()}
     for target in located.get_column("target").unique(maintain_order=True).to_list():
         for reason in (
             located.filter(pl.col("target") == target).get_column("reason").unique(maintain_order=True)
         ):
             part = located.filter((pl.col("target") == target) & (pl.col("reason") == reason))
             part_rows = part.get_column(_ROW)
-            rule = rule_reasons.get(reason)
+            rule = FRAME_RULES.get(reason)
             if rule is not None:  # cross-column: show every value involved
                 value = (
                     pl.DataFrame({c: checked.raw_text(c, part_rows) for c in rule.value_columns})

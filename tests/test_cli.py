@@ -202,4 +202,5 @@ def test_help_and_usage_errors_answer_without_importing_prefect(workspace: Path)
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert [code for code, _ in outcome["codes"]] == [0, 0, 2, 2, 2, 2, 2, 2, 2, 2]
     assert outcome["prefect"] == []
+    assert max(seconds for _, seconds in outcome["codes"]) < 1.0, outcome["codes"]
     assert "Traceback" not in result.stderr

@@ -148,7 +148,9 @@ def make(
         message_key=key,
         **kwargs,
     )
-    return OutgoingMessage.from_message(key, message)
+    recipients = tuple(address.addr_spec for address in message["To"].addresses)
+    return OutgoingMessage(key, sender=message["From"].addresses[0].addr_spec, recipients=recipients,
+                           raw=message.as_bytes())
 
 
 def parsed_id(item: OutgoingMessage) -> str:

@@ -84,3 +84,21 @@ def test_the_run_key_tells_an_official_evaluation_from_a_what_if() -> None:
             "rule_hash": "h", "fingerprint": "f", "code": "0.1.0"}
     assert compute_run_key(**same, changes_asl=True) != compute_run_key(**same, changes_asl=False)
     assert compute_run_key(**same, changes_asl=True) == compute_run_key(**same, changes_asl=True)
+
+
+def test_the_nightly_run_asks_for_every_active_supplier_whatever_it_is_given() -> None:
+    from suppliers.runs import requested_suppliers
+
+    assert requested_suppliers("nightly", ("S1", "S2")) == ()
+    assert requested_suppliers("adhoc", ("S1", "S2")) == ("S1", "S2")
+
+
+def test_an_error_with_further_problems_survives_pickling_whole() -> None:
+    import pickle
+
+    from suppliers.errors import RuleSetError
+
+    error = RuleSetError("first problem", where="rules.yaml:3", fix="Fix it.", details=("rules.yaml:9: second",))
+    again = pickle.loads(pickle.dumps(error))
+    assert (str(again), repr(again), again.details) == (str(error), repr(error), error.details)
+    assert "(1 more problem below)" in repr(again)

@@ -11,8 +11,9 @@ from smtp_support import HOST, Recorder, smtp_server
 import reports.outbox as outbox_module
 from reports.bundle import Report, RunReports
 from reports.delivery import SmtpSettings, Transport
-from reports.outbox import deliver_run_messages, message_key, plan_messages
+from reports.outbox import deliver_run_messages, message_key, plan_messages, retry_unsent
 from reports.render import Rendered
+from suppliers.errors import DeliveryError
 from suppliers.runs import RunRecord
 from suppliers.store import Store
 
@@ -110,3 +111,29 @@ def test_the_envelope_is_the_ledgers_recipient_and_the_settings_sender(tmp_path:
     assert sorted((sender, tuple(to)) for sender, to, _ in recorder.envelopes) == [
         ("eval@example.org", ("anna@example.org",)), ("eval@example.org", ("ben@example.org",)),
         ("eval@example.org", ("qm@example.org",))]
+
+
+def test_a_what_if_nobody_asked_for_touches_no_transport(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the outbox folder should be")
+    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        outcome = deliver_run_messages(store, run_record(official=False), run_reports(tmp_path),
+                                       sender="eval@example.org", officers=("qm@example.org",), requested=(),
+                                       transport=Transport(smtp=None, outbox_dir=blocked / "outbox"))
+        assert store.outbox_counts() == {}
+    assert (outcome.messages, outcome.sent_now, outcome.elsewhere) == (0, 0, 0)
+
+
+def test_a_message_goes_from_the_sender_it_was_written_with_even_after_the_settings_change(tmp_path: Path) -> None:
+    recorder = Recorder()
+    with smtp_server(recorder) as controller, Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        smtp = SmtpSettings(host=HOST, port=controller.port, security="none", timeout_seconds=5)
+        down = Transport(smtp=SmtpSettings(host=HOST, port=1, security="none", timeout_seconds=1),
+                         outbox_dir=tmp_path, retries=0)
+        with pytest.raises(DeliveryError):  # nothing listens on port 1: every message stays in the ledger
+            deliver_run_messages(store, run_record(), run_reports(tmp_path), sender="Old <old@example.org>",
+                                 officers=("qm@example.org",), requested=(), transport=down)
+        retried = retry_unsent(store, transport=Transport(smtp=smtp, outbox_dir=tmp_path))
+    assert [result.ok for result in retried] == [True] * 3
+    assert {sender for sender, _, _ in recorder.envelopes} == {"old@example.org"}
+    assert {str(message["From"]) for message in recorder.messages()} == {"Old <old@example.org>"}
