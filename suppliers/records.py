@@ -8,11 +8,14 @@ the frames the sample-data generator returns (:mod:`suppliers.generate`) and the
 
 The words follow Frictionless Table Schema where they fit: a field's ``constraints`` (``required``, ``enum``,
 ``minimum``, ``maximum``, ``exclusive_minimum``, ``pattern``), a kind's ``primary_key`` and ``foreign_keys``.
-Cross-column rules are Polars expressions that are true for a good row.
+Cross-column rules are Polars expressions that are true for a good row. Each rule and foreign key declares the
+reason code a failure is quarantined with, next to its reason (the whole vocabulary is in
+:mod:`suppliers.validate`).
 """
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -39,8 +42,15 @@ __all__ = [
 _Number = int | float
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
-# Float sums: 0.1 + 0.2 must not exceed 0.3.
+# Float sums: 0.1 + 0.2 must equal 0.3.
 _QUANTITY_TOLERANCE = 1e-9
+# A reason code is a short snake_case word a spreadsheet filter or a script can match.
+_CODE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _check_code(code: str, what: str) -> None:
+    if not _CODE.fullmatch(code):
+        raise ValueError(f"{what}: reason code {code!r} must be snake_case (a-z, 0-9, _)")
 
 
 @dataclass(frozen=True)
@@ -112,17 +122,27 @@ class ForeignKey:
 
     ``unknown`` and ``quarantined`` are the reasons for a row whose key is not in the other file at all, or is
     there but was quarantined. They are ``str.format`` templates over the key ``fields`` by name and
-    ``{source}``, the other file's name.
+    ``{source}``, the other file's name. ``unknown_code`` is the reason code of ``unknown``; a quarantined
+    reference has the code ``reference_quarantined`` whatever the key.
+
+    ``rules`` are cross-column rules over a row joined to the good row it refers to: a name the row's own kind
+    declares is the row's column, any other is the referenced row's (``order_date`` of a receipt's order line).
+    They are judged only for a row whose reference is good, and a failure is reported against ``column``, one
+    of the row's own. A key with rules must refer to the referenced kind's primary key, so that a row joins one
+    row at most.
     """
 
     fields: tuple[str, ...]
     reference: Reference
     unknown: str
     quarantined: str
+    unknown_code: str
+    rules: tuple[CrossColumnRule, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.fields) != len(self.reference.fields):
             raise ValueError(f"foreign key {self.fields} and its reference {self.reference.fields} differ in length")
+        _check_code(self.unknown_code, f"foreign key {self.fields}")
         for template in (self.unknown, self.quarantined):
             named = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
             if not named <= {*self.fields, "source"}:
@@ -135,13 +155,22 @@ class CrossColumnRule:
 
     ``holds`` is true for a good row. Where it is null (a value it needs is missing) the row is not judged by
     this rule: a missing required value has its own reason. A failure is reported against ``column`` with
-    the values of ``value_columns`` shown, as written in the file.
+    the values of ``value_columns`` shown, as written in the file, and with the reason code ``code``.
     """
 
     reason: str
+    code: str
     column: str
     value_columns: tuple[str, ...]
     holds: pl.Expr
+
+    def __post_init__(self) -> None:
+        _check_code(self.code, f"rule {self.reason!r}")
+
+    @property
+    def names(self) -> set[str]:
+        """Every column the rule reads or reports."""
+        return {self.column, *self.value_columns, *self.holds.meta.root_names()}
 
 
 @dataclass(frozen=True)
@@ -155,6 +184,9 @@ class RecordKind:
     primary_key: tuple[str, ...] = ()  # a repeated key keeps its first row; later ones are quarantined
     foreign_keys: tuple[ForeignKey, ...] = ()
     rules: tuple[CrossColumnRule, ...] = ()
+    # Dates of events that have happened when the record is exported (a receipt, an order placed): a value after
+    # the run's date is in the future, an error. Not a promised date or a certificate's expiry.
+    past_dates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = self.columns
@@ -163,11 +195,16 @@ class RecordKind:
         used = [
             *self.primary_key,
             *(name for key in self.foreign_keys for name in key.fields),
-            *(name for rule in self.rules for name in (rule.column, *rule.value_columns)),
+            *(rule.column for key in self.foreign_keys for rule in key.rules),  # a row's own column
+            *(name for rule in self.rules for name in rule.names),
+            *self.past_dates,
         ]
         unknown = sorted(set(used) - set(names))
         if unknown:
             raise ValueError(f"{self.name}: keys or rules name fields it does not declare: {', '.join(unknown)}")
+        not_dates = [name for name in self.past_dates if self.field(name).dtype != pl.Date]
+        if not_dates:
+            raise ValueError(f"{self.name}: past_dates must be Date fields, not {', '.join(not_dates)}")
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -192,6 +229,7 @@ _SUPPLIER_ID_FOREIGN_KEY = ForeignKey(
     reference=Reference("suppliers", ("supplier_id",)),
     unknown="unknown supplier_id '{supplier_id}' (not in {source})",
     quarantined="supplier_id '{supplier_id}' is quarantined in {source}",
+    unknown_code="unknown_supplier",
 )
 _EMAIL = Pattern(ADDRESS_PATTERN, "is not a valid email address")
 
@@ -266,11 +304,13 @@ _KINDS = (
         rules=(
             CrossColumnRule(
                 reason="promised_date is before order_date",
+                code="promised_before_ordered",
                 column="promised_date",
                 value_columns=("promised_date", "order_date"),
                 holds=pl.col("promised_date") >= pl.col("order_date"),
             ),
         ),
+        past_dates=("order_date",),
     ),
     RecordKind(
         name="receipts",
@@ -292,18 +332,30 @@ _KINDS = (
                 reference=Reference("purchase_order_lines", ("po_id", "line_no")),
                 unknown="unknown purchase order line: po_id '{po_id}' line_no {line_no} (not in {source})",
                 quarantined="purchase order line po_id '{po_id}' line_no {line_no} is quarantined in {source}",
+                unknown_code="unknown_line",
+                rules=(
+                    CrossColumnRule(
+                        reason="received_date is before the order line's order_date",
+                        code="received_before_ordered",
+                        column="received_date",
+                        value_columns=("received_date", "order_date"),
+                        holds=pl.col("received_date") >= pl.col("order_date"),  # order_date empty: not judged
+                    ),
+                ),
             ),
         ),
         rules=(
             CrossColumnRule(
-                reason="quantity_accepted + quantity_rejected exceeds quantity_received",
+                # Judged only when both are given: an empty pair is a receipt not inspected (yet).
+                reason="quantity_accepted + quantity_rejected differs from quantity_received",
+                code="quantities_do_not_add_up",
                 column="quantity_accepted",
                 value_columns=("quantity_accepted", "quantity_rejected", "quantity_received"),
-                holds=pl.col("quantity_accepted") + pl.col("quantity_rejected")
-                <= pl.col("quantity_received")
-                + _QUANTITY_TOLERANCE * pl.max_horizontal(pl.col("quantity_received").abs(), pl.lit(1.0)),
+                holds=(pl.col("quantity_accepted") + pl.col("quantity_rejected") - pl.col("quantity_received")).abs()
+                <= _QUANTITY_TOLERANCE * pl.max_horizontal(pl.col("quantity_received").abs(), pl.lit(1.0)),
             ),
         ),
+        past_dates=("received_date",),
     ),
     RecordKind(
         name="nonconformances",
@@ -326,11 +378,13 @@ _KINDS = (
         rules=(
             CrossColumnRule(
                 reason="closed_date is before raised_date",
+                code="closed_before_raised",
                 column="closed_date",
                 value_columns=("closed_date", "raised_date"),
                 holds=pl.col("closed_date") >= pl.col("raised_date"),  # null while open: not judged
             ),
         ),
+        past_dates=("raised_date", "closed_date"),
     ),
     RecordKind(
         name="feedback",
@@ -342,6 +396,7 @@ _KINDS = (
             Field("score", pl.Int64(), "1 (poor) to 5 (excellent)", Constraints(minimum=1, maximum=5)),
         ),
         foreign_keys=(_SUPPLIER_ID_FOREIGN_KEY,),
+        past_dates=("date",),
     ),
 )
 
@@ -364,6 +419,19 @@ def _check_references(kinds: tuple[RecordKind, ...]) -> None:
             missing = sorted(set(key.reference.fields) - set(target.columns))
             if missing:
                 raise ValueError(f"{kind.name}: {target.name} has no field {', '.join(missing)}")
+            if not key.rules:
+                continue
+            if set(key.reference.fields) != set(target.primary_key):
+                raise ValueError(
+                    f"{kind.name}: foreign key {key.fields} has rules, so it must refer to the primary key of "
+                    f"{target.name} {target.primary_key} (a row must join one row at most)"
+                )
+            unknown = sorted({name for rule in key.rules for name in rule.names} - {*kind.columns, *target.columns})
+            if unknown:
+                raise ValueError(
+                    f"{kind.name}: rules of foreign key {key.fields} name fields neither it nor {target.name} "
+                    f"declares: {', '.join(unknown)}"
+                )
         seen[kind.name] = kind
 
 

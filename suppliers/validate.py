@@ -13,12 +13,51 @@ For each source (:func:`validate_frame`):
    ``LazyFrame`` (on a LazyFrame Pandera checks only columns and dtypes, never values), ``lazy=True`` to
    collect every failure; ``SchemaErrors.failure_cases`` gives each failure's position in the validated
    frame (``index``), which is mapped back to the file's row number;
-4. a repeated key keeps its first row; the later ones are quarantined as duplicates.
+4. a repeated key keeps its first row; the later ones are quarantined as duplicates, and a later row that is an
+   exact copy of an earlier one (every column as written) as a copy of it. A kind without a key (feedback)
+   keeps copies: two people may give a supplier the same score on the same day;
+5. a date of something that has happened (:attr:`~suppliers.records.RecordKind.past_dates`: a receipt, an
+   order placed, an NCR raised or closed, a score given) must not be in the future, see below.
 
 :func:`validate_inputs` then checks the foreign keys declared in :mod:`suppliers.records` (lines →
-suppliers, receipts → lines, nonconformances and feedback → suppliers) and stops the run when a source's
+suppliers, receipts → lines, nonconformances and feedback → suppliers), and the rules over a row and the row it
+refers to (a receipt is not received before its line was ordered), and stops the run when a source's
 quarantined share is over the threshold. All of it is vectorised: loops run over columns and checks, never
 over rows.
+
+Every quarantined row has a reason ``code`` next to its readable ``reason``, from this closed vocabulary
+(:data:`QUARANTINE_CODES`; the codes of rules and foreign keys are declared with them in :mod:`suppliers.records`):
+
+=========================== ===========================================================================
+code                        the row is set aside because
+=========================== ===========================================================================
+``unparseable``             a cell has a value that is not of its column's type: not a date, a number, a
+                            whole number or true/false (also a number too big, or not finite)
+``missing``                 a cell that needs a value is empty
+``not_allowed``             a value is not one of its column's allowed values (criticality, status, severity)
+``out_of_range``            a number is outside its bounds: a quantity that is zero or negative, a negative
+                            price, a line number below 1, a score outside 1-5
+``bad_format``              a text does not have its column's format: an email address, a currency code
+``promised_before_ordered`` an order line's promised_date is before its order_date
+``quantities_do_not_add_up`` a receipt's quantity_accepted + quantity_rejected is not its quantity_received
+                            (judged only when both are given: an empty pair is a receipt not inspected)
+``closed_before_raised``    a nonconformance's closed_date is before its raised_date
+``received_before_ordered`` a receipt's received_date is before its order line's order_date (judged only
+                            when the order_date is given)
+``in_the_future``           a date of something that has happened is after the run's date
+``duplicate_key``           a row repeats the key of an earlier row, which is kept
+``duplicate_row``           a row is an exact copy of an earlier row, which is kept
+``unknown_supplier``        a supplier_id is not in the suppliers
+``unknown_line``            a receipt's po_id and line_no are not an order line
+``reference_quarantined``   the supplier or order line a row refers to is itself quarantined
+``check_failed``            a check the declaration has no code for failed (a schema put in by a test)
+=========================== ===========================================================================
+
+In the future means after the later of the run's as-of date and today. A record dated after a back-dated as-of
+date but not after today is not an error: it had not happened yet as of that date, and the metrics leave it out
+(they count receipts, NCRs and scores dated up to the as-of date), so an evaluation re-run for last quarter
+from this week's export gives last quarter's answer. A record dated after today cannot be right on any as-of
+date: it is a typing error or a planned date in a column for events.
 
 Blank lines (every cell empty) are skipped and not counted as rows read: spreadsheet exports often end
 with a few, and they hold no record to quarantine. Row numbers still count them, so ``row`` is always the
@@ -30,6 +69,7 @@ from __future__ import annotations
 import difflib
 import string
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -37,11 +77,23 @@ from pandera.errors import SchemaErrors
 
 from suppliers.errors import ConfigError, DataQualityError, SourceError
 from suppliers.files import write_csv_safely
-from suppliers.records import RECORD_KINDS, RECORDS, REQUIRED_KINDS, ForeignKey
-from suppliers.schemas import CANONICAL, FRAME_RULES, KEYS, MODELS, check_reasons, empty_frame
+from suppliers.records import RECORD_KINDS, RECORDS, REQUIRED_KINDS, CrossColumnRule, ForeignKey
+from suppliers.schemas import (
+    BAD_FORMAT,
+    CANONICAL,
+    FRAME_RULES,
+    KEYS,
+    MISSING,
+    MODELS,
+    NOT_ALLOWED,
+    OUT_OF_RANGE,
+    check_reasons,
+    empty_frame,
+)
 from suppliers.sources import Source
 
 __all__ = [
+    "QUARANTINE_CODES",
     "QUARANTINE_SCHEMA",
     "SUMMARY_SCHEMA",
     "ValidatedInputs",
@@ -56,6 +108,7 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "row": pl.Int64(),  # 1-based data row (file line minus the header); null for a whole-file failure
     "column": pl.String(),  # null for a row-level reason
     "value": pl.String(),  # the cell as written in the file
+    "code": pl.String(),  # the reason's code, one of QUARANTINE_CODES
     "reason": pl.String(),
 }
 SUMMARY_SCHEMA: dict[str, pl.DataType] = {
@@ -72,8 +125,52 @@ _PART_SCHEMA: dict[str, pl.DataType] = {
     _ROW: pl.Int64(),
     "column": pl.String(),
     "value": pl.String(),
+    "code": pl.String(),
     "reason": pl.String(),
 }
+
+# Reason codes validation gives itself; those of the declared constraints are in suppliers.schemas, those of the
+# declared rules and foreign keys in suppliers.records.
+UNPARSEABLE = "unparseable"
+IN_THE_FUTURE = "in_the_future"
+DUPLICATE_KEY = "duplicate_key"
+DUPLICATE_ROW = "duplicate_row"
+REFERENCE_QUARANTINED = "reference_quarantined"
+CHECK_FAILED = "check_failed"
+
+
+def _quarantine_codes() -> dict[str, str]:
+    """Every reason code, with what it means: the fixed ones, then those declared with rules and foreign keys."""
+    codes = {
+        UNPARSEABLE: "a cell's value is not of its column's type",
+        MISSING: "a cell that needs a value is empty",
+        NOT_ALLOWED: "a value is not one of its column's allowed values",
+        OUT_OF_RANGE: "a number is outside its column's bounds",
+        BAD_FORMAT: "a text does not have its column's format",
+    }
+    fixed_after = {
+        IN_THE_FUTURE: "a date of something that has happened is after the run's date",
+        DUPLICATE_KEY: "a row repeats the key of an earlier row",
+        DUPLICATE_ROW: "a row is an exact copy of an earlier row",
+        REFERENCE_QUARANTINED: "the row a row refers to is quarantined",
+        CHECK_FAILED: "a check without a declared code failed",
+    }
+    declared: dict[str, str] = {}
+    for kind in RECORDS.values():
+        for rule in (*kind.rules, *(rule for key in kind.foreign_keys for rule in key.rules)):
+            declared.setdefault(rule.code, f"{kind.name}: {rule.reason}")
+        for key in kind.foreign_keys:
+            declared.setdefault(
+                key.unknown_code, f"{kind.name}: {', '.join(key.fields)} not in {key.reference.resource}"
+            )
+    clash = sorted(set(declared) & {*codes, *fixed_after})
+    if clash:
+        raise ValueError(f"suppliers.records declares reason codes validation gives itself: {', '.join(clash)}")
+    return {**codes, **declared, **fixed_after}
+
+
+#: The closed vocabulary of the quarantine's ``code`` column: code → what it means (see the module docstring).
+QUARANTINE_CODES: dict[str, str] = _quarantine_codes()
 
 _CAST_REASONS: dict[pl.DataType, str] = {
     pl.Date(): "not a date (expected YYYY-MM-DD)",
@@ -138,6 +235,7 @@ class _Checked:
             pl.col(_ROW).alias("row"),
             "column",
             "value",
+            "code",
             "reason",
         )
 
@@ -291,6 +389,7 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str) -> _Checked:
                         _ROW: rows,
                         "column": pl.repeat(column, rows.len(), dtype=pl.String, eager=True),
                         "value": checked.raw_text(column, rows),
+                        "code": pl.repeat(UNPARSEABLE, rows.len(), dtype=pl.String, eager=True),
                         "reason": pl.repeat(
                             _CAST_REASONS[schema[column]], rows.len(), dtype=pl.String, eager=True
                         ),
@@ -304,7 +403,7 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str) -> _Checked:
 
 
 def _schema_failures(checked: _Checked) -> None:
-    """Run the Pandera schema on the cast rows and quarantine every failure with a readable reason."""
+    """Run the Pandera schema on the cast rows and quarantine every failure with a readable reason and its code."""
     schema = MODELS[checked.kind]
     frame = checked.cast  # a DataFrame: on a LazyFrame Pandera would skip every value check
     try:
@@ -323,6 +422,7 @@ def _schema_failures(checked: _Checked) -> None:
     failures = failures.join(lookup, on=["column", "check"], how="left").with_columns(
         pl.col("target").fill_null(pl.col("column")),
         pl.col("reason").fill_null(pl.format("{} failed check {}", pl.col("column"), pl.col("check"))),
+        pl.col("code").fill_null(pl.lit(CHECK_FAILED)),
     )
 
     # Frame-level failures (no row index) are not lost: they are reported against the whole source.
@@ -333,6 +433,7 @@ def _schema_failures(checked: _Checked) -> None:
                 pl.lit(None, pl.Int64).alias(_ROW),
                 pl.when(pl.col("target").is_in(canonical)).then(pl.col("target")).alias("column"),
                 pl.col("failure_case").alias("value"),
+                "code",
                 pl.format("whole file: {}", pl.col("reason")).alias("reason"),
             ).cast(_PART_SCHEMA)
         )
@@ -354,16 +455,7 @@ def _schema_failures(checked: _Checked) -> None:
             part_rows = part.get_column(_ROW)
             rule = FRAME_RULES.get(reason)
             if rule is not None:  # cross-column: show every value involved
-                value = (
-                    pl.DataFrame({c: checked.raw_text(c, part_rows) for c in rule.value_columns})
-                    .select(
-                        pl.concat_str(
-                            [pl.format(f"{c}={{}}", pl.col(c).fill_null("")) for c in rule.value_columns],
-                            separator=", ",
-                        )
-                    )
-                    .to_series()
-                )
+                value = _shown({c: checked.raw_text(c, part_rows) for c in rule.value_columns})
             elif target in checked.raw.columns:
                 value = checked.raw_text(target, part_rows)
             else:
@@ -376,6 +468,7 @@ def _schema_failures(checked: _Checked) -> None:
                         if target in canonical
                         else pl.repeat(None, part.height, dtype=pl.String, eager=True),
                         "value": value,
+                        "code": part.get_column("code"),
                         "reason": part.get_column("reason"),
                     }
                 )
@@ -383,7 +476,8 @@ def _schema_failures(checked: _Checked) -> None:
 
 
 def _duplicates(checked: _Checked) -> None:
-    """A repeated key keeps its first row; later rows are quarantined as "duplicate of row N"."""
+    """A repeated key keeps its first row; later rows are quarantined as "duplicate of row N", or as "exact copy
+    of row N" when every column is as written in an earlier row N (the earliest such row)."""
     keys = list(KEYS.get(checked.kind, ()))
     if not keys:
         return
@@ -395,24 +489,63 @@ def _duplicates(checked: _Checked) -> None:
         return
     first = key.is_first_distinct()
     dupes = frame.filter(~first)
-    if not dupes.height:
-        return
-    firsts = (
-        frame.filter(first).join(dupes.select(keys).unique(), on=keys, how="semi").rename({_ROW: "_first"})
+    repeated = frame.join(dupes.select(keys).unique(), on=keys, how="semi").sort(_ROW)  # firsts and repeats
+    rows = repeated.get_column(_ROW)
+    # Exact copies: compare the cells as written, only among rows that share a key (a copy shares its key).
+    columns = list(CANONICAL[checked.kind])
+    written = pl.DataFrame({_ROW: rows, **{f"_{i}": checked.raw_text(c, rows) for i, c in enumerate(columns)}})
+    whole_row = pl.struct([f"_{i}" for i in range(len(columns))])
+    copies = written.select(_ROW, pl.col(_ROW).min().over(whole_row).alias("_first")).filter(
+        pl.col(_ROW) != pl.col("_first")
     )
-    dupes = dupes.join(firsts, on=keys, how="left").sort(_ROW)
-    rows = dupes.get_column(_ROW)
-    value = _joined_raw_text(checked, rows, keys)
-    checked.add(
-        pl.DataFrame(
-            {
-                _ROW: rows,
-                "column": pl.repeat(", ".join(keys), rows.len(), dtype=pl.String, eager=True),
-                "value": value,
-                "reason": dupes.select(pl.format("duplicate of row {}", pl.col("_first"))).to_series(),
-            }
+    firsts = frame.filter(first).join(dupes.select(keys).unique(), on=keys, how="semi").rename({_ROW: "_first"})
+    dupes = dupes.join(copies, on=_ROW, how="anti").join(firsts, on=keys, how="left")
+    found_by_code = ((dupes, DUPLICATE_KEY, "duplicate of row {}"), (copies, DUPLICATE_ROW, "exact copy of row {}"))
+    for found, code, reason in found_by_code:
+        if not found.height:
+            continue
+        found = found.sort(_ROW)
+        found_rows = found.get_column(_ROW)
+        checked.add(
+            pl.DataFrame(
+                {
+                    _ROW: found_rows,
+                    "column": pl.repeat(", ".join(keys), found_rows.len(), dtype=pl.String, eager=True),
+                    "value": _joined_raw_text(checked, found_rows, keys),
+                    "code": pl.repeat(code, found_rows.len(), dtype=pl.String, eager=True),
+                    "reason": found.select(pl.format(reason, pl.col("_first"))).to_series(),
+                }
+            )
         )
-    )
+
+
+def _future(checked: _Checked, after: date) -> None:
+    """Quarantine a row whose date of something that has happened is after ``after`` (see the module docstring)."""
+    for column in RECORDS[checked.kind].past_dates:
+        rows = checked.cast.filter(pl.col(column) > after).get_column(_ROW)
+        if rows.len():
+            checked.add(
+                pl.DataFrame(
+                    {
+                        _ROW: rows,
+                        "column": pl.repeat(column, rows.len(), dtype=pl.String, eager=True),
+                        "value": checked.raw_text(column, rows),
+                        "code": pl.repeat(IN_THE_FUTURE, rows.len(), dtype=pl.String, eager=True),
+                        "reason": pl.repeat(
+                            f"{column} is in the future (after {after.isoformat()})",
+                            rows.len(),
+                            dtype=pl.String,
+                            eager=True,
+                        ),
+                    }
+                )
+            )
+
+
+def _future_after(as_of: date | None) -> date:
+    """The last day that is not in the future: the later of ``as_of`` and today."""
+    today = date.today()
+    return today if as_of is None else max(as_of, today)
 
 
 def _check(kind: str, raw: pl.DataFrame, source_name: str) -> _Checked:
@@ -427,14 +560,18 @@ def _check(kind: str, raw: pl.DataFrame, source_name: str) -> _Checked:
     return checked
 
 
-def validate_frame(kind: str, raw: pl.DataFrame, source_name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def validate_frame(
+    kind: str, raw: pl.DataFrame, source_name: str, *, as_of: date | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate one source: (good rows in canonical dtypes and column order, quarantine rows).
 
     Raises :class:`SourceError` when a canonical column is missing. Extra columns are dropped. A check that
     fails for the frame as a whole (no row to blame) appears in the quarantine with ``row`` null;
-    :func:`validate_inputs` turns such a failure into a :class:`SourceError`.
+    :func:`validate_inputs` turns such a failure into a :class:`SourceError`. ``as_of`` is as there: a date of
+    something that has happened may not be after the later of ``as_of`` and today.
     """
     checked = _check(kind, raw, source_name)
+    _future(checked, _future_after(as_of))
     return checked.good.select(list(CANONICAL[kind])), checked.quarantine()
 
 
@@ -450,14 +587,24 @@ def _reason(template: str, parent: _Checked) -> pl.Expr:
 
 
 def _reference(child: _Checked, key: ForeignKey, parent: _Checked) -> None:
-    """Quarantine ``child`` good rows whose ``key`` is not a good row of ``parent`` (anti-join)."""
+    """Quarantine ``child`` good rows whose ``key`` is not a good row of ``parent`` (anti-join), then those that
+    break a rule of the key over the row and its ``parent`` row."""
     columns = list(key.fields)
     parent_columns = list(key.reference.fields)
     renamed = dict(zip(parent_columns, columns, strict=True))
     good_keys = parent.good.select(parent_columns).rename(renamed).unique()
     orphans = child.good.select(_ROW, *columns).join(good_keys, on=columns, how="anti")
-    if not orphans.height:
-        return
+    if orphans.height:
+        _orphans(child, key, parent, orphans)
+    for rule in key.rules:
+        _reference_rule(child, key, parent, rule)
+
+
+def _orphans(child: _Checked, key: ForeignKey, parent: _Checked, orphans: pl.DataFrame) -> None:
+    """Quarantine ``orphans`` (``_ROW`` + key columns): unknown in ``parent``, or known there but quarantined."""
+    columns = list(key.fields)
+    parent_columns = list(key.reference.fields)
+    renamed = dict(zip(parent_columns, columns, strict=True))
     all_keys = (
         parent.cast.select(parent_columns)
         .rename(renamed)
@@ -467,11 +614,11 @@ def _reference(child: _Checked, key: ForeignKey, parent: _Checked) -> None:
     )
     orphans = orphans.join(all_keys, on=columns, how="left").sort(_ROW)
     rows = orphans.get_column(_ROW)
+    known = pl.col("_known").fill_null(False)
     reasons = orphans.select(
-        pl.when(pl.col("_known"))
-        .then(_reason(key.quarantined, parent))
-        .otherwise(_reason(key.unknown, parent))
-    ).to_series()
+        pl.when(known).then(_reason(key.quarantined, parent)).otherwise(_reason(key.unknown, parent)).alias("reason"),
+        pl.when(known).then(pl.lit(REFERENCE_QUARANTINED)).otherwise(pl.lit(key.unknown_code)).alias("code"),
+    )
     value = _joined_raw_text(child, rows, columns)
     child.add(
         pl.DataFrame(
@@ -479,7 +626,50 @@ def _reference(child: _Checked, key: ForeignKey, parent: _Checked) -> None:
                 _ROW: rows,
                 "column": pl.repeat(", ".join(columns), rows.len(), dtype=pl.String, eager=True),
                 "value": value,
-                "reason": reasons,
+                "code": reasons.get_column("code"),
+                "reason": reasons.get_column("reason"),
+            }
+        )
+    )
+
+
+def _reference_rule(child: _Checked, key: ForeignKey, parent: _Checked, rule: CrossColumnRule) -> None:
+    """Quarantine ``child`` good rows for which ``rule`` is false over the row joined to its good ``parent`` row.
+
+    A name the child declares is the child's column, any other the parent's; the rule refers to the parent's
+    primary key (checked in :mod:`suppliers.records`), so a row joins one parent row at most.
+    """
+    columns = list(key.fields)
+    own = set(CANONICAL[child.kind])
+    theirs = sorted(rule.names - own)
+    parents = parent.good.select(
+        pl.col(_ROW).alias("_parent_row"),
+        *[pl.col(p).alias(c) for p, c in zip(key.reference.fields, columns, strict=True)],
+        *theirs,
+    )
+    broken = (
+        child.good.select(_ROW, *sorted(rule.names & own | set(columns)))
+        .join(parents, on=columns, how="inner")
+        .filter(~rule.holds)  # null: a value the rule needs is missing, so the row is not judged
+        .sort(_ROW)
+    )
+    if not broken.height:
+        return
+    rows = broken.get_column(_ROW)
+    parent_rows = broken.get_column("_parent_row")
+    child.add(
+        pl.DataFrame(
+            {
+                _ROW: rows,
+                "column": pl.repeat(rule.column, rows.len(), dtype=pl.String, eager=True),
+                "value": _shown(
+                    {
+                        c: child.raw_text(c, rows) if c in own else parent.raw_text(c, parent_rows)
+                        for c in rule.value_columns
+                    }
+                ),
+                "code": pl.repeat(rule.code, rows.len(), dtype=pl.String, eager=True),
+                "reason": pl.repeat(rule.reason, rows.len(), dtype=pl.String, eager=True),
             }
         )
     )
@@ -544,9 +734,10 @@ def reason_family() -> pl.Expr:
         .str.replace_all(r"'[^']*'", "'…'")
         .str.replace_all(r"line_no -?\d+", "line_no …")
         .str.replace(r"^duplicate of row \d+$", "duplicate of an earlier row")
+        .str.replace(r"^exact copy of row \d+$", "exact copy of an earlier row")
     )
     bare = pl.col("column").is_not_null() & folded.str.contains(
-        r"^(required value is missing|not a |duplicate of)"
+        r"^(required value is missing|not a |duplicate of|exact copy of)"
     )
     return pl.when(bare).then(pl.format("{}: {}", pl.col("column"), folded)).otherwise(folded)
 
@@ -602,6 +793,17 @@ def _write_quarantine(quarantine: pl.DataFrame, path: Path) -> None:
     write_csv_safely(quarantine, path)
 
 
+def _shown(values: dict[str, pl.Series]) -> pl.Series:
+    """Several cells shown as one text per row: "promised_date=2024-03-01, order_date=2024-03-10"."""
+    return (
+        pl.DataFrame(values)
+        .select(
+            pl.concat_str([pl.format(f"{c}={{}}", pl.col(c).fill_null("")) for c in values], separator=", ")
+        )
+        .to_series()
+    )
+
+
 def _joined_raw_text(checked: _Checked, rows: pl.Series, columns: list[str]) -> pl.Series:
     """The cells of ``columns`` as written in the file, one "a, b" text per row (the value a reason shows)."""
     return (
@@ -619,8 +821,13 @@ def validate_inputs(
     *,
     max_quarantine_share: float = 0.2,
     quarantine_path: Path | None = None,
+    as_of: date | None = None,
 ) -> ValidatedInputs:
     """Validate every source, check references between them, and enforce the quarantine threshold.
+
+    ``as_of`` is the run's date (None: today). A date of something that has happened (a receipt, an order
+    placed, an NCR raised or closed, a score given) after the later of ``as_of`` and today is in the future and
+    quarantined; one after a back-dated ``as_of`` but not after today is not an error (see the module docstring).
 
     Raises :class:`SourceError` for a missing required source or column and :class:`DataQualityError`
     when a source's quarantined share of rows is over ``max_quarantine_share``. That error carries the full
@@ -653,6 +860,9 @@ def validate_inputs(
         if kind in raw:
             source, frame = raw[kind]
             checked[kind] = _check(kind, frame, source.path.name)
+    future_after = _future_after(as_of)
+    for source_checked in checked.values():
+        _future(source_checked, future_after)
     _references(checked)
 
     quarantine = pl.concat([c.quarantine() for c in checked.values()], how="vertical").cast(QUARANTINE_SCHEMA)

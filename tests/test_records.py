@@ -14,6 +14,7 @@ from suppliers.generate import generate_frames, write_sample_data
 from suppliers.records import (
     RECORDS,
     Constraints,
+    CrossColumnRule,
     Field,
     ForeignKey,
     RecordKind,
@@ -71,51 +72,106 @@ GOOD_ROWS: dict[str, dict[str, str]] = {
     "feedback": {"supplier_id": "S1", "date": "2024-03-01", "score": "5"},
 }
 
-# Bad values written by hand, with the reason a user sees: every declared enum, bound and pattern is here.
+# Bad values written by hand, with the reason a user sees and its code: every declared enum, bound, pattern and
+# rule is here. A quantity is changed with its partner where the receipt's quantities must still add up.
 BAD_VALUES = [
-    ("suppliers", {"criticality": "urgent"}, "criticality", "criticality must be one of critical, major, minor"),
+    (
+        "suppliers",
+        {"criticality": "urgent"},
+        "criticality",
+        "criticality must be one of critical, major, minor",
+        "not_allowed",
+    ),
     (
         "suppliers",
         {"status": "approved?"},
         "status",
         "status must be one of pending, approved, conditional, probation, disqualified",
+        "not_allowed",
     ),
-    ("suppliers", {"contact_email": "acme.example"}, "contact_email", "contact_email is not a valid email address"),
-    ("suppliers", {"owner_email": "ann@"}, "owner_email", "owner_email is not a valid email address"),
-    ("purchase_order_lines", {"line_no": "0"}, "line_no", "line_no must be >= 1"),
-    ("purchase_order_lines", {"quantity_ordered": "0"}, "quantity_ordered", "quantity_ordered must be > 0"),
-    ("purchase_order_lines", {"unit_price": "-0.01"}, "unit_price", "unit_price must be >= 0"),
+    (
+        "suppliers",
+        {"contact_email": "acme.example"},
+        "contact_email",
+        "contact_email is not a valid email address",
+        "bad_format",
+    ),
+    ("suppliers", {"owner_email": "ann@"}, "owner_email", "owner_email is not a valid email address", "bad_format"),
+    ("purchase_order_lines", {"line_no": "0"}, "line_no", "line_no must be >= 1", "out_of_range"),
+    (
+        "purchase_order_lines",
+        {"quantity_ordered": "0"},
+        "quantity_ordered",
+        "quantity_ordered must be > 0",
+        "out_of_range",
+    ),
+    ("purchase_order_lines", {"unit_price": "-0.01"}, "unit_price", "unit_price must be >= 0", "out_of_range"),
     (
         "purchase_order_lines",
         {"currency": "eur"},
         "currency",
         "currency must be a 3-letter upper-case currency code (e.g. EUR)",
+        "bad_format",
     ),
     (
         "purchase_order_lines",
         {"promised_date": "2024-02-29"},
         "promised_date",
         "promised_date is before order_date",
+        "promised_before_ordered",
     ),
-    ("receipts", {"line_no": "-1"}, "line_no", "line_no must be >= 1"),
+    ("receipts", {"line_no": "-1"}, "line_no", "line_no must be >= 1", "out_of_range"),
     (
         "receipts",
         {"quantity_received": "0", "quantity_accepted": "0", "quantity_rejected": "0"},
         "quantity_received",
         "quantity_received must be > 0",
+        "out_of_range",
     ),
-    ("receipts", {"quantity_accepted": "-0.1"}, "quantity_accepted", "quantity_accepted must be >= 0"),
-    ("receipts", {"quantity_rejected": "-1"}, "quantity_rejected", "quantity_rejected must be >= 0"),
+    (
+        "receipts",
+        {"quantity_accepted": "-0.1", "quantity_rejected": "0.4"},
+        "quantity_accepted",
+        "quantity_accepted must be >= 0",
+        "out_of_range",
+    ),
+    (
+        "receipts",
+        {"quantity_rejected": "-1", "quantity_accepted": "1.3"},
+        "quantity_rejected",
+        "quantity_rejected must be >= 0",
+        "out_of_range",
+    ),
     (
         "receipts",
         {"quantity_accepted": "0.2"},
         "quantity_accepted",
-        "quantity_accepted + quantity_rejected exceeds quantity_received",
+        "quantity_accepted + quantity_rejected differs from quantity_received",
+        "quantities_do_not_add_up",
     ),
-    ("nonconformances", {"severity": "Minor"}, "severity", "severity must be one of critical, major, minor"),
-    ("nonconformances", {"closed_date": "2024-03-19"}, "closed_date", "closed_date is before raised_date"),
-    ("feedback", {"score": "0"}, "score", "score must be between 1 and 5"),
-    ("feedback", {"score": "6"}, "score", "score must be between 1 and 5"),
+    (
+        "receipts",
+        {"quantity_accepted": "0"},
+        "quantity_accepted",
+        "quantity_accepted + quantity_rejected differs from quantity_received",
+        "quantities_do_not_add_up",
+    ),
+    (
+        "nonconformances",
+        {"severity": "Minor"},
+        "severity",
+        "severity must be one of critical, major, minor",
+        "not_allowed",
+    ),
+    (
+        "nonconformances",
+        {"closed_date": "2024-03-19"},
+        "closed_date",
+        "closed_date is before raised_date",
+        "closed_before_raised",
+    ),
+    ("feedback", {"score": "0"}, "score", "score must be between 1 and 5", "out_of_range"),
+    ("feedback", {"score": "6"}, "score", "score must be between 1 and 5", "out_of_range"),
 ]
 
 
@@ -135,13 +191,15 @@ def test_the_good_rows_pass_in_the_declared_dtypes(kind: str):
     assert good.height == 1
 
 
-@pytest.mark.parametrize(("kind", "changes", "column", "reason"), BAD_VALUES)
-def test_a_value_the_declaration_forbids_is_quarantined_with_its_reason(
-    kind: str, changes: dict[str, str], column: str, reason: str
+@pytest.mark.parametrize(("kind", "changes", "column", "reason", "code"), BAD_VALUES)
+def test_a_value_the_declaration_forbids_is_quarantined_with_its_reason_and_code(
+    kind: str, changes: dict[str, str], column: str, reason: str, code: str
 ):
     good, quarantine = validate_frame(kind, _frame(kind, changes), f"{kind}.csv")
     assert good.height == 0
-    assert quarantine.select("source", "row", "column", "reason").rows() == [(f"{kind}.csv", 1, column, reason)]
+    assert quarantine.select("source", "row", "column", "code", "reason").rows() == [
+        (f"{kind}.csv", 1, column, code, reason)
+    ]
 
 
 def test_the_bad_values_cover_every_declared_enum_bound_and_pattern():
@@ -153,10 +211,10 @@ def test_the_bad_values_cover_every_declared_enum_bound_and_pattern():
         or f.constraints.pattern
         or any(b is not None for b in (f.constraints.minimum, f.constraints.exclusive_minimum, f.constraints.maximum))
     }
-    covered = {(kind, column) for kind, changes, _, _ in BAD_VALUES for column in changes}
+    covered = {(kind, column) for kind, changes, _, _, _ in BAD_VALUES for column in changes}
     assert constrained <= covered, f"add a hand-written bad value to BAD_VALUES for {sorted(constrained - covered)}"
-    rules = {(kind.name, rule.reason) for kind in RECORDS.values() for rule in kind.rules}
-    assert rules <= {(kind, reason) for kind, _, _, reason in BAD_VALUES}
+    rules = {(kind.name, rule.reason, rule.code) for kind in RECORDS.values() for rule in kind.rules}
+    assert rules <= {(kind, reason, code) for kind, _, _, reason, code in BAD_VALUES}
 
 
 @pytest.mark.parametrize(
@@ -177,14 +235,50 @@ def test_foreign_keys_are_enforced_with_their_declared_reasons(tmp_path: Path):
     raw["receipts"] = _frame("receipts", {"po_id": "P2"})
     inputs = {kind: (Source(kind, tmp_path / f"{kind}.csv", "csv"), frame) for kind, frame in raw.items()}
     result = validate_inputs(inputs, max_quarantine_share=1.0)
-    assert result.quarantine.select("kind", "column", "reason").rows() == [
+    assert result.quarantine.select("kind", "column", "code", "reason").rows() == [
         (
             "receipts",
             "po_id, line_no",
+            "unknown_line",
             "unknown purchase order line: po_id 'P2' line_no 1 (not in purchase_order_lines.csv)",
         ),
-        ("feedback", "supplier_id", "unknown supplier_id 'S9' (not in suppliers.csv)"),
+        ("feedback", "supplier_id", "unknown_supplier", "unknown supplier_id 'S9' (not in suppliers.csv)"),
     ]
+
+
+def test_a_rule_over_a_row_and_the_row_it_refers_to_is_enforced_with_its_code(tmp_path: Path):
+    raw = {kind: _frame(kind) for kind in RECORDS}
+    raw["receipts"] = _frame("receipts", {"received_date": "2024-02-29"})  # ordered 2024-03-01
+    inputs = {kind: (Source(kind, tmp_path / f"{kind}.csv", "csv"), frame) for kind, frame in raw.items()}
+    result = validate_inputs(inputs, max_quarantine_share=1.0)
+    assert result.quarantine.select("kind", "row", "column", "value", "code", "reason").rows() == [
+        (
+            "receipts",
+            1,
+            "received_date",
+            "received_date=2024-02-29, order_date=2024-03-01",
+            "received_before_ordered",
+            "received_date is before the order line's order_date",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "column"), [(kind.name, column) for kind in RECORDS.values() for column in kind.past_dates]
+)
+def test_a_date_of_something_that_happened_may_not_be_in_the_future(kind: str, column: str):
+    # the one other change keeps the row's other rules: promised not before ordered, an NCR raised later is open
+    also = {"order_date": {"promised_date": "2999-12-31"}, "raised_date": {"closed_date": ""}}.get(column, {})
+    changes = {column: "2999-12-31", **also}
+    good, quarantine = validate_frame(kind, _frame(kind, changes), f"{kind}.csv", as_of=dt.date(2024, 6, 30))
+    assert good.height == 0
+    assert quarantine.select("row", "column", "value", "code").rows() == [(1, column, "2999-12-31", "in_the_future")]
+
+
+def test_the_dates_that_may_be_in_the_future_are_promised_dates_and_certificate_expiry():
+    dates = {(kind.name, f.name) for kind in RECORDS.values() for f in kind.fields if f.dtype == pl.Date}
+    past = {(kind.name, column) for kind in RECORDS.values() for column in kind.past_dates}
+    assert dates - past == {("suppliers", "certificate_expiry"), ("purchase_order_lines", "promised_date")}
 
 
 # --- the generator produces what is declared
@@ -248,8 +342,19 @@ def test_running_the_module_prints_the_table():
         lambda: Field("score", pl.String(), "text", Constraints(minimum=1)),
         lambda: Field("when", pl.Date(), "a date", Constraints(enum=("today",))),
         lambda: RecordKind("things", "a thing", True, (Field("a", pl.String(), "a"),), primary_key=("b",)),
-        lambda: ForeignKey(("a",), Reference("things", ("a", "b")), unknown="{a}", quarantined="{a}"),
-        lambda: ForeignKey(("a",), Reference("things", ("a",)), unknown="{b}", quarantined="{a}"),
+        lambda: ForeignKey(("a",), Reference("things", ("a", "b")), unknown="{a}", quarantined="{a}", unknown_code="x"),
+        lambda: ForeignKey(("a",), Reference("things", ("a",)), unknown="{b}", quarantined="{a}", unknown_code="x"),
+        lambda: ForeignKey(("a",), Reference("things", ("a",)), unknown="{a}", quarantined="{a}", unknown_code="Not x"),
+        lambda: CrossColumnRule("a is before b", "a-before-b", "a", ("a", "b"), pl.col("a") >= pl.col("b")),
+        lambda: RecordKind(
+            "things",
+            "a thing",
+            True,
+            (Field("a", pl.Date(), "a"),),
+            rules=(CrossColumnRule("a is before b", "a_before_b", "a", ("a",), pl.col("a") >= pl.col("b")),),
+        ),
+        lambda: RecordKind("things", "a thing", True, (Field("a", pl.String(), "a"),), past_dates=("a",)),
+        lambda: RecordKind("things", "a thing", True, (Field("a", pl.Date(), "a"),), past_dates=("b",)),
     ],
 )
 def test_a_declaration_validation_could_not_enforce_is_refused(build):
@@ -263,7 +368,9 @@ def test_a_foreign_key_must_refer_to_a_required_kind_declared_before_it():
         "a child",
         True,
         (Field("parent_id", pl.String(), "the parent"),),
-        foreign_keys=(ForeignKey(("parent_id",), Reference("parents", ("parent_id",)), "{source}", "{source}"),),
+        foreign_keys=(
+            ForeignKey(("parent_id",), Reference("parents", ("parent_id",)), "{source}", "{source}", "unknown_parent"),
+        ),
     )
     parent = RecordKind("parents", "a parent", True, (Field("parent_id", pl.String(), "the parent"),))
     optional_parent = RecordKind("parents", "a parent", False, parent.fields)
@@ -272,3 +379,32 @@ def test_a_foreign_key_must_refer_to_a_required_kind_declared_before_it():
         _check_references((child, parent))
     with pytest.raises(ValueError, match="required"):
         _check_references((optional_parent, child))
+
+
+def _parent_and_child(rule: CrossColumnRule, primary_key: tuple[str, ...]) -> tuple[RecordKind, RecordKind]:
+    parent = RecordKind(
+        "parents",
+        "a parent",
+        True,
+        (Field("parent_id", pl.String(), "the parent"), Field("born", pl.Date(), "when")),
+        primary_key=primary_key,
+    )
+    key = ForeignKey(("parent_id",), Reference("parents", ("parent_id",)), "{source}", "{source}", "x", (rule,))
+    child = RecordKind(
+        "children",
+        "a child",
+        True,
+        (Field("parent_id", pl.String(), "the parent"), Field("born", pl.Date(), "when"), Field("d", pl.Date(), "")),
+        foreign_keys=(key,),
+    )
+    return parent, child
+
+
+def test_a_rule_of_a_foreign_key_must_use_the_referenced_primary_key_and_declared_fields():
+    good = CrossColumnRule("d is before born", "d_before_born", "d", ("d", "born"), pl.col("d") >= pl.col("born"))
+    _check_references(_parent_and_child(good, ("parent_id",)))
+    with pytest.raises(ValueError, match="primary key"):
+        _check_references(_parent_and_child(good, ()))
+    unknown = CrossColumnRule("d is before e", "d_before_e", "d", ("d", "e"), pl.col("d") >= pl.col("e"))
+    with pytest.raises(ValueError, match="name fields neither it nor parents declares: e"):
+        _check_references(_parent_and_child(unknown, ("parent_id",)))

@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from pathlib import Path
 
 import pandera.polars as pa
 import polars as pl
 import pytest
 
+import suppliers.validate
 from suppliers.errors import DataQualityError, SourceError
 from suppliers.files import spreadsheet_safe
 from suppliers.schemas import CANONICAL, MODELS
 from suppliers.sources import Source, discover_sources, fingerprint_sources, read_source
-from suppliers.validate import QUARANTINE_SCHEMA, SUMMARY_SCHEMA, validate_frame, validate_inputs
+from suppliers.validate import (
+    QUARANTINE_CODES,
+    QUARANTINE_SCHEMA,
+    SUMMARY_SCHEMA,
+    reason_family,
+    validate_frame,
+    validate_inputs,
+)
 
 SUPPLIERS = """\
 supplier_id,name,category,criticality,contact_email,owner_email,status,certificate_expiry,active
@@ -35,7 +44,7 @@ P2,1,S2,I3,metal,31/03/2024,2024-04-15,10,1,EUR
 P3,1,S2,I4,metal,2024-03-01,2024-03-10,-5,1,EUR
 P4,1,S2,I5,metal,2024-03-10,2024-03-01,5,1,EUR
 P5,1,S2,,metal,2024-03-01,2024-03-10,5,1,EUR
-P1,1,S1,I1,metal,2024-03-01,2024-03-15,100,2.50,EUR
+P1,1,S1,I1,metal,2024-03-01,2024-03-15,90,2.50,EUR
 P6,1,S9999,I6,metal,2024-03-01,2024-03-10,5,1,EUR
 P7,1,S3,I7,plastic,2024-03-01,2024-03-10,5,1,EUR
 P8,1,S2,I8,metal,2024-03-01,2024-03-10,0,-1,eur
@@ -161,7 +170,7 @@ def test_good_rows_survive_in_canonical_dtypes_and_order(result):
                 5,
                 "quantity_accepted",
                 "quantity_accepted=8, quantity_rejected=5, quantity_received=10",
-                "quantity_accepted + quantity_rejected exceeds quantity_received",
+                "quantity_accepted + quantity_rejected differs from quantity_received",
             ),
             id="cross-column quantities",
         ),
@@ -218,6 +227,52 @@ def test_good_rows_survive_in_canonical_dtypes_and_order(result):
 )
 def test_bad_row_is_quarantined_with_file_row_column_value_and_reason(result, expected):
     assert expected in rows_of(result.quarantine)
+
+
+@pytest.mark.parametrize(
+    ("source", "row", "column", "code"),
+    [
+        ("purchase_order_lines.csv", 3, "order_date", "unparseable"),
+        ("receipts.csv", 6, "quantity_received", "unparseable"),
+        ("purchase_order_lines.csv", 4, "quantity_ordered", "out_of_range"),
+        ("suppliers.csv", 3, "criticality", "not_allowed"),
+        ("purchase_order_lines.csv", 10, "currency", "bad_format"),
+        ("purchase_order_lines.csv", 5, "promised_date", "promised_before_ordered"),
+        ("receipts.csv", 5, "quantity_accepted", "quantities_do_not_add_up"),
+        ("purchase_order_lines.csv", 7, "po_id, line_no", "duplicate_key"),
+        ("purchase_order_lines.csv", 8, "supplier_id", "unknown_supplier"),
+        ("purchase_order_lines.csv", 9, "supplier_id", "reference_quarantined"),
+        ("receipts.csv", 3, "po_id, line_no", "unknown_line"),
+        ("receipts.csv", 4, "po_id, line_no", "reference_quarantined"),
+    ],
+)
+def test_a_quarantined_row_carries_the_code_of_its_reason(result, source, row, column, code):
+    at = result.quarantine.filter((pl.col("source") == source) & (pl.col("row") == row) & (pl.col("column") == column))
+    assert at.get_column("code").to_list() == [code]
+
+
+def test_every_code_is_of_the_vocabulary_and_the_vocabulary_is_the_documented_table(result):
+    assert set(result.quarantine.get_column("code")) <= set(QUARANTINE_CODES)
+    assert result.quarantine.get_column("code").null_count() == 0
+    documented = re.findall(r"^``([a-z_]+)``", suppliers.validate.__doc__ or "", flags=re.MULTILINE)
+    assert documented == list(dict.fromkeys(documented)), "a code is documented twice"
+    assert set(documented) == set(QUARANTINE_CODES), (
+        "the table of reason codes in suppliers/validate.py's docstring differs from QUARANTINE_CODES"
+    )
+
+
+def test_reason_family_folds_row_numbers_of_duplicates_and_copies():
+    quarantine = pl.DataFrame(
+        {
+            "column": ["supplier_id", "supplier_id", "receipt_id"],
+            "reason": ["duplicate of row 3", "exact copy of row 12", "exact copy of row 4"],
+        }
+    )
+    assert quarantine.select(reason_family()).to_series().to_list() == [
+        "supplier_id: duplicate of an earlier row",
+        "supplier_id: exact copy of an earlier row",
+        "receipt_id: exact copy of an earlier row",
+    ]
 
 
 def test_row_with_several_problems_gives_each_reason_but_counts_once(result):
@@ -568,8 +623,8 @@ def test_frame_level_failure_is_reported_against_the_source(tmp_path, monkeypatc
         {"supplier_id": ["S1", "S2"], "date": ["2024-03-01", "2024-03-02"], "score": ["4", "5"]}
     )
     good, quarantine = validate_frame("feedback", raw, "feedback.csv")
-    assert quarantine.select("source", "row", "reason").rows() == [
-        ("feedback.csv", None, "whole file: fewer than 3 feedback rows")
+    assert quarantine.select("source", "row", "code", "reason").rows() == [
+        ("feedback.csv", None, "check_failed", "whole file: fewer than 3 feedback rows")
     ]
     assert good.height == 2
 
