@@ -26,8 +26,9 @@ METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in (
         MetricInfo("on_time_rate", "On-time delivery rate", "rate", "order_lines", "order lines", True),
-        MetricInfo("in_full_rate", "In-full rate", "rate", "order_lines", "order lines", True),
-        MetricInfo("otif_rate", "On time and in full (OTIF) rate", "rate", "order_lines", "order lines", True),
+        MetricInfo("in_full_rate", "In-full rate", "rate", "inspected_lines", "inspected order lines", True),
+        MetricInfo("otif_rate", "On time and in full (OTIF) rate", "rate", "inspected_lines", "inspected order lines",
+                   True),
         MetricInfo("acceptance_rate", "Acceptance rate", "rate", "units_inspected", "units inspected", True),
         MetricInfo("ppm_rejected", "Rejected parts per million", "ppm", "units_inspected", "units inspected", False),
         MetricInfo("mean_days_late", "Mean days late of late lines", "days", "late_lines", "late lines", False),

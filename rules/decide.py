@@ -12,16 +12,27 @@ from datetime import date
 import polars as pl
 
 from rules.catalogue import METRICS
-from rules.metrics import METRIC_COLUMNS, RATES_WITH_INTERVALS
+from rules.metrics import METRIC_COLUMNS, RATES_WITH_INTERVALS, not_measured_reason
 from rules.model import RuleSet
 from rules.scoring import CURRENT_STATUS, criterion_column
 
 
 def _criteria_column(rule_set: RuleSet) -> pl.Expr:
+    """Each criterion of each supplier, as the reports show it.
+
+    ``measured`` is whether its metric has a value; if not, ``not_measured_reason`` says why and ``points``,
+    ``weighted_points`` and ``effective_weight`` are null. ``effective_weight`` = weight × 100 / Σ weight of the
+    measured criteria under ``not_measured: renormalise`` (the weight itself when all are measured), and
+    ``weighted_points`` = points × effective_weight / 100, so the measured rows add up to the score.
+    """
     items = []
     for index, criterion in enumerate(rule_set.criteria):
         info = METRICS[criterion.metric]
         points = pl.col(criterion_column(index))
+        measured = pl.col(criterion.metric).is_not_null()
+        weight = pl.lit(float(criterion.weight))
+        effective = weight * 100.0 / pl.col("measured_weight") if rule_set.not_measured == "renormalise" else weight
+        effective = pl.when(measured).then(effective)
         has_interval = criterion.metric in RATES_WITH_INTERVALS
         items.append(
             pl.struct(
@@ -30,16 +41,28 @@ def _criteria_column(rule_set: RuleSet) -> pl.Expr:
                 metric_label=pl.lit(info.label),
                 unit=pl.lit(info.unit),
                 value=pl.col(criterion.metric).cast(pl.Float64),
+                measured=measured,
+                not_measured_reason=not_measured_reason(criterion.metric),
                 evidence=pl.col(info.evidence).cast(pl.Float64).round(0).cast(pl.Int64),
                 evidence_label=pl.lit(info.evidence_label),
-                weight=pl.lit(float(criterion.weight)),
+                weight=weight,
+                effective_weight=effective,
                 points=points.round(1),
-                weighted_points=(points * criterion.weight / 100.0).round(2),
+                weighted_points=(points * effective / 100.0).round(2),
                 confidence_low=pl.col(f"{criterion.metric}_low") if has_interval else pl.lit(None, pl.Float64),
                 confidence_high=pl.col(f"{criterion.metric}_high") if has_interval else pl.lit(None, pl.Float64),
             )
         )
     return pl.concat_list(items)
+
+
+def _plain_number(value: pl.Expr) -> pl.Expr:
+    """A weight in words: ``50``, ``62.5``."""
+    return (
+        pl.when(value == value.round(0))
+        .then(value.round(0).cast(pl.Int64).cast(pl.String))
+        .otherwise(value.round(1).cast(pl.String))
+    )
 
 
 def assemble_evaluations(scored: pl.DataFrame, rule_set: RuleSet, previous: pl.DataFrame) -> pl.DataFrame:
@@ -59,9 +82,26 @@ def assemble_evaluations(scored: pl.DataFrame, rule_set: RuleSet, previous: pl.D
 
 
 def status_changes(evaluated: pl.DataFrame) -> pl.DataFrame:
-    """Suppliers whose status differs from their current ASL status, with the reason in words."""
-    score_part = pl.when(pl.col("score").is_not_null()).then(
-        pl.format("score {} puts it in band {}", pl.col("score").round(1), pl.col("band"))
+    """Suppliers whose status differs from their current ASL status, with the reason in words.
+
+    A score over part of the criteria says so: ``score 82.0 over measured criteria (50 of 100 weight) puts it
+    in band B; not measured: Quality of goods received``.
+    """
+    criterion = pl.element().struct
+    not_measured = pl.col("criteria").list.eval(criterion.field("name").filter(~criterion.field("measured")))
+    total_weight = pl.col("criteria").list.eval(criterion.field("weight").sum()).list.first()
+    partial = pl.col("score").is_not_null() & (not_measured.list.len() > 0)
+    score_part = (
+        pl.when(partial)
+        .then(
+            pl.format(
+                "score {} over measured criteria ({} of {} weight) puts it in band {}; not measured: {}",
+                pl.col("score").round(1), _plain_number(pl.col("measured_weight")), _plain_number(total_weight),
+                pl.col("band"), not_measured.list.join(", "),
+            )
+        )
+        .when(pl.col("score").is_not_null())
+        .then(pl.format("score {} puts it in band {}", pl.col("score").round(1), pl.col("band")))
     )
     insufficient_part = pl.when(pl.col("insufficient_reason").is_not_null()).then(
         pl.format("insufficient data ({})", pl.col("insufficient_reason"))

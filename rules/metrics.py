@@ -8,9 +8,17 @@ Vocabulary (all dates are days; only records dated on or before the as-of date a
   date; later lines are still open and count nowhere yet. Receipts after the as-of date are ignored.
 - completed date of a line: the received date of the receipt that brings the cumulative quantity received
   up to the quantity ordered (null while the line is short).
+- a receipt is *inspected* when it has both quantity_accepted and quantity_rejected; without them (an export
+  with no inspection results) nothing is known about the quality of what it delivered.
+- a judged line is *inspected* when none of its receipts known at the as-of date is uninspected (a line with
+  nothing received is inspected: nothing was accepted). Its in-full and OTIF outcomes are known only then.
+  A supplier none of whose judged lines has an inspected receipt has no in-full or OTIF rate: its only known
+  outcomes would be the lines with nothing received, every one a failure.
 
-The per-line facts come from ``line_facts``; each rate below is a share of judged lines. Receipt metrics
-(acceptance, PPM) use the receipts received in the window, whichever line they belong to.
+The per-line facts come from ``line_facts``; the on-time rate is a share of judged lines, the in-full and OTIF
+rates a share of inspected lines. Receipt metrics (acceptance, PPM) use the inspected receipts received in the
+window, whichever line they belong to. A metric with nothing to measure is null (*not measured*), never 0;
+:func:`not_measured_reason` says why in words.
 """
 
 from __future__ import annotations
@@ -36,12 +44,14 @@ def line_facts(
 ) -> pl.LazyFrame:
     """One row per judged line: supplier, dates, quantities by the deadline and by the as-of date, outcome flags.
 
+    - ``inspected``            = no receipt dated ≤ as_of lacks quantity_accepted or quantity_rejected
+    - ``has_inspection_results`` = some receipt dated ≤ as_of has both
     - ``received_by_deadline`` = Σ quantity_received of receipts dated ≤ deadline
-    - ``accepted_by_deadline`` = Σ quantity_accepted of receipts dated ≤ deadline
-    - ``accepted_total``       = Σ quantity_accepted of receipts dated ≤ as_of
+    - ``accepted_by_deadline`` = Σ quantity_accepted of receipts dated ≤ deadline (null unless inspected)
+    - ``accepted_total``       = Σ quantity_accepted of receipts dated ≤ as_of (null unless inspected)
     - ``on_time``  = received_by_deadline ≥ quantity_ordered
-    - ``in_full``  = accepted_total ≥ quantity_ordered
-    - ``otif``     = accepted_by_deadline ≥ quantity_ordered
+    - ``in_full``  = accepted_total ≥ quantity_ordered (null, unknown, unless inspected)
+    - ``otif``     = accepted_by_deadline ≥ quantity_ordered (null, unknown, unless inspected)
     - ``days_late`` (lines not on time) = max(0, last_delivery − promised_date), where last_delivery is the
       completed date, else (a short line) its latest receipt, else (nothing received yet) the as-of date.
       A short line's lateness is what it delivered late; its shortfall is the in-full rate's business.
@@ -54,7 +64,7 @@ def line_facts(
         .select("supplier_id", "po_id", "line_no", "promised_date", "deadline", "quantity_ordered")
     )
     known_receipts = receipts.filter(pl.col("received_date") <= as_of).select(
-        *RECEIPT_KEYS, "received_date", "quantity_received", "quantity_accepted"
+        *RECEIPT_KEYS, "received_date", "quantity_received", "quantity_accepted", "quantity_rejected"
     )
     # Sorted by line and date, a line's running quantity is the global running total minus the total before
     # the line began: no per-group window. Quantities are summed and compared in integer micro-units, so
@@ -66,7 +76,8 @@ def line_facts(
         .with_columns(
             new_line=new_line.fill_null(True),
             received_micro=_micro(pl.col("quantity_received").fill_null(0.0)),
-            accepted_micro=_micro(pl.col("quantity_accepted").fill_null(0.0)),
+            accepted_micro=_micro(pl.col("quantity_accepted")),  # null for an uninspected receipt; sums skip it
+            uninspected=pl.col("received_date").is_not_null() & ~_receipt_inspected(),
             ordered_micro=_micro(pl.col("quantity_ordered")),
         )
         .with_columns(running=pl.col("received_micro").cum_sum())
@@ -89,17 +100,21 @@ def line_facts(
             accepted_total=pl.col("accepted_micro").sum(),
             completed_date=pl.col("received_date").filter(pl.col("received_so_far") >= ordered_micro).min(),
             last_receipt_date=pl.col("received_date").max(),
+            inspected=~pl.col("uninspected").any(),
+            has_inspection_results=(pl.col("received_date").is_not_null() & _receipt_inspected()).any(),
         )
         .drop("line_index")
         .with_columns(
             on_time=pl.col("received_by_deadline") >= ordered_micro,
-            in_full=pl.col("accepted_total") >= ordered_micro,
-            otif=pl.col("accepted_by_deadline") >= ordered_micro,
+            in_full=pl.when("inspected").then(pl.col("accepted_total") >= ordered_micro),
+            otif=pl.when("inspected").then(pl.col("accepted_by_deadline") >= ordered_micro),
         )
         .drop("ordered_micro")
         .with_columns(
-            (pl.col(c) / MICRO).alias(c)
-            for c in ("received_by_deadline", "accepted_by_deadline", "received_total", "accepted_total")
+            (pl.col(c) / MICRO).alias(c) for c in ("received_by_deadline", "received_total")
+        )
+        .with_columns(
+            pl.when("inspected").then(pl.col(c) / MICRO).alias(c) for c in ("accepted_by_deadline", "accepted_total")
         )
         .with_columns(
             days_late=pl.when(~pl.col("on_time")).then(
@@ -115,42 +130,67 @@ def _micro(quantity: pl.Expr) -> pl.Expr:
     return (quantity * MICRO).round().cast(pl.Int64)
 
 
+def _receipt_inspected() -> pl.Expr:
+    return pl.col("quantity_accepted").is_not_null() & pl.col("quantity_rejected").is_not_null()
+
+
 def on_time_rate() -> pl.Expr:
-    """On-time delivery rate = lines fully received by their deadline / judged lines."""
+    """On-time delivery rate = lines fully received by their deadline / judged lines; null with no judged line."""
     return pl.col("on_time").mean()
 
 
 def in_full_rate() -> pl.Expr:
-    """In-full rate = lines whose accepted quantity (by the as-of date) covers the order / judged lines."""
-    return pl.col("in_full").mean()
+    """In-full rate = lines whose accepted quantity (by the as-of date) covers the order / inspected lines.
+
+    Inspected lines are the judged lines with no uninspected receipt, the lines whose outcome is known. Null
+    (not measured) when there is none, or when no judged line has an inspected receipt at all.
+    """
+    return _with_inspection_results(pl.col("in_full").mean())  # a boolean's mean skips nulls: known outcomes only
 
 
 def otif_rate() -> pl.Expr:
-    """OTIF rate = lines whose accepted quantity received by the deadline covers the order / judged lines.
+    """OTIF rate = lines whose accepted quantity received by the deadline covers the order / inspected lines.
 
     Stricter than on time *and* in full separately: a rejected delivery replaced after the deadline is
     on time (quantity arrived) and in full (replacement accepted) but not OTIF (usable goods came late).
+    Like the in-full rate it is over inspected lines only, and null (not measured) when there is none or no
+    judged line has an inspected receipt.
     """
-    return pl.col("otif").mean()
+    return _with_inspection_results(pl.col("otif").mean())
+
+
+def _with_inspection_results(value: pl.Expr) -> pl.Expr:
+    """``value`` for a supplier some of whose judged lines have an inspected receipt, else null."""
+    return pl.when(pl.col("has_inspection_results").any()).then(value)
 
 
 def mean_days_late() -> pl.Expr:
-    """Mean days late = Σ days_late of lines not on time / number of such lines; 0 when none is late."""
+    """Mean days late = Σ days_late of lines not on time / number of such lines; 0 when none is late.
+
+    Over judged lines, so null (not measured) only when the supplier has no judged line at all: every line on
+    time is a measured 0.
+    """
     return pl.col("days_late").mean().fill_null(0.0)
 
 
 def acceptance_rate() -> pl.Expr:
-    """Acceptance rate = Σ quantity_accepted / Σ (quantity_accepted + quantity_rejected) of receipts in the window."""
-    return pl.col("quantity_accepted").sum() / _units_inspected()
+    """Acceptance rate = Σ quantity_accepted / Σ (quantity_accepted + quantity_rejected), inspected receipts.
+
+    Over the inspected receipts in the window; null (not measured) when they inspected no unit.
+    """
+    return pl.col("quantity_accepted").filter(_receipt_inspected()).sum() / _units_inspected()
 
 
 def ppm_rejected() -> pl.Expr:
-    """PPM rejected = 10⁶ × Σ quantity_rejected / Σ (quantity_accepted + quantity_rejected), receipts in the window."""
-    return 1_000_000 * pl.col("quantity_rejected").sum() / _units_inspected()
+    """PPM rejected = 10⁶ × Σ quantity_rejected / Σ (quantity_accepted + quantity_rejected), inspected receipts.
+
+    Over the inspected receipts in the window; null (not measured) when they inspected no unit — never 0 ppm.
+    """
+    return 1_000_000 * pl.col("quantity_rejected").filter(_receipt_inspected()).sum() / _units_inspected()
 
 
 def _units_inspected() -> pl.Expr:
-    units = (pl.col("quantity_accepted") + pl.col("quantity_rejected")).sum()
+    units = (pl.col("quantity_accepted") + pl.col("quantity_rejected")).sum()  # null + x is null: inspected only
     return pl.when(units > 0).then(units)
 
 
@@ -169,12 +209,17 @@ def wilson_interval(successes: pl.Expr, trials: pl.Expr, *, z: float = Z_95) -> 
 
 
 def delivery_metrics(facts: pl.LazyFrame) -> pl.LazyFrame:
-    """Per supplier: evidence counts, delivery rates with Wilson intervals, mean days late."""
+    """Per supplier: evidence counts, delivery rates with Wilson intervals, mean days late.
+
+    ``order_lines`` counts judged lines (the on-time rate's evidence), ``inspected_lines`` those whose in-full
+    and OTIF outcomes are known and count (their evidence: 0 when the rates are not measured).
+    """
     metrics = facts.group_by("supplier_id").agg(
         order_lines=pl.len().cast(pl.Int64),
+        inspected_lines=_with_inspection_results(pl.col("inspected").sum()).fill_null(0).cast(pl.Int64),
         on_time_lines=pl.col("on_time").sum().cast(pl.Int64),
-        in_full_lines=pl.col("in_full").sum().cast(pl.Int64),
-        otif_lines=pl.col("otif").sum().cast(pl.Int64),
+        in_full_lines=_with_inspection_results(pl.col("in_full").sum()).fill_null(0).cast(pl.Int64),
+        otif_lines=_with_inspection_results(pl.col("otif").sum()).fill_null(0).cast(pl.Int64),
         late_lines=(~pl.col("on_time")).sum().cast(pl.Int64),
         on_time_rate=on_time_rate(),
         in_full_rate=in_full_rate(),
@@ -183,7 +228,7 @@ def delivery_metrics(facts: pl.LazyFrame) -> pl.LazyFrame:
     )
     intervals = []
     for rate in RATES_WITH_INTERVALS:
-        low, high = wilson_interval(pl.col(rate.replace("_rate", "_lines")), pl.col("order_lines"))
+        low, high = wilson_interval(pl.col(rate.replace("_rate", "_lines")), pl.col(RATE_EVIDENCE[rate]))
         intervals += [low.alias(f"{rate}_low"), high.alias(f"{rate}_high")]
     return metrics.with_columns(intervals)
 
@@ -191,7 +236,11 @@ def delivery_metrics(facts: pl.LazyFrame) -> pl.LazyFrame:
 def quality_metrics(
     lines: pl.LazyFrame, receipts: pl.LazyFrame, *, as_of: date, window_days: int
 ) -> pl.LazyFrame:
-    """Per supplier, from receipts received in the window: receipts and units inspected, acceptance, PPM."""
+    """Per supplier, from receipts received in the window: receipts, those inspected, units inspected, acceptance, PPM.
+
+    ``receipts`` counts every receipt in the window, inspected or not; ``inspected_receipts`` those with
+    inspection results; ``units_inspected`` = Σ (quantity_accepted + quantity_rejected) of those.
+    """
     start = window_start(as_of, window_days)
     in_window = receipts.filter(pl.col("received_date").is_between(start, as_of))
     owners = lines.select(*RECEIPT_KEYS, "supplier_id")  # (po_id, line_no) is unique after validation
@@ -200,6 +249,7 @@ def quality_metrics(
         .group_by("supplier_id")
         .agg(
             receipts=pl.len().cast(pl.Int64),
+            inspected_receipts=_receipt_inspected().sum().cast(pl.Int64),
             units_inspected=(pl.col("quantity_accepted") + pl.col("quantity_rejected")).sum(),
             acceptance_rate=acceptance_rate(),
             ppm_rejected=ppm_rejected(),
@@ -229,19 +279,50 @@ def feedback_metrics(feedback: pl.LazyFrame, *, as_of: date, window_days: int) -
 
 
 RATES_WITH_INTERVALS = ("on_time_rate", "in_full_rate", "otif_rate")
+# The lines each rate is a share of: its trials in the Wilson interval.
+RATE_EVIDENCE = {"on_time_rate": "order_lines", "in_full_rate": "inspected_lines", "otif_rate": "inspected_lines"}
 
 # Every column ``measure_suppliers`` gives per supplier (besides supplier_id), in order.
 METRIC_COLUMNS = (
-    "order_lines", "on_time_lines", "in_full_lines", "otif_lines", "late_lines",
+    "order_lines", "inspected_lines", "on_time_lines", "in_full_lines", "otif_lines", "late_lines",
     *(f"{rate}{part}" for rate in RATES_WITH_INTERVALS for part in ("", "_low", "_high")),
-    "mean_days_late", "receipts", "units_inspected", "acceptance_rate", "ppm_rejected",
+    "mean_days_late", "receipts", "inspected_receipts", "units_inspected", "acceptance_rate", "ppm_rejected",
     "nonconformances", "open_critical_nonconformances", "feedback_entries", "feedback_score",
 )
 
 COUNT_COLUMNS = (
-    "order_lines", "on_time_lines", "in_full_lines", "otif_lines", "late_lines", "receipts",
-    "nonconformances", "open_critical_nonconformances", "feedback_entries",
+    "order_lines", "inspected_lines", "on_time_lines", "in_full_lines", "otif_lines", "late_lines", "receipts",
+    "inspected_receipts", "nonconformances", "open_critical_nonconformances", "feedback_entries",
 )
+
+NO_ORDER_LINES = "no order lines due in the window"
+NO_INSPECTION_RESULTS = "no inspection results in the data"
+
+
+def not_measured_reason(metric: str) -> pl.Expr:
+    """Why ``metric`` has no value, in words, over the columns ``measure_suppliers`` gives; null where it has one.
+
+    - on-time rate, mean days late: no order lines due in the window;
+    - in-full and OTIF rates: no order lines due, else no inspection results in the data (no inspected
+      receipt in the window), else none for the order lines due;
+    - acceptance rate, PPM: no receipts in the window, else no inspection results in the data, else no units
+      inspected (every inspected receipt says 0 accepted and 0 rejected);
+    - feedback score: no feedback in the window.
+    """
+    no_inspection = pl.col("inspected_receipts") == 0
+    reasons: dict[str, pl.Expr] = {
+        "in_full_rate": pl.when(pl.col("order_lines") == 0).then(pl.lit(NO_ORDER_LINES))
+        .when(no_inspection).then(pl.lit(NO_INSPECTION_RESULTS))
+        .otherwise(pl.lit("no inspection results for the order lines due")),
+        "acceptance_rate": pl.when(pl.col("receipts") == 0).then(pl.lit("no receipts in the window"))
+        .when(no_inspection).then(pl.lit(NO_INSPECTION_RESULTS))
+        .otherwise(pl.lit("no units inspected in the window")),
+        "feedback_score": pl.lit("no feedback in the window"),
+    }
+    reasons["otif_rate"] = reasons["in_full_rate"]
+    reasons["ppm_rejected"] = reasons["acceptance_rate"]
+    reasons["on_time_rate"] = reasons["mean_days_late"] = pl.lit(NO_ORDER_LINES)
+    return pl.when(pl.col(metric).is_null()).then(reasons.get(metric, pl.lit("no data")))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from rules.catalogue import GATE_CONDITIONS, METRICS
 
 AslStatus = Literal["approved", "conditional", "probation", "disqualified"]
+NotMeasuredPolicy = Literal["renormalise", "insufficient_data"]
 
 # Best first: a gate's cap can only move a status rightwards.
 STATUS_ORDER: tuple[str, ...] = ("approved", "conditional", "probation", "disqualified")
@@ -30,7 +31,9 @@ class EvaluationSettings(_Frozen):
 
 class MinimumEvidence(_Frozen):
     order_lines: int = Field(5, ge=0, description="Order lines due in the window needed for a score.")
-    receipts: int = Field(1, ge=0, description="Goods receipts inspected in the window needed for a score.")
+    receipts: int = Field(
+        1, ge=0, description="Goods receipts in the window, inspected or not, needed for a score."
+    )
 
 
 class LinearScale(_Frozen):
@@ -118,6 +121,11 @@ class RuleSet(_Frozen):
     version: str = Field(min_length=1)
     evaluation: EvaluationSettings = EvaluationSettings()
     minimum_evidence: MinimumEvidence = MinimumEvidence()
+    not_measured: NotMeasuredPolicy = Field(
+        "renormalise",
+        description="A criterion whose metric has no value: 'renormalise' scores over the measured criteria "
+        "(Σ points × weight / Σ weight, measured only); 'insufficient_data' gives the supplier no score.",
+    )
     criteria: tuple[Criterion, ...] = Field(min_length=1)
     bands: tuple[Band, ...] = Field(min_length=1)
     gates: tuple[Gate, ...] = ()

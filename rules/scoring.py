@@ -3,11 +3,16 @@
 - points of a criterion: ``linear``: 100 × clamp((value − zero_points_at) / (full_points_at − zero_points_at), 0, 1);
   ``steps``: the points of the first step the value satisfies (``at_most``: value ≤ bound, ``at_least``:
   value ≥ bound), else ``otherwise``.
-- score = Σ points × weight / 100 (weights add up to 100), rounded to one decimal.
+- measured: a criterion whose metric has a value; one without (see ``rules.metrics.not_measured_reason``)
+  gets no points, never 0 or 100 of them.
+- score = Σ points × weight / Σ weight, both sums over the measured criteria, rounded to one decimal. With
+  every criterion measured that is Σ points × weight / 100 (weights add up to 100); otherwise the measured
+  weights are scaled up to add up to 100 (``not_measured: renormalise``, the default), so the score stays 0-100.
 - band: the band with ``from ≤ score < to`` (the top band includes 100).
 - status: the band's status, then capped by every gate hit (a cap can only make a status worse).
-- insufficient data: fewer judged order lines or inspected receipts than the rule set's minimum, or no
-  value for a scored metric: no score, no band, and the status stays what it was (gates still cap it).
+- insufficient data: fewer judged order lines, or fewer receipts in the window (inspected or not), than the
+  rule set's minimum; no criterion measured; or, under ``not_measured: insufficient_data``, any criterion not
+  measured. No score, no band, and the status stays what it was (gates still cap it).
 """
 
 from __future__ import annotations
@@ -64,17 +69,30 @@ def _insufficient_reason(rule_set: RuleSet) -> pl.Expr:
                       pl.lit(minimum.order_lines))
         ),
         pl.when(pl.col("receipts") < minimum.receipts).then(
-            pl.format("{} receipts inspected in the window (minimum {})", pl.col("receipts"),
-                      pl.lit(minimum.receipts))
+            pl.format("{} receipts in the window (minimum {})", pl.col("receipts"), pl.lit(minimum.receipts))
         ),
     ]
-    for metric in dict.fromkeys(c.metric for c in rule_set.criteria):
-        reasons.append(pl.when(pl.col(metric).is_null()).then(pl.lit(f"no data for {METRICS[metric].label.lower()}")))
+    metrics = list(dict.fromkeys(c.metric for c in rule_set.criteria))
+    no_data = {metric: f"no data for {METRICS[metric].label.lower()}" for metric in metrics}
+    if rule_set.not_measured == "insufficient_data":
+        reasons += [pl.when(pl.col(metric).is_null()).then(pl.lit(no_data[metric])) for metric in metrics]
+    else:
+        nothing_measured = pl.all_horizontal(pl.col(metric).is_null() for metric in metrics)
+        reasons.append(pl.when(nothing_measured).then(pl.lit(f"no criterion measured ({'; '.join(no_data.values())})")))
     return pl.concat_str(reasons, separator="; ", ignore_nulls=True).replace("", None)
 
 
+def measured_weight(rule_set: RuleSet) -> pl.Expr:
+    """Σ weight of the criteria whose metric has a value (the rule set's total, 100, when all are measured)."""
+    return pl.sum_horizontal(
+        pl.when(pl.col(c.metric).is_not_null()).then(pl.lit(float(c.weight))).otherwise(pl.lit(0.0))
+        for c in rule_set.criteria
+    )
+
+
 def score_suppliers(suppliers: pl.DataFrame, metrics: pl.DataFrame, rule_set: RuleSet, *, as_of: date) -> pl.DataFrame:
-    """One row per supplier: points per criterion, score, band, gates hit, proposed status, insufficient reason.
+    """One row per supplier: points per criterion, measured weight, score, band, gates hit, proposed status,
+    insufficient reason.
 
     ``suppliers`` needs supplier_id, certificate_expiry and ``current_status`` (the ASL status before this run).
     """
@@ -84,12 +102,17 @@ def score_suppliers(suppliers: pl.DataFrame, metrics: pl.DataFrame, rule_set: Ru
         metrics, on="supplier_id", how="left"
     )
     points = [scale_points(pl.col(c.metric), c.scale).alias(criterion_column(i)) for i, c in enumerate(criteria)]
+    # Σ points × weight / 100 divided by the measured share of the weight: with every criterion measured the
+    # share is exactly 1.0, so a complete supplier's score is bit for bit what it was before renormalising.
     weighted = pl.sum_horizontal(pl.col(criterion_column(i)) * (c.weight / 100.0) for i, c in enumerate(criteria))
-    frame = frame.with_columns(points).with_columns(
+    total_weight = pl.sum_horizontal(pl.lit(float(c.weight)) for c in criteria)
+    frame = frame.with_columns(points, measured_weight=measured_weight(rule_set)).with_columns(
         insufficient_reason=_insufficient_reason(rule_set),
     ).with_columns(
         insufficient_data=pl.col("insufficient_reason").is_not_null(),
-        score=pl.when(pl.col("insufficient_reason").is_null()).then(weighted.round(1)),
+        score=pl.when(pl.col("insufficient_reason").is_null()).then(
+            (weighted / (pl.col("measured_weight") / total_weight)).round(1)
+        ),
     )
     band_expr: pl.Expr = pl.lit(None, dtype=pl.String)
     band_status: pl.Expr = pl.lit(None, dtype=pl.String)

@@ -192,3 +192,92 @@ def test_fractional_quantities_that_add_up_exactly_are_in_full() -> None:
     assert (row["on_time"], row["in_full"], row["otif"], row["days_late"]) == (True, True, True, None)
     assert row["completed_date"] == D("2026-02-28")
     assert row["received_total"] == pytest.approx(0.8)
+
+
+# --- receipts without inspection results: not measured, never 0 ppm
+#
+# The same records, but P2-2's receipt (200 / 190 / 10) has no inspection results, and P0-1's has an accepted
+# quantity without a rejected one (half a result is no result: not inspected either).
+#
+# Lines: P2-2 is not inspected, so its in-full and OTIF outcomes are unknown; the other six judged lines are
+# inspected (P4-1 has nothing known received: 0 accepted, known). In full: P1-1, P1-2, P2-1, P5-1 = 4 of 6;
+# OTIF: P1-1, P1-2 = 2 of 6. On time and lateness do not need inspection: 4/7 and 10 days as before.
+# Receipts in the window: still 11; inspected 9: accepted 518 − 190 − 8 = 320, rejected 17 − 10 − 2 = 5,
+# inspected units 325: acceptance 320/325 = 0.984615…, PPM 5/325 × 10⁶ = 15,384.615….
+
+def _uninspected(receipts: pl.DataFrame, *lines: tuple[str, int], only_rejected: bool = False) -> pl.DataFrame:
+    hit = pl.any_horizontal((pl.col("po_id") == po) & (pl.col("line_no") == no) for po, no in lines)
+    columns = ["quantity_rejected"] if only_rejected else ["quantity_accepted", "quantity_rejected"]
+    return receipts.with_columns(pl.when(~hit).then(pl.col(c)).alias(c) for c in columns)
+
+
+MIXED = _uninspected(_uninspected(RECEIPTS, ("P2", 2)), ("P0", 1), only_rejected=True)
+
+
+def test_a_line_with_an_uninspected_receipt_has_unknown_in_full_and_otif() -> None:
+    facts = metrics.line_facts(LINES.lazy(), MIXED.lazy(), as_of=AS_OF, window_days=90, tolerance_days=2).collect()
+    table = {f"{r['po_id']}-{r['line_no']}": (r["on_time"], r["in_full"], r["otif"], r["inspected"])
+             for r in facts.to_dicts()}
+    assert table == {
+        "P1-1": (True, True, True, True),
+        "P1-2": (True, True, True, True),
+        "P2-1": (False, True, False, True),
+        "P2-2": (True, None, None, False),
+        "P3-1": (False, False, False, True),
+        "P4-1": (False, False, False, True),
+        "P5-1": (True, True, False, True),
+    }
+    p22 = facts.filter(pl.col("po_id") == "P2", pl.col("line_no") == 2).row(0, named=True)
+    assert (p22["accepted_total"], p22["accepted_by_deadline"], p22["received_total"]) == (None, None, 200.0)
+
+
+def test_a_mix_of_inspected_and_uninspected_receipts_counts_only_the_inspected_units() -> None:
+    s1 = metrics.supplier_metrics(SUPPLIERS, LINES, MIXED, EMPTY_NCR, EMPTY_FEEDBACK, as_of=AS_OF, window_days=90,
+                                  tolerance_days=2).filter(pl.col("supplier_id") == "S1").row(0, named=True)
+    assert (s1["receipts"], s1["inspected_receipts"]) == (11, 9)
+    assert s1["units_inspected"] == pytest.approx(325.0)
+    assert s1["acceptance_rate"] == pytest.approx(320 / 325)
+    assert s1["ppm_rejected"] == pytest.approx(15_384.615385, rel=1e-9)
+    assert (s1["order_lines"], s1["inspected_lines"], s1["in_full_lines"], s1["otif_lines"]) == (7, 6, 4, 2)
+    assert s1["in_full_rate"] == pytest.approx(4 / 6) and s1["otif_rate"] == pytest.approx(2 / 6)
+    assert s1["on_time_rate"] == pytest.approx(4 / 7) and s1["mean_days_late"] == pytest.approx(10.0)
+    low, high = (s1["otif_rate_low"], s1["otif_rate_high"])  # Wilson over the 6 inspected lines, not 7
+    assert (low, high) == pytest.approx((0.0968, 0.7000), abs=1e-4)
+
+
+def test_a_supplier_with_no_inspected_receipt_has_quality_in_full_and_otif_not_measured() -> None:
+    none_inspected = RECEIPTS.with_columns(pl.lit(None, pl.Float64).alias(c)
+                                           for c in ("quantity_accepted", "quantity_rejected"))
+    s1 = metrics.supplier_metrics(SUPPLIERS, LINES, none_inspected, EMPTY_NCR, EMPTY_FEEDBACK, as_of=AS_OF,
+                                  window_days=90, tolerance_days=2).filter(pl.col("supplier_id") == "S1").row(0, named=True)
+    assert (s1["receipts"], s1["inspected_receipts"], s1["units_inspected"]) == (11, 0, 0.0)
+    assert s1["acceptance_rate"] is None and s1["ppm_rejected"] is None  # not measured, never 0 ppm
+    # P4-1 received nothing by the as-of date: its 0 accepted is known (not in full), but it is not counted. With
+    # no inspected receipt on any line it would be the only known outcome, and the rates would read 0 %.
+    facts = metrics.line_facts(LINES.lazy(), none_inspected.lazy(), as_of=AS_OF, window_days=90,
+                               tolerance_days=2).collect()
+    assert facts.filter(pl.col("inspected")).select("po_id", "line_no", "in_full").rows() == [("P4", 1, False)]
+    assert (s1["order_lines"], s1["inspected_lines"], s1["in_full_lines"], s1["otif_lines"]) == (7, 0, 0, 0)
+    assert s1["in_full_rate"] is None and s1["otif_rate"] is None
+    assert s1["in_full_rate_low"] is None and s1["otif_rate_high"] is None
+    assert s1["on_time_rate"] == pytest.approx(4 / 7) and s1["mean_days_late"] == pytest.approx(10.0)
+
+
+def test_not_measured_reasons_say_why_in_words() -> None:
+    frame = pl.DataFrame({
+        "order_lines": [0, 7, 7, 7], "inspected_lines": [0, 0, 0, 3], "receipts": [0, 11, 11, 11],
+        "inspected_receipts": [0, 0, 4, 4], "on_time_rate": [None, 0.5, 0.5, 0.5],
+        "otif_rate": [None, None, None, 0.5], "ppm_rejected": [None, None, None, 10.0],
+        "feedback_score": [None, None, 3.0, 3.0],
+    }, schema_overrides={"on_time_rate": pl.Float64, "otif_rate": pl.Float64, "ppm_rejected": pl.Float64,
+                         "feedback_score": pl.Float64})
+    reasons = frame.select(metrics.not_measured_reason(m).alias(m) for m in
+                           ("on_time_rate", "otif_rate", "ppm_rejected", "feedback_score")).rows()
+    assert reasons == [
+        ("no order lines due in the window", "no order lines due in the window", "no receipts in the window",
+         "no feedback in the window"),
+        (None, "no inspection results in the data", "no inspection results in the data",
+         "no feedback in the window"),
+        (None, "no inspection results for the order lines due", "no units inspected in the window", None),
+        (None, None, None, None),
+    ]

@@ -28,6 +28,23 @@ def test_shipped_rule_set_loads_with_weights_100_and_four_bands() -> None:
     assert len(rule_set.content_hash) == 64
 
 
+
+def test_the_rule_file_says_what_happens_to_a_criterion_not_measured(tmp_path: Path) -> None:
+    assert load_rule_set().not_measured == "renormalise"
+    path = tmp_path / "rules.yaml"
+    path.write_text(SHIPPED.replace("not_measured: renormalise", "not_measured: insufficient_data"), encoding="utf-8")
+    assert load_rule_set(path).not_measured == "insufficient_data"
+    path.write_text(SHIPPED.replace("not_measured: renormalise\n", ""), encoding="utf-8")
+    assert load_rule_set(path).not_measured == "renormalise"  # the default
+    text = SHIPPED.replace("not_measured: renormalise", "not_measured: skip")
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RuleSetError) as caught:
+        load_rule_set(path)
+    assert str(caught.value).startswith(
+        f"{path}:{line_of(text, 'not_measured: skip')}: not_measured: input should be 'renormalise' or "
+        "'insufficient_data', got 'skip'"
+    )
+
 def test_content_hash_changes_with_the_file(tmp_path: Path) -> None:
     changed = tmp_path / "rules.yaml"
     changed.write_text(SHIPPED.replace("window_days: 365", "window_days: 180"), encoding="utf-8")
@@ -71,10 +88,10 @@ def test_mistakes_are_reported_with_file_line_and_allowed_values(
 
 
 def three_mistakes(tmp_path: Path) -> Path:
-    """The shipped file with a negative window (line 12), an unknown metric (line 23) and a misspelt status (67)."""
+    """The shipped file with a negative window (line 12), an unknown metric (line 30) and a misspelt status (74)."""
     lines = SHIPPED.splitlines(keepends=True)
-    mistakes = ((12, "window_days: 365", "window_days: -3"), (23, "metric: on_time_rate", "metric: ontime"),
-                (67, "status: probation", "status: probaton"))
+    mistakes = ((12, "window_days: 365", "window_days: -3"), (30, "metric: on_time_rate", "metric: ontime"),
+                (74, "status: probation", "status: probaton"))
     for number, old, new in mistakes:
         assert old in lines[number - 1], f"the shipped rule file changed: line {number} no longer has {old!r}"
         lines[number - 1] = lines[number - 1].replace(old, new)
@@ -91,8 +108,8 @@ def test_every_problem_is_one_error_first_in_the_message_the_others_as_details(t
     assert error.where == f"{path}:12"
     assert error.what == "evaluation.window_days: Input should be greater than or equal to 1 (got -3)"
     assert error.details == (
-        f"{path}:23: criteria[0].metric: unknown metric 'ontime'; known metrics: {', '.join(METRICS)}",
-        f"{path}:67: bands[2].status: input should be 'approved', 'conditional', 'probation' or 'disqualified', "
+        f"{path}:30: criteria[0].metric: unknown metric 'ontime'; known metrics: {', '.join(METRICS)}",
+        f"{path}:74: bands[2].status: input should be 'approved', 'conditional', 'probation' or 'disqualified', "
         "got 'probaton'",
     )
     assert "\n" not in str(error) and str(error).endswith("(2 more problems below)")
@@ -110,8 +127,8 @@ def test_rules_check_prints_one_line_then_one_line_per_further_problem(tmp_path:
     assert first.startswith(f"error: {path}:12: evaluation.window_days: ")
     assert "greater than or equal to 1 (got -3)" in first and "Correct each line named" in first
     assert first.endswith("(2 more problems below)")
-    assert [line.split(": ", 2)[:2] for line in others] == [[f"  {path}:23", "criteria[0].metric"],
-                                                            [f"  {path}:67", "bands[2].status"]]
+    assert [line.split(": ", 2)[:2] for line in others] == [[f"  {path}:30", "criteria[0].metric"],
+                                                            [f"  {path}:74", "bands[2].status"]]
     assert "unknown metric 'ontime'" in others[0] and "got 'probaton'" in others[1]
     assert "Traceback" not in captured.err
 
@@ -122,7 +139,7 @@ def test_a_single_problem_has_no_details(tmp_path: Path) -> None:
     with pytest.raises(RuleSetError) as caught:
         load_rule_set(path)
     assert caught.value.details == ()
-    assert str(caught.value).startswith(f"{path}:23: criteria[0].metric: unknown metric 'ontime'")
+    assert str(caught.value).startswith(f"{path}:30: criteria[0].metric: unknown metric 'ontime'")
     assert "more problem" not in str(caught.value)
 
 

@@ -13,34 +13,38 @@ import pytest
 
 from rules.decide import assemble_evaluations, status_changes
 from rules.loader import load_rule_set
-from rules.model import Scale
+from rules.metrics import supplier_metrics
+from rules.model import RuleSet, Scale
 from rules.scoring import scale_points, score_suppliers
 
 AS_OF = date(2026, 6, 30)
 RULES = load_rule_set()
+INSUFFICIENT_WHEN_NOT_MEASURED = RULES.model_copy(update={"not_measured": "insufficient_data"})
 
 
 def metrics_row(supplier_id: str, **values: float) -> dict:
     row = {
-        "supplier_id": supplier_id, "order_lines": 20, "on_time_lines": 0, "in_full_lines": 0, "otif_lines": 0,
+        "supplier_id": supplier_id, "order_lines": 20, "inspected_lines": 20, "on_time_lines": 0,
+        "in_full_lines": 0, "otif_lines": 0,
         "late_lines": 0, "on_time_rate": 1.0, "on_time_rate_low": None, "on_time_rate_high": None,
         "in_full_rate": 1.0, "in_full_rate_low": None, "in_full_rate_high": None, "otif_rate": 1.0,
         "otif_rate_low": None, "otif_rate_high": None, "mean_days_late": 0.0, "receipts": 20,
-        "units_inspected": 1000.0, "acceptance_rate": 1.0, "ppm_rejected": 0.0, "nonconformances": 0,
-        "open_critical_nonconformances": 0, "feedback_entries": 0, "feedback_score": None,
+        "inspected_receipts": 20, "units_inspected": 1000.0, "acceptance_rate": 1.0, "ppm_rejected": 0.0,
+        "nonconformances": 0, "open_critical_nonconformances": 0, "feedback_entries": 0, "feedback_score": None,
     }
     row.update(values)
     return row
 
 
-def score(rows: list[dict], *, expiry: dict[str, date] | None = None, current: str = "approved") -> dict[str, dict]:
+def score(rows: list[dict], *, expiry: dict[str, date] | None = None, current: str = "approved",
+          rules: RuleSet = RULES) -> dict[str, dict]:
     metrics = pl.DataFrame(rows, infer_schema_length=None)
     suppliers = pl.DataFrame({
         "supplier_id": [r["supplier_id"] for r in rows],
         "certificate_expiry": [(expiry or {}).get(r["supplier_id"]) for r in rows],
         "current_status": [current] * len(rows),
     }, schema_overrides={"certificate_expiry": pl.Date})
-    scored = score_suppliers(suppliers, metrics, RULES, as_of=AS_OF)
+    scored = score_suppliers(suppliers, metrics, rules, as_of=AS_OF)
     return {r["supplier_id"]: r for r in scored.to_dicts()}
 
 
@@ -97,13 +101,14 @@ def test_insufficient_evidence_gives_no_score_and_keeps_status() -> None:
     assert result["score"] is None and result["band"] is None
     assert result["insufficient_data"] is True
     assert result["insufficient_reason"] == (
-        "2 order lines due in the window (minimum 5); 1 receipts inspected in the window (minimum 3)"
+        "2 order lines due in the window (minimum 5); 1 receipts in the window (minimum 3)"
     )
     assert result["status"] == "conditional"
 
 
 def test_missing_metric_value_is_insufficient_not_zero() -> None:
-    result = score([metrics_row("S1", ppm_rejected=None)])["S1"]
+    # Under 'not_measured: insufficient_data'; the shipped rules renormalise (tests below).
+    result = score([metrics_row("S1", ppm_rejected=None)], rules=INSUFFICIENT_WHEN_NOT_MEASURED)["S1"]
     assert result["score"] is None
     assert "no data for rejected parts per million" in result["insufficient_reason"]
 
@@ -178,3 +183,104 @@ def test_only_the_rules_in_force_over_their_own_window_are_official() -> None:
     assert changes_asl(RULES, RULES, window)
     assert not changes_asl(RULES, RULES, window - 1)  # another window: a what-if
     assert not changes_asl(other, RULES, window)  # another rule file (by its bytes): a what-if
+
+
+# --- criteria not measured: no points, the score over what was measured
+#
+# Supplier N: ten order lines of 10 units, promised 2026-05-01 .. 05-10, each received once in full, none
+# inspected (the export has no accepted or rejected quantities). Nine arrive on the promised date, the tenth
+# 8 days after it (tolerance 2 days: late, 8 days late).
+#   on time 9/10 = 0.90        → 100 × (0.90 − 0.70) / (0.98 − 0.70) = 71.43 points, weight 30
+#   OTIF                       → not measured (no inspection results), weight 20
+#   PPM                        → not measured (no inspection results), weight 30
+#   mean days late 8           → 100 × (20 − 8) / (20 − 2) = 66.67 points, weight 20
+#   score = (71.43 × 30 + 66.67 × 20) / (30 + 20) = (2142.86 + 1333.33) / 50 = 69.52 → 69.5, band C
+#   (the measured weights count as 30 × 100/50 = 60 and 20 × 100/50 = 40: 42.86 + 26.67 = 69.52).
+# Before, the missing inspection results read as 0 ppm: 30 free points.
+
+
+def uninspected_supplier() -> tuple[pl.DataFrame, pl.DataFrame]:
+    lines = pl.DataFrame({
+        "po_id": [f"N-P{n}" for n in range(1, 11)], "line_no": [1] * 10, "supplier_id": ["N"] * 10,
+        "promised_date": [date(2026, 5, n) for n in range(1, 11)], "quantity_ordered": [10.0] * 10,
+    })
+    receipts = lines.select(
+        "po_id", "line_no",
+        received_date=pl.col("promised_date") + pl.duration(days=pl.when(pl.col("po_id") == "N-P10").then(8)
+                                                            .otherwise(0)),
+        quantity_received=pl.col("quantity_ordered"),
+        quantity_accepted=pl.lit(None, pl.Float64), quantity_rejected=pl.lit(None, pl.Float64),
+    )
+    suppliers = pl.DataFrame({"supplier_id": ["N"], "certificate_expiry": [None], "current_status": ["approved"]},
+                             schema_overrides={"certificate_expiry": pl.Date})
+    empty_ncr = pl.DataFrame(schema={"ncr_id": pl.String, "supplier_id": pl.String, "raised_date": pl.Date,
+                                     "severity": pl.String, "closed_date": pl.Date})
+    empty_feedback = pl.DataFrame(schema={"supplier_id": pl.String, "date": pl.Date, "score": pl.Int64})
+    measured = supplier_metrics(suppliers, lines, receipts, empty_ncr, empty_feedback, as_of=AS_OF,
+                                window_days=365, tolerance_days=RULES.evaluation.on_time_tolerance_days)
+    return suppliers, measured
+
+
+def test_a_supplier_with_no_inspection_results_is_scored_over_the_measured_criteria() -> None:
+    suppliers, measured = uninspected_supplier()
+    m = measured.row(0, named=True)
+    assert m["acceptance_rate"] is None and m["ppm_rejected"] is None  # not 0 ppm
+    assert m["in_full_rate"] is None and m["otif_rate"] is None
+    assert m["on_time_rate"] == pytest.approx(0.9) and m["mean_days_late"] == pytest.approx(8.0)
+    result = score_suppliers(suppliers, measured, RULES, as_of=AS_OF).row(0, named=True)
+    assert [result[f"points_{i}"] for i in range(4)] == pytest.approx([500 / 7, None, None, 200 / 3])
+    assert result["measured_weight"] == 50.0
+    assert (result["score"], result["band"], result["status"]) == (69.5, "C", "probation")
+    assert result["insufficient_data"] is False
+
+
+def test_the_criteria_rows_say_what_was_not_measured_and_why() -> None:
+    suppliers, measured = uninspected_supplier()
+    scored = score_suppliers(suppliers, measured, RULES, as_of=AS_OF)
+    evaluated = assemble_evaluations(scored, RULES, pl.DataFrame(schema={
+        "supplier_id": pl.String, "previous_as_of": pl.Date, "previous_score": pl.Float64, "previous_band": pl.String}))
+    criteria = evaluated.row(0, named=True)["criteria"]
+    assert [c["measured"] for c in criteria] == [True, False, False, True]
+    assert [c["not_measured_reason"] for c in criteria] == [
+        None, "no inspection results in the data", "no inspection results in the data", None]
+    assert [c["points"] for c in criteria] == pytest.approx([71.4, None, None, 66.7])
+    assert [c["weight"] for c in criteria] == [30.0, 20.0, 30.0, 20.0]
+    assert [c["effective_weight"] for c in criteria] == pytest.approx([60.0, None, None, 40.0])
+    assert [c["weighted_points"] for c in criteria] == pytest.approx([42.86, None, None, 26.67])
+    assert [c["evidence"] for c in criteria] == [10, 0, 0, 1]  # order lines, inspected lines, units, late lines
+    reason = status_changes(evaluated).row(0, named=True)["reason"]
+    assert reason == (
+        "score 69.5 over measured criteria (50 of 100 weight) puts it in band C; not measured: "
+        "Delivered on time and in full (OTIF), Quality of goods received (rejects per million)"
+    )
+
+
+def test_under_insufficient_data_a_criterion_not_measured_gives_no_score() -> None:
+    suppliers, measured = uninspected_supplier()
+    result = score_suppliers(suppliers, measured, INSUFFICIENT_WHEN_NOT_MEASURED, as_of=AS_OF).row(0, named=True)
+    assert (result["score"], result["band"], result["insufficient_data"]) == (None, None, True)
+    assert result["insufficient_reason"] == (
+        "no data for on time and in full (otif) rate; no data for rejected parts per million"
+    )
+    assert result["status"] == "approved"  # kept: nothing was judged
+
+
+def test_renormalised_score_from_metrics_hand_computed() -> None:
+    # on-time 0.91 → 75 points (×30); OTIF and PPM not measured; 5 days late → 83.33 points (×20):
+    # (75 × 30 + 83.33 × 20) / 50 = (2250 + 1666.67) / 50 = 78.33 → 78.3, band B.
+    result = score([metrics_row("S1", on_time_rate=0.91, mean_days_late=5.0, otif_rate=None, ppm_rejected=None)])["S1"]
+    assert (result["score"], result["band"], result["measured_weight"]) == (78.3, "B", 50.0)
+    complete = score([metrics_row("S1", on_time_rate=0.91, mean_days_late=5.0)])["S1"]
+    # all measured: 75 × 0.3 + 100 × 0.2 + 100 × 0.3 + 83.33 × 0.2 = 22.5 + 20 + 30 + 16.67 = 89.17 → 89.2
+    assert (complete["score"], complete["measured_weight"]) == (89.2, 100.0)
+
+
+def test_with_no_criterion_measured_the_supplier_is_insufficient_data() -> None:
+    nothing = {"on_time_rate": None, "otif_rate": None, "ppm_rejected": None, "mean_days_late": None}
+    result = score([metrics_row("S1", **nothing)])["S1"]
+    assert (result["score"], result["insufficient_data"]) == (None, True)
+    assert result["insufficient_reason"] == (
+        "no criterion measured (no data for on-time delivery rate; no data for on time and in full (otif) rate; "
+        "no data for rejected parts per million; no data for mean days late of late lines)"
+    )
+
