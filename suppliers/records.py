@@ -69,18 +69,33 @@ class Pattern:
 class Constraints:
     """What a field's values must satisfy; a null value is judged only by ``required``.
 
+    ``required=False`` makes the field optional: a cell may be empty, and the column may be left out of the
+    file altogether (validation then reads it as empty in every row). ``column_required=True`` keeps the
+    column mandatory where a missing column would say something false: an empty ``closed_date`` means open.
+
     Bounds: ``minimum`` alone means ``>=``, ``exclusive_minimum`` alone means ``>``, and ``minimum`` with
     ``maximum`` is a closed range. Those are the forms validation has reasons for, so no other is accepted.
     """
 
     required: bool = True
+    column_required: bool | None = None  # None: the column may be absent exactly when a value is not required
+    together_with: tuple[str, ...] = ()  # optional columns it comes with: a file has all of them or none
     enum: tuple[str, ...] = ()
     minimum: _Number | None = None
     exclusive_minimum: _Number | None = None
     maximum: _Number | None = None
     pattern: Pattern | None = None
 
+    @property
+    def column_optional(self) -> bool:
+        """Whether the column may be left out of the file (it is then read as empty)."""
+        return not (self.required if self.column_required is None else self.column_required)
+
     def __post_init__(self) -> None:
+        if self.required and self.column_required is False:
+            raise ValueError("a column that may be left out cannot require a value")
+        if self.together_with and not self.column_optional:
+            raise ValueError("only a column that may be left out comes together with others")
         if self.minimum is not None and self.exclusive_minimum is not None:
             raise ValueError("give minimum or exclusive_minimum, not both")
         if self.maximum is not None and self.minimum is None:
@@ -198,6 +213,7 @@ class RecordKind:
             *(rule.column for key in self.foreign_keys for rule in key.rules),  # a row's own column
             *(name for rule in self.rules for name in rule.names),
             *self.past_dates,
+            *(name for f in self.fields for name in f.constraints.together_with),
         ]
         unknown = sorted(set(used) - set(names))
         if unknown:
@@ -252,13 +268,13 @@ _KINDS = (
                 "contact_email",
                 pl.String(),
                 "the supplier's quality contact",
-                Constraints(pattern=_EMAIL),
+                Constraints(required=False, pattern=_EMAIL),
             ),
             Field(
                 "owner_email",
                 pl.String(),
-                "the buyer responsible for the supplier, who gets its report",
-                Constraints(pattern=_EMAIL),
+                "the buyer responsible for the supplier, who gets its report; empty: no report is mailed",
+                Constraints(required=False, pattern=_EMAIL),
             ),
             Field(
                 "status",
@@ -284,18 +300,21 @@ _KINDS = (
             Field("po_id", pl.String(), "the purchase order"),
             Field("line_no", pl.Int64(), "the line's number within its order", Constraints(minimum=1)),
             Field("supplier_id", pl.String(), "the supplier the order went to"),
-            Field("item_id", pl.String(), "the item ordered"),
-            Field("category", pl.String(), "the purchasing category of the item"),
-            Field("order_date", pl.Date(), "when the order was placed"),
+            Field("item_id", pl.String(), "the item ordered", Constraints(required=False)),
+            Field("category", pl.String(), "the purchasing category of the item", Constraints(required=False)),
+            Field("order_date", pl.Date(), "when the order was placed", Constraints(required=False)),
             Field("promised_date", pl.Date(), "when the supplier promised delivery"),
             Field("quantity_ordered", pl.Float64(), "units ordered", Constraints(exclusive_minimum=0)),
-            Field("unit_price", pl.Float64(), "price of one unit, in currency", Constraints(minimum=0)),
+            Field(
+                "unit_price", pl.Float64(), "price of one unit, in currency", Constraints(required=False, minimum=0)
+            ),
             Field(
                 "currency",
                 pl.String(),
                 "ISO 4217 code of the price's currency",
                 Constraints(
-                    pattern=Pattern(CURRENCY_PATTERN, "must be a 3-letter upper-case currency code (e.g. EUR)")
+                    required=False,
+                    pattern=Pattern(CURRENCY_PATTERN, "must be a 3-letter upper-case currency code (e.g. EUR)"),
                 ),
             ),
         ),
@@ -322,8 +341,18 @@ _KINDS = (
             Field("line_no", pl.Int64(), "the order line delivered against", Constraints(minimum=1)),
             Field("received_date", pl.Date(), "when the goods arrived"),
             Field("quantity_received", pl.Float64(), "units delivered", Constraints(exclusive_minimum=0)),
-            Field("quantity_accepted", pl.Float64(), "units that passed inspection", Constraints(minimum=0)),
-            Field("quantity_rejected", pl.Float64(), "units rejected at inspection", Constraints(minimum=0)),
+            Field(
+                "quantity_accepted",
+                pl.Float64(),
+                "units that passed inspection; empty with quantity_rejected when the receipt was not inspected",
+                Constraints(required=False, minimum=0, together_with=("quantity_rejected",)),
+            ),
+            Field(
+                "quantity_rejected",
+                pl.Float64(),
+                "units rejected at inspection; empty with quantity_accepted when the receipt was not inspected",
+                Constraints(required=False, minimum=0, together_with=("quantity_accepted",)),
+            ),
         ),
         primary_key=("receipt_id",),
         foreign_keys=(
@@ -371,7 +400,12 @@ _KINDS = (
                 "how serious the nonconformance is",
                 Constraints(enum=("critical", "major", "minor")),
             ),
-            Field("closed_date", pl.Date(), "when it was closed; empty while open", Constraints(required=False)),
+            Field(
+                "closed_date",
+                pl.Date(),
+                "when it was closed; empty while open",
+                Constraints(required=False, column_required=True),
+            ),
         ),
         primary_key=("ncr_id",),
         foreign_keys=(_SUPPLIER_ID_FOREIGN_KEY,),
@@ -457,7 +491,10 @@ def _bound_text(constraints: Constraints) -> str | None:
 
 
 def _column_text(column: Field) -> str:
-    """``criticality (critical/major/minor)``, ``score (1-5)``, ``certificate_expiry (may be empty)``."""
+    """``criticality (critical/major/minor)``, ``score (1-5)``, ``item_id (optional)``, ``closed_date (may be empty)``.
+
+    *optional*: the value may be empty and the column may be left out; *may be empty*: the column must be there.
+    """
     notes = []
     if column.constraints.enum:
         notes.append("/".join(column.constraints.enum))
@@ -465,7 +502,9 @@ def _column_text(column: Field) -> str:
     if bound:
         notes.append(bound)
     if not column.constraints.required:
-        notes.append("may be empty")
+        notes.append("optional" if column.constraints.column_optional else "may be empty")
+    if column.constraints.together_with:
+        notes.append(f"with {', '.join(column.constraints.together_with)}")
     return f"{column.name} ({', '.join(notes)})" if notes else column.name
 
 

@@ -248,7 +248,12 @@ class _Checked:
 
 
 def _check_columns(kind: str, raw: pl.DataFrame, source_name: str) -> pl.DataFrame:
-    """Trim header whitespace and make sure every canonical column is present, naming any that is not."""
+    """Trim header whitespace and make sure every required column is present, naming any that is not.
+
+    An optional column (:attr:`~suppliers.records.Constraints.column_optional`) that is absent is added, empty in
+    every row, in its declared dtype, unless a column it comes together with is there: half of a pair (an
+    accepted quantity without the rejected one) is a missing column, most likely a misnamed header.
+    """
     wanted = list(CANONICAL[kind])
     renames = {
         c: c.strip()
@@ -257,6 +262,17 @@ def _check_columns(kind: str, raw: pl.DataFrame, source_name: str) -> pl.DataFra
     }
     if renames:
         raw = raw.rename(renames)
+    fields = RECORDS[kind].fields
+
+    def partners_present(name: str) -> list[str]:
+        return [p for p in RECORDS[kind].field(name).constraints.together_with if p in raw.columns]
+
+    absent = [
+        f for f in fields
+        if f.name not in raw.columns and f.constraints.column_optional and not partners_present(f.name)
+    ]
+    if absent:
+        raw = raw.with_columns(pl.lit(None, f.dtype).alias(f.name) for f in absent)
     missing = [c for c in wanted if c not in raw.columns]
     if not missing:
         return raw
@@ -267,13 +283,17 @@ def _check_columns(kind: str, raw: pl.DataFrame, source_name: str) -> pl.DataFra
             column, spare, n=1, cutoff=0.6
         )
         hint = f" (found '{close[0]}' — did you mean it?)" if close else ""
+        partners = partners_present(column)
+        if partners:
+            hint += f" (it comes with {', '.join(map(repr, partners))}, which is there: give both or neither)"
         described.append(f"'{column}'{hint}")
     noun = "column" if len(missing) == 1 else "columns"
     raise SourceError(
         f"missing {noun} {', '.join(described)}",
         where=source_name,
         fix=f"Add the {noun} to the header row, or rename the column that holds "
-        f"{'it' if len(missing) == 1 else 'them'} (expected: {', '.join(wanted)})",
+        f"{'it' if len(missing) == 1 else 'them'} (expected: {', '.join(wanted)}; "
+        f"optional: {', '.join(f.name for f in fields if f.constraints.column_optional) or 'none'})",
     )
 
 

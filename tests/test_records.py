@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from suppliers.errors import SourceError
 from suppliers.generate import generate_frames, write_sample_data
 from suppliers.records import (
     RECORDS,
@@ -279,6 +280,95 @@ def test_the_dates_that_may_be_in_the_future_are_promised_dates_and_certificate_
     dates = {(kind.name, f.name) for kind in RECORDS.values() for f in kind.fields if f.dtype == pl.Date}
     past = {(kind.name, column) for kind in RECORDS.values() for column in kind.past_dates}
     assert dates - past == {("suppliers", "certificate_expiry"), ("purchase_order_lines", "promised_date")}
+
+
+# --- optional fields: the value may be empty and the column may be left out
+
+
+OPTIONAL_COLUMNS = {
+    "suppliers": ["contact_email", "owner_email", "certificate_expiry"],
+    "purchase_order_lines": ["item_id", "category", "order_date", "unit_price", "currency"],
+    "receipts": ["quantity_accepted", "quantity_rejected"],
+    "nonconformances": [],
+    "feedback": [],
+}
+
+
+def test_the_optional_columns_are_the_ones_the_scoring_does_not_need():
+    declared = {kind.name: [f.name for f in kind.fields if f.constraints.column_optional] for kind in RECORDS.values()}
+    assert declared == OPTIONAL_COLUMNS
+    assert RECORDS["receipts"].field("receipt_id").constraints.required  # the key stays required
+    closed = RECORDS["nonconformances"].field("closed_date").constraints
+    assert not closed.required and not closed.column_optional  # empty means open, so the column must be there
+
+
+@pytest.mark.parametrize("kind", [kind for kind, columns in OPTIONAL_COLUMNS.items() if columns])
+def test_a_file_without_its_optional_columns_validates_with_them_empty_in_the_declared_dtype(kind: str):
+    without = _frame(kind).drop(OPTIONAL_COLUMNS[kind])
+    good, quarantine = validate_frame(kind, without, f"{kind}.csv")
+    assert quarantine.height == 0, quarantine.to_dicts()
+    assert good.schema == RECORDS[kind].schema  # every declared column, in file order and declared dtype
+    assert good.select(OPTIONAL_COLUMNS[kind]).row(0) == (None,) * len(OPTIONAL_COLUMNS[kind])
+    kept = [c for c in RECORDS[kind].columns if c not in OPTIONAL_COLUMNS[kind]]
+    assert good.select(kept).equals(validate_frame(kind, _frame(kind), f"{kind}.csv")[0].select(kept))
+
+
+def test_a_csv_without_the_optional_columns_validates_from_the_file(tmp_path: Path):
+    texts = {
+        "suppliers": "supplier_id,name,category,criticality,status,active\nS1,Acme,metal,major,approved,true\n",
+        "purchase_order_lines": "po_id,line_no,supplier_id,promised_date,quantity_ordered\nP1,1,S1,2024-03-01,10\n",
+        "receipts": "receipt_id,po_id,line_no,received_date,quantity_received\nR1,P1,1,2024-03-02,10\n",
+    }
+    for kind, text in texts.items():
+        (tmp_path / f"{kind}.csv").write_text(text, encoding="utf-8")
+    sources = discover_sources(tmp_path)
+    result = validate_inputs({kind: (src, read_source(src)[0]) for kind, src in sources.items()})
+    assert result.quarantine.height == 0, result.quarantine.to_dicts()
+    assert result.receipts.row(0, named=True) == {
+        "receipt_id": "R1", "po_id": "P1", "line_no": 1, "received_date": dt.date(2024, 3, 2),
+        "quantity_received": 10.0, "quantity_accepted": None, "quantity_rejected": None,
+    }
+    assert result.suppliers.select("contact_email", "owner_email", "certificate_expiry").row(0) == (None,) * 3
+    assert result.purchase_order_lines.schema == RECORDS["purchase_order_lines"].schema
+
+
+def test_a_missing_required_column_still_fails_with_the_close_match_hint():
+    uninspected = _frame("receipts").drop("quantity_accepted", "quantity_rejected")
+    misspelt = uninspected.rename({"quantity_received": "quantity_recieved"})
+    with pytest.raises(SourceError) as caught:
+        validate_frame("receipts", misspelt, "receipts.csv")
+    assert str(caught.value).startswith(
+        "receipts.csv: missing column 'quantity_received' (found 'quantity_recieved' — did you mean it?)"
+    )
+    assert "optional: quantity_accepted, quantity_rejected" in (caught.value.fix or "")
+
+
+def test_half_of_a_pair_of_optional_columns_is_a_missing_column():
+    # A misnamed quantity_accepted must not silently turn every receipt into an uninspected one.
+    misnamed = _frame("receipts").rename({"quantity_accepted": "qty_ok"})
+    with pytest.raises(SourceError) as caught:
+        validate_frame("receipts", misnamed, "receipts.csv")
+    assert str(caught.value).startswith(
+        "receipts.csv: missing column 'quantity_accepted' (it comes with 'quantity_rejected', which is there: "
+        "give both or neither)"
+    )
+    close = _frame("receipts").rename({"quantity_rejected": "quantity_reject"})
+    with pytest.raises(SourceError, match="'quantity_rejected' \\(found 'quantity_reject' — did you mean it\\?\\)"):
+        validate_frame("receipts", close, "receipts.csv")
+
+
+def test_a_column_that_may_be_empty_but_not_left_out_is_still_required_as_a_column():
+    with pytest.raises(SourceError, match="missing column 'closed_date'"):
+        validate_frame("nonconformances", _frame("nonconformances").drop("closed_date"), "nonconformances.csv")
+
+
+def test_a_column_that_may_be_left_out_must_not_require_a_value():
+    with pytest.raises(ValueError, match="cannot require a value"):
+        Constraints(required=True, column_required=False)
+    with pytest.raises(ValueError, match="only a column that may be left out"):
+        Constraints(together_with=("b",))
+    with pytest.raises(ValueError, match="does not declare: b"):
+        RecordKind("things", "a thing", True, (Field("a", pl.String(), "a", Constraints(False, together_with=("b",))),))
 
 
 # --- the generator produces what is declared
