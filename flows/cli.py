@@ -146,23 +146,56 @@ def generate(supplier_count: int, lines: int, seed: int, out_dir: Path, fmt: str
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the settings).")
 @click.option("--quarantine-out", type=click.Path(path_type=Path), help="Write every quarantined row to this CSV.")
-def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Path | None) -> None:
+@click.option("--report", "report_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the data-quality report (HTML) to this file, and its text part next to it (.txt).")
+def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Path | None,
+             report_file: Path | None) -> None:
     """Check the input records without scoring: counts per source and why rows would be quarantined.
+
+    With --report, also write the data-quality report, written even when there are too many bad rows, and
+    compared with the last run recorded in the store (if there is one: validate never creates a store).
 
     \b
     Example:
       supplier-eval validate --data data --quarantine-out quarantine.csv
+      supplier-eval validate --config supplier-eval.toml --report data-quality.html
     """
+    import polars as pl
+
     from flows.settings import load_settings
     from reports.context import quarantine_summary_with_reasons
+    from suppliers.errors import DataQualityError
     from suppliers.files import write_csv_safely
     from suppliers.sources import load_sources
     from suppliers.validate import validate_inputs
 
     settings = load_settings(config_file)
     loaded = load_sources(data_dir or settings.data_dir)
-    result = validate_inputs(loaded.raw, max_quarantine_share=settings.validation.max_quarantine_share,
-                             quarantine_path=quarantine_out)
+
+    def write_report(path: Path, summary: pl.DataFrame, quarantine: pl.DataFrame, *, stopped: bool) -> None:
+        from reports.quality import quality_context, render_quality_report, write_quality_report
+        from suppliers.errors import StoreError
+        from suppliers.store import Store
+
+        previous, unavailable = None, None
+        try:
+            with Store(settings.store_url, create=False) as store:  # never creates one: no store, no comparison
+                previous = store.previous_quarantine_summary()
+        except StoreError as error:
+            unavailable = error.what
+        context = quality_context(summary, quarantine, previous, run={"trigger": "validate"}, stopped=stopped,
+                                  max_share=settings.validation.max_quarantine_share,
+                                  previous_unavailable=unavailable)
+        text_file = write_quality_report(path, render_quality_report(context))
+        click.echo(f"Data-quality report written to {path} (text: {text_file})")
+
+    try:
+        result = validate_inputs(loaded.raw, max_quarantine_share=settings.validation.max_quarantine_share,
+                                 quarantine_path=quarantine_out)
+    except DataQualityError as stop:  # too many bad rows: the report says so, then the error as before
+        if report_file is not None and stop.summary is not None and stop.quarantine is not None:
+            write_report(report_file, stop.summary, stop.quarantine, stopped=True)
+        raise
     summary = quarantine_summary_with_reasons(result.summary, result.quarantine)
     for row in summary.iter_rows(named=True):
         click.echo(f"{row['source']:<32} {row['rows_read']:>10,} rows  {row['rows_quarantined']:>8,} quarantined")
@@ -171,6 +204,8 @@ def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Pa
     if quarantine_out is not None:
         write_csv_safely(result.quarantine, quarantine_out)
         click.echo(f"Quarantined rows written to {quarantine_out}")
+    if report_file is not None:
+        write_report(report_file, result.summary, result.quarantine, stopped=False)
 
 
 @cli.group()

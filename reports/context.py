@@ -176,10 +176,14 @@ def band_counts(evaluated: pl.DataFrame, band_names: Sequence[str]) -> dict[str,
 
 
 def quarantine_summary_with_reasons(summary: pl.DataFrame, quarantine: pl.DataFrame, top: int = 3) -> pl.DataFrame:
-    """The validation summary plus each source's most frequent quarantine reasons."""
+    """The validation summary plus each source's most frequent quarantine reasons, e.g. ``not a number (3 rows)``.
+
+    A reason counts the rows it was given to (as the data-quality report does), not its problems: a row that
+    fails the same way twice is one row.
+    """
     reasons = (
         quarantine.with_columns(reason=reason_family())
-        .group_by("kind", "reason").len()
+        .group_by("kind", "reason").agg(len=pl.col("row").n_unique())
         .sort("len", "reason", descending=[True, False])
         .group_by("kind", maintain_order=True)
         .agg(top_reasons=pl.format("{} ({} rows)", pl.col("reason"), pl.col("len")).head(top))

@@ -301,6 +301,39 @@ class Store:
         ]
         return self._insert_ignoring_duplicates(quarantine_summaries, rows, connection)
 
+    def previous_quarantine_summary(self, *, before_run_id: str | None = None) -> pl.DataFrame:
+        """The quarantine summary of the latest run, started before ``before_run_id``, that recorded one.
+
+        One row per record kind: ``run_id``, ``as_of`` and ``started_at`` of that run, then ``kind``, ``source``,
+        ``rows_read``, ``rows_quarantined``, ``share`` and ``top_reasons`` (a list of texts). Empty (same columns)
+        when no earlier run recorded a summary. Without ``before_run_id``, or when that run is not recorded
+        (yet), the latest summary of any run. A summary is recorded once per run key, by the first run of that
+        evaluation, so a re-run's previous summary is that first run's: the same inputs, no change. A run that
+        stopped for bad data records none.
+        """
+        q, r = quarantine_summaries.c, runs.c
+        latest = sa.select(q.run_id).join(runs, r.run_id == q.run_id)
+        if before_run_id is not None:
+            started = sa.select(r.started_at).where(r.run_id == before_run_id).scalar_subquery()
+            latest = latest.where(q.run_id != before_run_id, sa.or_(started.is_(None), r.started_at < started))
+        latest = latest.order_by(r.started_at.desc(), q.id.desc()).limit(1).scalar_subquery()
+        query = (
+            sa.select(q.run_id, r.as_of, r.started_at, q.kind, q.source, q.rows_read, q.rows_quarantined,
+                      q.top_reasons)
+            .join(runs, r.run_id == q.run_id)
+            .where(q.run_id == latest)
+            .order_by(q.id)
+        )
+        frame = self._frame(query, schema={
+            "run_id": pl.String, "as_of": pl.Date, "started_at": pl.Datetime("us", "UTC"), "kind": pl.String,
+            "source": pl.String, "rows_read": pl.Int64, "rows_quarantined": pl.Int64, "top_reasons": pl.String})
+        return frame.with_columns(
+            share=pl.when(pl.col("rows_read") > 0).then(pl.col("rows_quarantined") / pl.col("rows_read"))
+            .otherwise(0.0),
+            top_reasons=pl.col("top_reasons").str.json_decode(pl.List(pl.String)),
+        ).select("run_id", "as_of", "started_at", "kind", "source", "rows_read", "rows_quarantined", "share",
+                 "top_reasons")
+
     def read_history(self, *, run_key: str, as_of: date) -> History:
         """Everything a run needs to decide, read apart from its own records (a re-run sees what came before)."""
         return History(current_statuses=self.current_statuses(excluding_run_key=run_key),
