@@ -192,7 +192,9 @@ class Store:
                     raise StoreError("no evaluations recorded yet: the store does not exist", where=redact_url(url),
                                      fix="Run an evaluation first (supplier-eval evaluate), or check store.url.")
                 database.parent.mkdir(parents=True, exist_ok=True)
-            _ensure_schema(self.engine)
+            if not _ensure_schema(self.engine, create=create):
+                raise StoreError("no evaluations recorded yet: the store has no tables", where=redact_url(url),
+                                 fix="Run an evaluation first (supplier-eval evaluate), or check store.url.")
         except ImportError as exc:
             raise StoreError(f"the database driver is not installed ({exc.name})", where=redact_url(url),
                              fix="Use a postgresql+psycopg:// URL (psycopg is installed with supplier-eval).",
@@ -548,8 +550,10 @@ class Store:
 _DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
 
 
-def _ensure_schema(engine: sa.Engine) -> None:
+def _ensure_schema(engine: sa.Engine, *, create: bool = True) -> bool:
     """Create the tables on first use; a store already at this version costs one query.
+
+    Returns False, creating nothing, when the store has no tables and ``create`` is off.
 
     Runs that start together do not race: every statement is ``CREATE ... IF NOT EXISTS``, and on PostgreSQL
     they take turns on an advisory lock (SQLite writers take turns by themselves, waiting on busy_timeout).
@@ -561,17 +565,20 @@ def _ensure_schema(engine: sa.Engine) -> None:
         if sa.inspect(connection).has_table(schema_info.name):
             version = connection.execute(sa.select(sa.func.max(schema_info.c.version))).scalar()
             if version == SCHEMA_VERSION:
-                return
+                return True
             if version is not None and version > SCHEMA_VERSION:
                 raise StoreError(f"the store has schema version {version}; this supplier-eval knows up to "
                                  f"{SCHEMA_VERSION}", where=redact_url(str(engine.url)),
                                  fix="Upgrade supplier-eval to the version that wrote this store.")
+        elif not create and not sa.inspect(connection).has_table(runs.name):
+            return False
         for table in metadata.sorted_tables:
             connection.execute(CreateTable(table, if_not_exists=True))
             for index in table.indexes:
                 connection.execute(CreateIndex(index, if_not_exists=True))
         statement = _DIALECTS[engine.dialect.name].insert(schema_info).on_conflict_do_nothing()
         connection.execute(statement.values(version=SCHEMA_VERSION, created_at=_now()))
+    return True
 
 
 def _translate_errors(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -344,3 +344,14 @@ def test_a_new_sqlite_store_gets_its_folder(tmp_path: Path) -> None:
     with Store(f"sqlite:///{tmp_path / 'a' / 'b' / 'store.db'}") as store:
         store.start_run(run_record("run-1"))
     assert (tmp_path / "a" / "b" / "store.db").is_file()
+
+
+def test_reading_an_empty_database_creates_no_tables(store_url: str) -> None:
+    with pytest.raises(StoreError, match="no evaluations recorded yet.*Run an evaluation first"):
+        Store(store_url, create=False)
+    if store_url.startswith("postgresql"):
+        engine = sa.create_engine(store_url)
+        try:
+            assert sa.inspect(engine).get_table_names() == []
+        finally:
+            engine.dispose()
