@@ -42,6 +42,10 @@ def supplier_context(
     band); ``bands`` (the rule set's bands, best first), when given, takes precedence over it and also supplies
     the number of bands, so a custom band name is coloured by its position from green to red. Only the first
     ``MAX_LATE_LINES`` late lines become dicts; ``late_lines_total`` counts them all.
+
+    ``evaluation.not_measured`` lists the criteria not measured (``name``, ``reason``); ``measured_weight`` and
+    ``total_weight`` are Σ weight of the measured and of all criteria, and ``renormalised`` says the score is
+    over the measured criteria only.
     """
     band = evaluation["band"]
     if bands is not None:
@@ -53,6 +57,8 @@ def supplier_context(
         band_count = evaluation.get("band_count")
     if band is None:
         band_rank = None
+    criteria = [dict(item) for item in evaluation["criteria"]]
+    not_measured = [{"name": c["name"], "reason": c["not_measured_reason"]} for c in criteria if not c["measured"]]
     return {
         "run": dict(run),
         "rule_set": dict(rule_set),
@@ -73,8 +79,12 @@ def supplier_context(
             "insufficient_reason": evaluation["insufficient_reason"],
             "gates_hit": list(evaluation["gates_hit"]),
             "action": evaluation["action"],
+            "not_measured": not_measured,
+            "measured_weight": sum(c["weight"] for c in criteria if c["measured"]),
+            "total_weight": sum(c["weight"] for c in criteria),
+            "renormalised": bool(not_measured) and evaluation["score"] is not None,
         },
-        "criteria": [dict(item) for item in evaluation["criteria"]],
+        "criteria": criteria,
         "late_lines": [
             {
                 "po_id": row["po_id"],
@@ -100,17 +110,22 @@ def digest_context(
     as_of: date,
     bands: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """Context for the officer digest: everyone by band, status changes, insufficient data, data quality.
+    """Context for the officer digest: everyone by band, status changes, insufficient data, criteria not
+    measured, data quality.
 
     ``bands`` are the rule set's bands best first, each ``{"band": str, "status": str, "action": str}``. Every
     band is listed in that order, with its own status from the rule set (not a member's status, which a gate
     may have capped) and ``rank`` (0 = best) for its colour. A band found in ``evaluated`` but not in ``bands``
-    is listed after them (status and rank None) rather than silently dropped.
+    is listed after them (status and rank None) rather than silently dropped. A member scored over part of
+    the criteria is ``partial``; ``totals.partially_scored`` counts them. ``not_measured`` has one entry per
+    criterion and reason: ``name``, ``reason`` and the number of ``suppliers``, in the rule set's order.
     """
     names = evaluated.select("supplier_id", "name")
+    criterion = pl.element().struct
+    partial = pl.col("criteria").list.eval(~criterion.field("measured")).list.any()
     banded = evaluated.filter(pl.col("band").is_not_null()).sort("score", "supplier_id", descending=[True, False])
     members = {
-        key[0]: frame.select("supplier_id", "name", "score", "status", "score_change").to_dicts()
+        key[0]: frame.select("supplier_id", "name", "score", "status", "score_change", partial=partial).to_dicts()
         for key, frame in banded.partition_by("band", as_dict=True, maintain_order=True).items()
     }
     entries: list[dict[str, Any]] = [
@@ -134,6 +149,7 @@ def digest_context(
     status_rows = changes.join(names, on="supplier_id", how="left").select(
         "supplier_id", "name", "from_status", "to_status", "reason"
     ).to_dicts()
+    not_measured = _not_measured(evaluated)
     quarantine_rows = quarantine_summary.to_dicts()
     return {
         "run": dict(run),
@@ -146,13 +162,32 @@ def digest_context(
             "insufficient_data": len(insufficient),
             "status_changes": len(status_rows),
             "quarantined_rows": int(sum(row["rows_quarantined"] for row in quarantine_rows)),
+            "partially_scored": evaluated.select((partial & pl.col("score").is_not_null()).sum()).item()
+            if evaluated.height else 0,
         },
         "band_count": len(bands),
         "bands": entries,
         "insufficient": insufficient,
+        "not_measured": not_measured,
         "status_changes": status_rows,
         "quarantine": quarantine_rows,
     }
+
+
+def _not_measured(evaluated: pl.DataFrame) -> list[dict[str, Any]]:
+    """Criteria not measured, each with its reason and how many suppliers, in the rule set's order of criteria."""
+    return (
+        evaluated.select("supplier_id", pl.col("criteria").list.eval(pl.element().struct.with_fields(
+            position=pl.int_range(pl.len()))))
+        .explode("criteria")
+        .unnest("criteria")
+        .filter(pl.col("measured").not_())
+        .group_by("name", "not_measured_reason")
+        .agg(suppliers=pl.col("supplier_id").n_unique(), position=pl.col("position").min())
+        .sort("position", "suppliers", "not_measured_reason", descending=[False, True, False])
+        .select("name", "suppliers", reason=pl.col("not_measured_reason"))
+        .to_dicts()
+    )
 
 
 def band_counts(evaluated: pl.DataFrame, band_names: Sequence[str]) -> dict[str, int]:

@@ -5,7 +5,9 @@ Templates live in ``reports/templates``. HTML templates (``*.html.j2``) are auto
 (``StrictUndefined``), never a silently empty cell.
 
 Units of ``criteria[].value`` (and the confidence bounds): ``rate`` is a fraction 0–1 shown as a percentage,
-``ppm`` parts per million, ``days`` days, ``count`` a whole number, ``score`` a plain score.
+``ppm`` parts per million, ``days`` days, ``count`` a whole number, ``score`` a plain score. A criterion whose
+``measured`` is false shows "not measured" and its ``not_measured_reason`` instead of a value, and no points;
+when ``evaluation.renormalised``, each measured criterion shows the weight it counted with (``effective_weight``).
 
 Band colours: band names come from the rule set. Names ``A``..``D`` (in a rule set of at most four bands) keep
 their fixed colours; any other name is coloured by its position, best band green to worst band red, from

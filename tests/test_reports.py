@@ -42,20 +42,37 @@ RULE_SET = {
 
 
 def criterion(name, metric, value, unit, evidence, label, weight, points, low=None, high=None):
+    measured = value is not None
     return {
         "name": name,
         "metric": metric,
         "metric_label": name.lower(),
         "value": value,
+        "measured": measured,
+        "not_measured_reason": None if measured else "no order lines due in the window",
         "unit": unit,
         "evidence": evidence,
         "evidence_label": label,
         "weight": weight,
+        "effective_weight": weight if measured else None,
         "points": points,
         "weighted_points": None if points is None else points * weight / 100,
         "confidence_low": low,
         "confidence_high": high,
     }
+
+
+def with_not_measured(context: dict) -> dict:
+    """The evaluation's summary of its criteria not measured, as ``supplier_context`` gives it."""
+    criteria, evaluation = context["criteria"], context["evaluation"]
+    not_measured = [{"name": c["name"], "reason": c["not_measured_reason"]} for c in criteria if not c["measured"]]
+    evaluation.update(
+        not_measured=not_measured,
+        measured_weight=sum(c["weight"] for c in criteria if c["measured"]),
+        total_weight=sum(c["weight"] for c in criteria),
+        renormalised=bool(not_measured) and evaluation["score"] is not None,
+    )
+    return context
 
 
 def late_line(i: int) -> dict:
@@ -108,7 +125,7 @@ def report(**evaluation) -> dict:
         "late_lines_total": 3,
     }
     context["evaluation"].update(evaluation)
-    return context
+    return with_not_measured(context)
 
 
 def digest() -> dict:
@@ -123,6 +140,7 @@ def digest() -> dict:
             "insufficient_data": 1,
             "status_changes": 2,
             "quarantined_rows": 17,
+            "partially_scored": 1,
         },
         "band_count": 4,
         "bands": [
@@ -138,6 +156,7 @@ def digest() -> dict:
                         "score": 91.25,
                         "status": "approved",
                         "score_change": 1.04,
+                        "partial": False,
                     }
                 ],
             },
@@ -153,6 +172,7 @@ def digest() -> dict:
                         "score": 78.44,
                         "status": "conditional",
                         "score_change": -3.16,
+                        "partial": True,
                     }
                 ],
             },
@@ -169,6 +189,7 @@ def digest() -> dict:
                         "score": 31.0,
                         "status": "disqualified",
                         "score_change": None,
+                        "partial": False,
                     }
                 ],
             },
@@ -179,6 +200,9 @@ def digest() -> dict:
                 "name": "New Vendor GmbH",
                 "reason": "3 order lines due in the window; at least 5 needed",
             }
+        ],
+        "not_measured": [
+            {"name": "Mean days late", "suppliers": 1, "reason": "no order lines due in the window"},
         ],
         "status_changes": [
             {
@@ -606,8 +630,20 @@ def evaluated_frame() -> pl.DataFrame:
     ]
     columns = ["supplier_id", "name", "score", "band", "status", "score_change", "insufficient_data",
                "insufficient_reason"]
-    return pl.DataFrame(rows, schema=columns, orient="row",
-                        schema_overrides={"score": pl.Float64, "score_change": pl.Float64})
+    frame = pl.DataFrame(rows, schema=columns, orient="row",
+                         schema_overrides={"score": pl.Float64, "score_change": pl.Float64})
+    # Every criterion measured, except quality for S-02 (no inspection results) and everything for S-05.
+    def criteria(quality: bool, delivery: bool) -> list[dict]:
+        return [
+            {"name": "On-time delivery", "measured": delivery,
+             "not_measured_reason": None if delivery else "no order lines due in the window"},
+            {"name": "Quality of goods received", "measured": quality,
+             "not_measured_reason": None if quality else "no inspection results in the data"},
+        ]
+    measured = {"S-02": criteria(False, True), "S-05": criteria(False, False)}
+    dtype = pl.List(pl.Struct({"name": pl.String, "measured": pl.Boolean, "not_measured_reason": pl.String}))
+    return frame.with_columns(criteria=pl.Series(
+        [measured.get(supplier, criteria(True, True)) for supplier in frame["supplier_id"]], dtype=dtype))
 
 
 def built_digest(evaluated: pl.DataFrame | None = None, bands=RULE_BANDS) -> dict:
@@ -753,3 +789,132 @@ def test_strict_undefined_in_digest():
     del context["bands"][0]["suppliers"][0]["score_change"]
     with pytest.raises(jinja2.UndefinedError):
         render_digest(context)
+
+
+# ---- criteria not measured ----------------------------------------------------------------------------
+#
+# Supplier N of tests/test_scoring.py, through the real scoring and decisions: no inspection results, so OTIF
+# and quality are not measured; on time 71.43 points and lateness 66.67 points, weights 30 and 20 counted as
+# 60 and 40: 42.86 + 26.67 = 69.5, band C. Supplier S1 has every criterion measured.
+
+
+def not_measured_evaluations() -> pl.DataFrame:
+    from test_scoring import RULES as SHIPPED
+    from test_scoring import metrics_row, uninspected_supplier
+
+    from rules.decide import decide
+    from rules.scoring import score_suppliers
+
+    suppliers, measured = uninspected_supplier()
+    complete = pl.DataFrame([metrics_row("S1")], infer_schema_length=None).select(measured.columns)
+    metrics = pl.concat([measured, complete.cast(measured.schema)])
+    selected = pl.DataFrame({
+        "supplier_id": ["N", "S1"], "name": ["No Inspection Ltd", "Complete Co"], "category": ["parts"] * 2,
+        "criticality": ["major"] * 2, "owner_email": [None, "buyer@example.com"], "certificate_expiry": [None, None],
+        "current_status": ["approved"] * 2,
+    }, schema_overrides={"certificate_expiry": pl.Date, "owner_email": pl.String})
+    scored = score_suppliers(selected, metrics, SHIPPED, as_of=date(2026, 6, 30))
+    none = pl.DataFrame(schema={"supplier_id": pl.String, "previous_as_of": pl.Date, "previous_score": pl.Float64,
+                                "previous_band": pl.String})
+    official = pl.DataFrame(schema={"supplier_id": pl.String, "official_as_of": pl.Date})
+    return decide(selected, scored, SHIPPED, previous=none, official_as_of=official, as_of=date(2026, 6, 30),
+                  official=True).evaluated.sort("supplier_id")
+
+
+def cells(html: str, row_start: str) -> list[str]:
+    """The text of each cell of the table row that begins with ``row_start``, tags removed."""
+    row = next(r for r in html.split("<tr") if row_start in r)
+    return [" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+
+
+def test_a_report_shows_a_criterion_not_measured_with_no_points_and_the_weights_counted():
+    evaluation = not_measured_evaluations().row(0, named=True)
+    context = supplier_context(run=RUN, rule_set=RULE_SET, evaluation=evaluation, window_start=date(2025, 7, 1),
+                               as_of=date(2026, 6, 30), late_lines=late_frame(0), bands=RULE_BANDS)
+    assert context["evaluation"]["not_measured"] == [
+        {"name": "Delivered on time and in full (OTIF)", "reason": "no inspection results in the data"},
+        {"name": "Quality of goods received (rejects per million)", "reason": "no inspection results in the data"},
+    ]
+    assert (context["evaluation"]["measured_weight"], context["evaluation"]["total_weight"]) == (50.0, 100.0)
+    out = render_supplier_report(context)
+
+    assert "Score          69.5 / 100, over the measured criteria (50 of 100 weight)" in out.text
+    assert ("Not measured   Delivered on time and in full (OTIF): no inspection results in the data; "
+            "Quality of goods received (rejects per million): no inspection results in the data") in out.text
+    quality = re.search(r"^Quality of goods received \(rejects per million\)\s+(.*)$", out.text, re.M).group(1)
+    assert quality.split() == [DASH, "30", DASH, DASH]  # value, weight, no points, no weighted points
+    assert "    NOT MEASURED, no points: no inspection results in the data;" in out.text
+    on_time = re.search(r"^On-time delivery\s+(.*)$", out.text, re.M).group(1)
+    assert on_time.split() == ["90.0", "%", "30", "71.4", "42.9"]
+    assert "weight counted 60" in out.text and "weight counted 40" in out.text
+    assert re.search(r"Total score over the measured criteria\s+69.5", out.text)
+    assert "Buyer          — (none on record)" in out.text
+
+    assert cells(out.html, "<strong>Quality of goods received") == [
+        "Quality of goods received (rejects per million) Rejected parts per million",
+        "not measured no inspection results in the data", "0 units inspected", "30 not counted", DASH, DASH]
+    assert cells(out.html, "On-time delivery</strong>")[3:] == ["30 counts 60", "71.4", "42.9"]
+    assert ("<strong>Not measured:</strong> Delivered on time and in full (OTIF): no inspection results in the "
+            "data; Quality of goods received (rejects per million): no inspection results in the data.") in out.html
+    assert "over the measured criteria (50 of 100 weight), their weights scaled up to add to 100" in out.html
+    assert "out of 100, over the measured criteria (50 of 100 weight)" in out.html
+
+
+def test_a_report_with_every_criterion_measured_says_nothing_of_it():
+    evaluation = not_measured_evaluations().row(1, named=True)
+    context = supplier_context(run=RUN, rule_set=RULE_SET, evaluation=evaluation, window_start=date(2025, 7, 1),
+                               as_of=date(2026, 6, 30), late_lines=late_frame(0), bands=RULE_BANDS)
+    assert context["evaluation"]["not_measured"] == [] and not context["evaluation"]["renormalised"]
+    out = render_supplier_report(context)
+    for part in (out.html, out.text):
+        assert "not measured" not in part.lower() and "counted" not in part and "over the measured" not in part
+
+
+def test_the_digest_lists_the_criteria_not_measured_and_marks_scores_over_part_of_them():
+    evaluated = not_measured_evaluations()
+    context = digest_context(run=RUN, rule_set=RULE_SET, evaluated=evaluated, changes=evaluated.clear().select(
+        "supplier_id", from_status=pl.col("current_status"), to_status="status", reason="name"),
+        quarantine_summary=pl.DataFrame(schema={"kind": pl.String, "source": pl.String, "rows_read": pl.Int64,
+                                                "rows_quarantined": pl.Int64, "share": pl.Float64,
+                                                "top_reasons": pl.List(pl.String)}),
+        window_start=date(2025, 7, 1), as_of=date(2026, 6, 30),
+        bands=[{"band": b, "status": s, "action": ""} for b, s in
+               zip("ABCD", ["approved", "conditional", "probation", "disqualified"], strict=True)])
+    assert context["not_measured"] == [
+        {"name": "Delivered on time and in full (OTIF)", "suppliers": 1, "reason": "no inspection results in the data"},
+        {"name": "Quality of goods received (rejects per million)", "suppliers": 1,
+         "reason": "no inspection results in the data"},
+    ]
+    assert context["totals"]["partially_scored"] == 1
+    members = {s["supplier_id"]: s["partial"] for b in context["bands"] for s in b["suppliers"]}
+    assert members == {"N": True, "S1": False}
+    out = render_digest(context)
+    assert ("- Delivered on time and in full (OTIF): 1 supplier, no inspection results in the data\n"
+            "- Quality of goods received (rejects per million): 1 supplier, no inspection results in the data\n"
+            ) in out.text
+    assert "1 supplier was scored over the measured criteria only (marked * below)." in out.text
+    assert re.search(r"No Inspection Ltd\s+N\s+69.5\*\s+probation", out.text)
+    assert re.search(r"Complete Co\s+S1\s+100.0\s+approved", out.text)
+    assert cells(out.html, "Quality of goods received") == [
+        "Quality of goods received (rejects per million)", "1", "no inspection results in the data"]
+    assert ">Criteria not measured</h2>" in out.html and "69.5<span" in out.html
+
+
+def test_the_digest_counts_each_criterion_and_reason_in_the_rule_sets_order():
+    context = built_digest()
+    assert context["not_measured"] == [
+        {"name": "On-time delivery", "suppliers": 1, "reason": "no order lines due in the window"},
+        {"name": "Quality of goods received", "suppliers": 2, "reason": "no inspection results in the data"},
+    ]
+    assert context["totals"]["partially_scored"] == 1  # S-02; S-05 is insufficient data, not scored
+    out = render_digest(context)
+    assert "- On-time delivery: 1 supplier, no order lines due in the window" in out.text
+    assert "Every criterion was measured" not in out.text
+
+
+def test_a_digest_with_every_criterion_measured_says_so():
+    context = digest()
+    context["not_measured"] = []
+    out = render_digest(context)
+    assert "Every criterion was measured for every supplier." in out.text
+    assert "Every criterion was measured for every supplier." in out.html

@@ -89,8 +89,14 @@ RULE_SET = {"name": "ISO 9001:2015 clause 8.4 supplier evaluation", "version": "
 
 def supplier_report(what_if: bool, *, insufficient: bool = False) -> dict[str, Any]:
     criterion = {"name": "On-time delivery", "metric": "on_time_rate", "metric_label": "on-time delivery",
-                 "value": 0.935, "unit": "rate", "evidence": 1412, "evidence_label": "order lines", "weight": 100,
-                 "points": 84.0, "weighted_points": 84.0, "confidence_low": 0.9, "confidence_high": 0.95}
+                 "value": 0.935, "unit": "rate", "evidence": 1412, "evidence_label": "order lines", "weight": 60,
+                 "points": 84.0, "weighted_points": 84.0, "confidence_low": 0.9, "confidence_high": 0.95,
+                 "measured": True, "not_measured_reason": None, "effective_weight": 100}
+    not_measured = {**criterion, "name": "Quality", "metric": "ppm_rejected", "metric_label": "rejects per million",
+                    "value": None, "unit": "ppm", "evidence": 0, "evidence_label": "units inspected", "weight": 40,
+                    "points": None, "weighted_points": None, "confidence_low": None, "confidence_high": None,
+                    "measured": False, "not_measured_reason": "no inspection results in the data",
+                    "effective_weight": None}
     late = [{"po_id": f"PO-{i}", "line_no": 1, "promised_date": "2026-03-01", "completed_date": "2026-03-09",
              "days_late": 8} for i in range(30)]
     return {
@@ -103,27 +109,34 @@ def supplier_report(what_if: bool, *, insufficient: bool = False) -> dict[str, A
                        "band_rank": 0, "band_count": 4, "status": "approved", "previous_status": None,
                        "previous_score": None, "score_change": None, "insufficient_data": insufficient,
                        "insufficient_reason": "2 order lines; at least 5 needed" if insufficient else None,
-                       "gates_hit": [] if insufficient else ["Quality certificate expired"], "action": "Keep."},
-        "criteria": [] if insufficient else [criterion],
+                       "gates_hit": [] if insufficient else ["Quality certificate expired"], "action": "Keep.",
+                       "not_measured": [] if insufficient else [{"name": "Quality",
+                                                                 "reason": "no inspection results in the data"}],
+                       "measured_weight": 60, "total_weight": 100, "renormalised": not insufficient},
+        "criteria": [] if insufficient else [criterion, not_measured],
         "late_lines": [] if insufficient else late[:25],
         "late_lines_total": 0 if insufficient else len(late),
     }
 
 
 def digest(what_if: bool, *, empty: bool = False) -> dict[str, Any]:
-    supplier = {"supplier_id": "S-001", "name": "Acme", "score": 91.0, "status": "approved", "score_change": 1.0}
+    supplier = {"supplier_id": "S-001", "name": "Acme", "score": 91.0, "status": "approved", "score_change": 1.0,
+                "partial": True}
     return {
         "run": {**RUN, "what_if": what_if},
         "rule_set": RULE_SET,
         "as_of": "2026-11-24", "window_start": "2025-11-24", "window_end": "2026-11-24",
         "totals": {"suppliers_evaluated": 0 if empty else 2, "insufficient_data": 0 if empty else 1,
-                   "status_changes": 0 if empty else 1, "quarantined_rows": 0 if empty else 3},
+                   "status_changes": 0 if empty else 1, "quarantined_rows": 0 if empty else 3,
+                   "partially_scored": 0 if empty else 1},
         "band_count": 2,
         "bands": [] if empty else [
             {"band": "A", "status": "approved", "action": "Keep.", "rank": 0, "suppliers": [supplier]},
             {"band": "B", "status": "disqualified", "action": "Stop.", "rank": 1, "suppliers": []},
         ],
         "insufficient": [] if empty else [{"supplier_id": "S-002", "name": "New", "reason": "too little evidence"}],
+        "not_measured": [] if empty else [{"name": "Quality", "suppliers": 1,
+                                           "reason": "no inspection results in the data"}],
         "status_changes": [] if empty else [{"supplier_id": "S-001", "name": "Acme", "from_status": "conditional",
                                              "to_status": "approved", "reason": "Score rose into band A"}],
         "quarantine": [] if empty else [{"kind": "receipts", "source": "receipts.csv", "rows_read": 100,
