@@ -166,11 +166,11 @@ def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Pa
     from reports.context import quarantine_summary_with_reasons
     from suppliers.errors import DataQualityError
     from suppliers.files import write_csv_safely
-    from suppliers.sources import load_sources
+    from suppliers.mapping import load_inputs
     from suppliers.validate import validate_inputs
 
     settings = load_settings(config_file)
-    loaded = load_sources(data_dir or settings.data_dir)
+    loaded = load_inputs(data_dir or settings.data_dir, None if data_dir else settings.mapping_file)
 
     def write_report(path: Path, summary: pl.DataFrame, quarantine: pl.DataFrame, *, stopped: bool) -> None:
         from reports.quality import quality_context, render_quality_report, write_quality_report
@@ -190,7 +190,8 @@ def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Pa
         click.echo(f"Data-quality report written to {path} (text: {text_file})")
 
     try:
-        result = validate_inputs(loaded.raw, max_quarantine_share=settings.validation.max_quarantine_share,
+        result = validate_inputs(loaded.raw, formats=loaded.formats,
+                                 max_quarantine_share=settings.validation.max_quarantine_share,
                                  quarantine_path=quarantine_out)
     except DataQualityError as stop:  # too many bad rows: the report says so, then the error as before
         if report_file is not None and stop.summary is not None and stop.quarantine is not None:
@@ -198,7 +199,8 @@ def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Pa
         raise
     summary = quarantine_summary_with_reasons(result.summary, result.quarantine)
     for row in summary.iter_rows(named=True):
-        click.echo(f"{row['source']:<32} {row['rows_read']:>10,} rows  {row['rows_quarantined']:>8,} quarantined")
+        click.echo(f"{row['kind']:<22} {row['source']:<32} {row['rows_read']:>10,} rows  "
+                   f"{row['rows_quarantined']:>8,} quarantined")
         for reason in row["top_reasons"]:
             click.echo(f"    {reason}")
     if quarantine_out is not None:
@@ -239,6 +241,37 @@ def rules_check(rule_file: Path | None) -> None:
         click.echo(f"  band {band.band}: {band.lower:g}-{band.upper:g} -> {band.status}")
     for gate in rule_set.gates:
         click.echo(f"  gate {gate.name}: caps status at {gate.cap_status}")
+
+
+@cli.group()
+def mapping() -> None:
+    """Work with mapping files (how your exports become supplier-eval's records).
+
+    \b
+    Example:
+      supplier-eval mapping check examples/usaid-scms/mapping.yaml
+    """
+
+
+@mapping.command("check")
+@click.argument("mapping_file", type=click.Path(path_type=Path))
+def mapping_check(mapping_file: Path) -> None:
+    """Check a mapping file and show what each record kind is made from; errors name the file and line.
+
+    \b
+    Example:
+      supplier-eval mapping check examples/usaid-scms/mapping.yaml
+    """
+    from suppliers.mapping import load_mapping
+
+    checked = load_mapping(mapping_file)
+    click.echo(f"{mapping_file} is valid; sha256 {checked.content_hash[:16]}")
+    for name, source in checked.file.sources.items():
+        click.echo(f"  source {name}: {source.path or source.query} ({checked.spec(name).format})")
+    for kind, record in checked.file.records.items():
+        filters = f", {len(record.where)} filter{'s' if len(record.where) != 1 else ''}" if record.where else ""
+        click.echo(f"  {kind} <- {record.source}{filters}: {', '.join(record.fields)}")
+    click.echo("Read the data through it with: supplier-eval validate --config <your settings file>")
 
 
 @cli.command()
@@ -332,6 +365,10 @@ def _preflight(params: Any) -> str:
 
     settings = load_settings(params.config_file)
     load_rule_set(params.rules_file or settings.rules_file)
+    if settings.mapping_file is not None:
+        from suppliers.mapping import load_mapping
+
+        load_mapping(settings.mapping_file)
     return redact_url(settings.store_url)
 
 

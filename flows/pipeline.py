@@ -30,6 +30,7 @@ from rules.metrics import SupplierPerformance, measure_suppliers, window_start
 from rules.model import RuleSet
 from rules.scoring import score_suppliers
 from suppliers.errors import SupplierEvalError
+from suppliers.mapping import load_inputs
 from suppliers.runs import (
     EVERY_ACTIVE,
     RunRecord,
@@ -39,7 +40,7 @@ from suppliers.runs import (
     requested_suppliers,
     with_current_status,
 )
-from suppliers.sources import LoadedSources, load_sources
+from suppliers.sources import LoadedSources
 from suppliers.store import History, Store
 from suppliers.validate import ValidatedInputs, validate_inputs
 
@@ -56,16 +57,17 @@ STORE_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": 1, "retry_
 
 
 @task(name="load sources", cache_policy=NO_CACHE)
-def load(data_dir: Path) -> LoadedSources:
-    loaded = load_sources(data_dir)
+def load(data_dir: Path, mapping_file: Path | None) -> LoadedSources:
+    loaded = load_inputs(data_dir, mapping_file)
     get_run_logger().info("Read %s", loaded.describe())
     return loaded
 
 
 @task(name="validate", cache_policy=NO_CACHE)
-def validate(loaded: LoadedSources, max_quarantine_share: float, failed_quarantine_path: Path) -> ValidatedInputs:
-    validated = validate_inputs(loaded.raw, max_quarantine_share=max_quarantine_share,
-                                quarantine_path=failed_quarantine_path)
+def validate(loaded: LoadedSources, as_of: date, max_quarantine_share: float,
+             failed_quarantine_path: Path) -> ValidatedInputs:
+    validated = validate_inputs(loaded.raw, as_of=as_of, max_quarantine_share=max_quarantine_share,
+                                quarantine_path=failed_quarantine_path, formats=loaded.formats)
     get_run_logger().info("Validated: %s rows quarantined of %s read",
                           f"{int(validated.summary['rows_quarantined'].sum()):,}",
                           f"{int(validated.summary['rows_read'].sum()):,}")
@@ -147,8 +149,8 @@ def run_evaluation(params: RunParameters) -> RunSummary:
     with Store(settings.store_url) as store:
         started = False
         try:
-            loaded = load(settings.data_dir)
-            validated = validate(loaded, settings.validation.max_quarantine_share,
+            loaded = load(settings.data_dir, settings.mapping_file)
+            validated = validate(loaded, as_of, settings.validation.max_quarantine_share,
                                  failed_run_folder(settings.output_dir, run) / "quarantine.csv")
             chosen = choose_suppliers(validated.suppliers, requested)
             run = replace(run, input_fingerprint=loaded.fingerprint, run_key=compute_run_key(

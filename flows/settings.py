@@ -28,6 +28,8 @@ class _Section(BaseModel):
 
 class DataSettings(_Section):
     dir: Path = Field(Path("data"), description="Folder with suppliers, purchase_order_lines, receipts, ... files.")
+    mapping: Path | None = Field(None, description="Mapping file (YAML): the exports to read and how they map "
+                                                   "onto the records. Without it, dir holds canonical files.")
 
 
 class StoreSettings(_Section):
@@ -91,6 +93,10 @@ class Settings(_Section):
     @property
     def data_dir(self) -> Path:
         return self.path(self.data.dir)
+
+    @property
+    def mapping_file(self) -> Path | None:
+        return self.path(self.data.mapping) if self.data.mapping is not None else None
 
     @property
     def output_dir(self) -> Path:

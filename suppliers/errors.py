@@ -5,7 +5,8 @@ Every error a user can cause says what went wrong, where, and how to fix it; the
 
     SupplierEvalError
     ├── ConfigError            bad settings, parameters or usage           (exit 2)
-    │   └── RuleSetError       a rule file that does not check             (exit 2)
+    │   ├── RuleSetError       a rule file that does not check             (exit 2)
+    │   └── MappingError       a mapping file that does not check          (exit 2)
     ├── SourceError            an input file that cannot be read as a whole (exit 1)
     ├── DataQualityError       too many bad rows to score on                (exit 1)
     ├── StoreError             the evaluation store refused an operation    (exit 1)
@@ -24,6 +25,7 @@ __all__ = [
     "SupplierEvalError",
     "ConfigError",
     "RuleSetError",
+    "MappingError",
     "SourceError",
     "DataQualityError",
     "StoreError",
@@ -79,6 +81,10 @@ class ConfigError(SupplierEvalError):
 
 class RuleSetError(ConfigError):
     """A rule-set file does not parse or check; ``where`` is ``file:line``."""
+
+
+class MappingError(ConfigError):
+    """A mapping file (how exports become records) does not parse or check; ``where`` is ``file:line``."""
 
 
 class SourceError(SupplierEvalError):

@@ -14,12 +14,13 @@ import hashlib
 import io
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from suppliers.errors import SourceError
+from suppliers.formats import ColumnFormat
 from suppliers.records import RECORD_KINDS, REQUIRED_KINDS
 
 __all__ = [
@@ -39,16 +40,17 @@ _DUPLICATED = re.compile(r"^(?P<base>.*)_duplicated_\d+$")  # how Polars renames
 
 @dataclass(frozen=True)
 class Source:
-    """One input file: the record kind it holds, where it is, and its format ("csv" or "parquet")."""
+    """One input: the record kind it holds, where it is, and its format ("csv", "parquet", "excel" or "sql")."""
 
     kind: str
     path: Path
     format: str
+    label: str | None = None  # how a mapped source is named: a file name, "3 files matching ...", a query
 
     @property
     def name(self) -> str:
-        """The file name, as quarantine rows and messages show it."""
-        return self.path.name
+        """The file name (or a mapped source's label), as quarantine rows and messages show it."""
+        return self.label or self.path.name
 
 
 def discover_sources(data_dir: Path) -> dict[str, Source]:
@@ -216,10 +218,11 @@ def fingerprint_sources(digests: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class LoadedSources:
-    """Every source of a data folder read raw, and the fingerprint of the very bytes parsed."""
+    """Every source read raw, the fingerprint of the very bytes parsed, and how each field is written."""
 
     raw: dict[str, tuple[Source, pl.DataFrame]]
     fingerprint: str
+    formats: Mapping[str, Mapping[str, ColumnFormat]] = field(default_factory=dict)  # kind -> field -> format
 
     def describe(self) -> str:
         """E.g. "suppliers.csv (60 rows), receipts.csv (6,312 rows)" for progress messages."""

@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import difflib
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -77,6 +78,7 @@ from pandera.errors import SchemaErrors
 
 from suppliers.errors import ConfigError, DataQualityError, SourceError
 from suppliers.files import write_csv_safely
+from suppliers.formats import CANONICAL_FORMAT, ColumnFormat, clean_cell, parse_cell
 from suppliers.records import RECORD_KINDS, RECORDS, REQUIRED_KINDS, CrossColumnRule, ForeignKey
 from suppliers.schemas import (
     BAD_FORMAT,
@@ -172,13 +174,6 @@ def _quarantine_codes() -> dict[str, str]:
 #: The closed vocabulary of the quarantine's ``code`` column: code → what it means (see the module docstring).
 QUARANTINE_CODES: dict[str, str] = _quarantine_codes()
 
-_CAST_REASONS: dict[pl.DataType, str] = {
-    pl.Date(): "not a date (expected YYYY-MM-DD)",
-    pl.Int64(): "not a whole number",
-    pl.Float64(): "not a number",
-    pl.Boolean(): "not a true/false value (expected true, false, yes, no, 1 or 0)",
-}
-_BOOLEANS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 
 
 @dataclass(frozen=True)
@@ -200,7 +195,7 @@ class _Checked:
 
     kind: str
     source_name: str
-    raw: pl.DataFrame  # canonical columns as read; position = row - 1
+    raw: pl.DataFrame  # _ROW + canonical columns as read
     cast: pl.DataFrame  # non-blank rows: _ROW + canonical columns in canonical dtypes
     parts: list[pl.DataFrame] = field(default_factory=list)  # quarantine parts, _PART_SCHEMA
     _good: pl.DataFrame | None = None
@@ -240,8 +235,10 @@ class _Checked:
         )
 
     def raw_text(self, column: str, rows: pl.Series) -> pl.Series:
-        """The cells of ``column`` at 1-based ``rows``, as text, as they were in the file."""
-        return self.raw.get_column(column).gather(rows - 1).cast(pl.String)
+        """The cells of ``column`` at ``rows`` (row numbers), as text, as they were in the source."""
+        at = rows.rename(_ROW).to_frame().join(self.raw.select(_ROW, column), on=_ROW, how="left",
+                                                maintain_order="left")
+        return at.get_column(column).cast(pl.String)
 
 
 # --- columns
@@ -300,63 +297,13 @@ def _check_columns(kind: str, raw: pl.DataFrame, source_name: str) -> pl.DataFra
 # --- cast
 
 
-def _clean_text(expr: pl.Expr) -> pl.Expr:
-    """Text trimmed of surrounding whitespace; an empty cell becomes null."""
-    text = expr.cast(pl.String).str.strip_chars()
-    return pl.when(text.str.len_bytes() > 0).then(text)
+def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str, formats: Mapping[str, ColumnFormat]) -> _Checked:
+    """Number the rows, clean and parse every cell (see :mod:`suppliers.formats`), quarantine what does not parse.
 
-
-def _is_text(dtype: pl.DataType) -> bool:
-    """Columns we read as text: String, and anything that is neither a number, a date/time nor a boolean."""
-    return dtype == pl.String or not (dtype.is_numeric() or dtype.is_temporal() or dtype == pl.Boolean)
-
-
-def _before(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
-    """The cell before the cast: text trimmed with empty as null; typed (Parquet) values as they are,
-    except that a text column stored as numbers (a Parquet ``item_id`` of integers) becomes text here."""
-    if _is_text(source) or target == pl.String:
-        return _clean_text(pl.col(name))
-    return pl.col(name)
-
-
-def _after(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
-    """The cell cast to ``target``, null where it does not cast; ``name`` holds the :func:`_before` value."""
-    col = pl.col(name)
-    if _is_text(source):
-        source = pl.String()
-    if target == pl.String:
-        return col if source == pl.String else col.cast(pl.String)
-    if source == target:
-        return pl.when(col.is_finite()).then(col) if target == pl.Float64 else col
-    if target == pl.Date:
-        if source == pl.String:
-            return col.str.to_date("%Y-%m-%d", strict=False)
-        if isinstance(source, pl.Datetime):
-            return col.dt.date()
-        return pl.lit(None, pl.Date)  # a number, a boolean or a time of day is not a date
-    if source.is_temporal() or (source == pl.Boolean and target != pl.Boolean):
-        return pl.lit(None, target)  # a date is not a number, nor true/false a quantity
-    if target == pl.Float64:
-        number = col.cast(pl.Float64, strict=False)
-        return pl.when(number.is_finite()).then(number)
-    if target == pl.Int64:
-        number = col.cast(pl.Float64, strict=False)
-        whole = (
-            pl.when(number.is_finite() & (number == number.floor())).then(number).cast(pl.Int64, strict=False)
-        )
-        if source.is_float():
-            return whole
-        return pl.coalesce(col.cast(pl.Int64, strict=False), whole)  # "12", then "12.0" and "1e3"
-    if target == pl.Boolean:
-        if source == pl.String:
-            return col.str.to_lowercase().replace_strict(_BOOLEANS, default=None, return_dtype=pl.Boolean)
-        if source.is_integer():
-            return pl.when(col == 1).then(True).when(col == 0).then(False)
-        return pl.lit(None, pl.Boolean)
-    raise AssertionError(f"no cast to {target}")  # pragma: no cover - CANONICAL uses only the dtypes above
-
-
-def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str) -> _Checked:
+    A frame from a mapped source brings its own row numbers (``__row__``: the row in the source file, after
+    its header) and has had its blank lines dropped already; a canonical file is numbered here, and a line
+    whose every cell is empty is skipped (spreadsheet exports end with a few).
+    """
     schema = CANONICAL[kind]
     for column, dtype in schema.items():
         if raw.schema[column].is_nested() or raw.schema[column] == pl.Object:
@@ -365,32 +312,34 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str) -> _Checked:
                 where=source_name,
                 fix=f"Export '{column}' as plain values",
             )
-    raw_canonical = raw.select(list(schema))
-    # Stage 1: number the rows, trim text, empty → null.
-    before = (
-        raw_canonical.lazy()
-        .with_row_index(_ROW, offset=1)
-        .select(
-            pl.col(_ROW).cast(pl.Int64),
-            *[_before(c, raw.schema[c], dtype).alias(c) for c, dtype in schema.items()],
-        )
-        .collect()
+    numbered = _ROW in raw.columns
+    raw_canonical = (raw if numbered else raw.with_row_index(_ROW, offset=1)).select(
+        pl.col(_ROW).cast(pl.Int64), *schema
     )
-    # Skip blank lines: every canonical cell empty, and every extra column too (checked on those rows only).
-    blank = before.filter(pl.all_horizontal([pl.col(c).is_null() for c in schema])).get_column(_ROW)
-    extra = [c for c in raw.columns if c not in schema]
-    if blank.len() and extra:
-        at = raw.select(extra).gather(blank - 1)
-        blank = blank.filter(
-            at.select(pl.all_horizontal([_clean_text(pl.col(c)).is_null() for c in extra])).to_series()
-        )
-    if blank.len():
-        before = before.filter(~pl.col(_ROW).is_in(blank.implode()))
-    # Stage 2: cast; a cell that had a value before and has none after did not cast.
+
+    def fmt(column: str) -> ColumnFormat:
+        return formats.get(column, CANONICAL_FORMAT)
+
+    before = raw_canonical.select(
+        _ROW, *[clean_cell(pl.col(c), raw.schema[c], dtype, fmt(c)).alias(c) for c, dtype in schema.items()]
+    )
+    if not numbered:
+        # Skip blank lines: every canonical cell empty, and every extra column too (checked on those rows only).
+        blank = before.filter(pl.all_horizontal([pl.col(c).is_null() for c in schema])).get_column(_ROW)
+        extra = [c for c in raw.columns if c not in schema]
+        if blank.len() and extra:
+            at = raw.select(extra).gather(blank - 1)
+            blank = blank.filter(at.select(pl.all_horizontal(
+                [clean_cell(pl.col(c), at.schema[c], pl.String, CANONICAL_FORMAT).is_null() for c in extra]
+            )).to_series())
+        if blank.len():
+            before = before.filter(~pl.col(_ROW).is_in(blank.implode()))
+    # A cell that had a value before parsing and has none after did not parse.
     checks = [c for c, dtype in schema.items() if dtype != pl.String]
     work = (
         before.lazy()
-        .with_columns([_after(c, before.schema[c], schema[c]).alias(f"_cast_{c}") for c in checks])
+        .with_columns([parse_cell(pl.col(c), before.schema[c], schema[c], fmt(c)).alias(f"_cast_{c}")
+                       for c in checks])
         .with_columns(
             [(pl.col(c).is_not_null() & pl.col(f"_cast_{c}").is_null()).alias(f"_failed_{c}") for c in checks]
         )
@@ -411,7 +360,7 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str) -> _Checked:
                         "value": checked.raw_text(column, rows),
                         "code": pl.repeat(UNPARSEABLE, rows.len(), dtype=pl.String, eager=True),
                         "reason": pl.repeat(
-                            _CAST_REASONS[schema[column]], rows.len(), dtype=pl.String, eager=True
+                            fmt(column).failure_reason(schema[column]), rows.len(), dtype=pl.String, eager=True
                         ),
                     }
                 )
@@ -568,13 +517,14 @@ def _future_after(as_of: date | None) -> date:
     return today if as_of is None else max(as_of, today)
 
 
-def _check(kind: str, raw: pl.DataFrame, source_name: str) -> _Checked:
+def _check(kind: str, raw: pl.DataFrame, source_name: str,
+           formats: Mapping[str, ColumnFormat] | None = None) -> _Checked:
     if kind not in CANONICAL:
         raise SourceError(
             f"unknown record kind '{kind}'", where=source_name, fix=f"Use one of {', '.join(RECORD_KINDS)}"
         )
     raw = _check_columns(kind, raw, source_name)
-    checked = _cast_frame(kind, raw, source_name)
+    checked = _cast_frame(kind, raw, source_name, formats or {})
     _schema_failures(checked)
     _duplicates(checked)
     return checked
@@ -842,12 +792,15 @@ def validate_inputs(
     max_quarantine_share: float = 0.2,
     quarantine_path: Path | None = None,
     as_of: date | None = None,
+    formats: Mapping[str, Mapping[str, ColumnFormat]] | None = None,
 ) -> ValidatedInputs:
     """Validate every source, check references between them, and enforce the quarantine threshold.
 
     ``as_of`` is the run's date (None: today). A date of something that has happened (a receipt, an order
     placed, an NCR raised or closed, a score given) after the later of ``as_of`` and today is in the future and
     quarantined; one after a back-dated ``as_of`` but not after today is not an error (see the module docstring).
+
+    ``formats`` say how a mapped source writes each field (kind -> field -> format); a canonical file needs none.
 
     Raises :class:`SourceError` for a missing required source or column and :class:`DataQualityError`
     when a source's quarantined share of rows is over ``max_quarantine_share``. That error carries the full
@@ -879,7 +832,7 @@ def validate_inputs(
     for kind in RECORD_KINDS:
         if kind in raw:
             source, frame = raw[kind]
-            checked[kind] = _check(kind, frame, source.path.name)
+            checked[kind] = _check(kind, frame, source.name, (formats or {}).get(kind))
     future_after = _future_after(as_of)
     for source_checked in checked.values():
         _future(source_checked, future_after)

@@ -18,7 +18,7 @@ sender = "nobody"
 colour = "blue"
 """
 PROBLEMS = [
-    "setting 'data.dri': unknown setting; allowed here: dir",
+    "setting 'data.dri': unknown setting; allowed here: dir, mapping",
     "setting 'mail.sender': 'nobody' is not an email address",
     "setting 'mail.colour': unknown setting; allowed here: sender, officers, outbox_dir, concurrency, retries, smtp",
 ]

@@ -43,7 +43,7 @@ P1,2,S1,I2,metal,2024-03-01,2024-03-20,50,1,EUR
 P2,1,S2,I3,metal,31/03/2024,2024-04-15,10,1,EUR
 P3,1,S2,I4,metal,2024-03-01,2024-03-10,-5,1,EUR
 P4,1,S2,I5,metal,2024-03-10,2024-03-01,5,1,EUR
-P5,1,S2,,metal,2024-03-01,2024-03-10,5,1,EUR
+P5,1,S2,I9,metal,2024-03-01,,5,1,EUR
 P1,1,S1,I1,metal,2024-03-01,2024-03-15,90,2.50,EUR
 P6,1,S9999,I6,metal,2024-03-01,2024-03-10,5,1,EUR
 P7,1,S3,I7,plastic,2024-03-01,2024-03-10,5,1,EUR
@@ -175,7 +175,7 @@ def test_good_rows_survive_in_canonical_dtypes_and_order(result):
             id="cross-column quantities",
         ),
         pytest.param(
-            ("purchase_order_lines.csv", 6, "item_id", None, "required value is missing"),
+            ("purchase_order_lines.csv", 6, "promised_date", None, "required value is missing"),
             id="missing required value",
         ),
         pytest.param(
@@ -468,7 +468,7 @@ def test_missing_column_names_the_file_the_column_and_a_close_match(tmp_path):
     write(
         tmp_path,
         "suppliers.csv",
-        SUPPLIERS.replace("owner_email", "owner_mail").replace(",active", ",is_active"),
+        SUPPLIERS.replace(",status,", ",state,").replace(",active", ",is_active"),
     )
     write(tmp_path, "purchase_order_lines.csv", LINES)
     write(tmp_path, "receipts.csv", RECEIPTS)
@@ -476,7 +476,7 @@ def test_missing_column_names_the_file_the_column_and_a_close_match(tmp_path):
         load(tmp_path)
     message = str(caught.value)
     assert message.startswith(
-        "suppliers.csv: missing columns 'owner_email' (found 'owner_mail' — did you mean it?), "
+        "suppliers.csv: missing columns 'status' (found 'state' — did you mean it?), "
         "'active' (found 'is_active' — did you mean it?)"
     )
     assert "rename the column" in message

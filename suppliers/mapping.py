@@ -1,0 +1,391 @@
+"""The mapping file: where a user's exports are, and how their columns become supplier-eval's records.
+
+A YAML file, checked like the rule file (every problem at ``file:line``; ``supplier-eval mapping check``)::
+
+    sources:                                  # each export, read once (suppliers/readers.py)
+      shipments:
+        path: Supply_Chain_Shipment_Pricing_Data.csv     # relative to this file; a glob reads every match
+        missingValues: ["", "N/A", "Date Not Captured"]  # cell texts that mean "no value", in every column
+    records:                                  # each record kind, from one source (one export may feed several)
+      purchase_order_lines:
+        from: shipments
+        where: [{column: vendor, not_in: ["SCMS from RDC"]}]   # row filters, on the text as written
+        fields:
+          po_id: "po / so #"                                    # a source column
+          line_no: {number_within: ["po / so #"]}               # a key the export lacks: 1, 2, ... per order
+          promised_date: {column: scheduled delivery date, format: ["%d-%b-%y", "%m/%d/%y"]}
+          unit_price: {column: unit price, bareNumber: false, groupChar: ","}   # $1,234.50
+          currency: {constant: USD}
+      suppliers:
+        from: shipments
+        one_row_per: [supplier_id]                              # the supplier list from the distinct vendors
+        fields: {supplier_id: vendor, name: vendor, criticality: {constant: major}, ...}
+
+Structure (filters, keys made, distinct rows) is applied here; how each cell is written (missing values,
+value maps, defaults, date and number formats) becomes a :class:`~suppliers.formats.ColumnFormat` that
+validation applies, so a cell that does not parse is quarantined with its text as written. Nothing is invented:
+a field the export lacks is left out (optional fields are then empty) or given a constant by the user.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from suppliers.errors import MappingError, SourceError
+from suppliers.formats import ColumnFormat
+from suppliers.records import RECORD_KINDS, RECORDS
+from suppliers.sources import LoadedSources, Source, load_sources
+from suppliers.yamlfile import Location, load_model, parse_yaml
+
+if TYPE_CHECKING:
+    from suppliers.readers import SourceSpec
+
+__all__ = ["MappingFile", "Mapping", "load_mapping", "read_mapped_sources", "load_inputs", "CHECK_COMMAND"]
+
+CHECK_COMMAND = "supplier-eval mapping check"
+_ROW, _FILE = "__row__", "__file__"
+_FORMATS_BY_SUFFIX = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", ".xlsx": "excel"}
+Scalar = str | int | float | bool
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class SourceEntry(_Entry):
+    """One export: a file or glob (CSV, Parquet, Excel) or a SQL query."""
+
+    path: str | None = Field(None, description="A file or glob, relative to the mapping file.")
+    format: Literal["csv", "parquet", "excel", "sql"] | None = Field(None, description="Default: from the suffix.")
+    encoding: str | None = Field(None, description="CSV: utf-8, utf-16, utf-16-le, utf-16-be, cp1252, latin-1.")
+    delimiter: str | None = Field(None, description="CSV: , ; tab or |; detected when not given.")
+    sheet: str | None = Field(None, description="Excel: the sheet's name; the first sheet when not given.")
+    header_row: int = Field(1, ge=1, description="CSV and Excel: the line or row that holds the header.")
+    url_env: str | None = Field(None, description="SQL: the environment variable holding the database URL.")
+    url: str | None = Field(None, description="SQL: the database URL, when it holds no password.")
+    query: str | None = Field(None, description="SQL: the SELECT that returns the rows.")
+    missing_values: tuple[str, ...] = Field((), alias="missingValues",
+                                            description="Cell texts that mean 'no value' in every column.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> SourceEntry:
+        kind = self.format or _format_of(self.path)
+        if kind == "sql":
+            if not self.query or not (self.url or self.url_env):
+                raise ValueError("a sql source needs query and url_env (or url)")
+        elif not self.path:
+            raise ValueError("a source needs path (a file or glob), or format: sql with a query")
+        elif kind is None:
+            raise ValueError(f"cannot tell the format of {self.path!r}: add format: csv, parquet or excel")
+        return self
+
+
+class Condition(_Entry):
+    """A row filter on one source column's text (trimmed): exactly one comparison."""
+
+    column: str
+    equals: str | None = None
+    not_equals: str | None = None
+    is_in: tuple[str, ...] | None = Field(None, alias="in")
+    not_in: tuple[str, ...] | None = None
+    empty: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Condition:
+        tests = ("equals", "not_equals", "is_in", "not_in", "empty")
+        given = [name for name in tests if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a condition needs exactly one of equals, not_equals, in, not_in, empty")
+        return self
+
+    def expression(self) -> pl.Expr:
+        text = pl.col(self.column).cast(pl.String).str.strip_chars()
+        if self.equals is not None:
+            return text == self.equals
+        if self.not_equals is not None:
+            return (text != self.not_equals).fill_null(True)
+        if self.is_in is not None:
+            return text.is_in(list(self.is_in)).fill_null(False)
+        if self.not_in is not None:
+            return ~text.is_in(list(self.not_in)).fill_null(False)
+        is_empty = text.is_null() | (text.str.len_bytes() == 0)
+        return is_empty if self.empty else ~is_empty
+
+
+class FieldEntry(_Entry):
+    """Where one field of a record comes from, and how the export writes it."""
+
+    column: str | None = Field(None, description="The source column.")
+    constant: Scalar | None = Field(None, description="The same value in every row (a fact the export lacks).")
+    number_within: tuple[str, ...] | None = Field(None, description="A number 1, 2, ... within these columns.")
+    order_by: tuple[str, ...] = Field((), description="number_within: the order (default: file order).")
+    join: tuple[str, ...] | None = Field(None, description="A composite key: these columns joined.")
+    separator: str = Field("-", description="join: what goes between the parts.")
+    format: str | tuple[str, ...] | None = Field(None, description="Dates: strptime formats, tried in order.")
+    missing_values: tuple[str, ...] = Field((), alias="missingValues")
+    values: dict[str, Scalar] | None = Field(None, description="Value map: text as written -> value meant.")
+    default: Scalar | None = Field(None, description="The value of a cell that is empty.")
+    decimal_char: str = Field(".", alias="decimalChar", min_length=1, max_length=1)
+    group_char: str | None = Field(None, alias="groupChar", min_length=1, max_length=1)
+    bare_number: bool = Field(True, alias="bareNumber", description="False: currency signs allowed ($1.50).")
+    true_values: tuple[str, ...] | None = Field(None, alias="trueValues")
+    false_values: tuple[str, ...] | None = Field(None, alias="falseValues")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _column_by_name(cls, value: Any) -> Any:
+        return {"column": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> FieldEntry:
+        origins = [name for name in ("column", "constant", "number_within", "join") if name in self.model_fields_set]
+        if len(origins) != 1:
+            raise ValueError("a field comes from exactly one of column, constant, number_within, join")
+        return self
+
+    def source_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in (self.column, *(self.number_within or ()), *self.order_by, *(self.join or ())) if c)
+
+    def column_format(self, source_missing: tuple[str, ...]) -> ColumnFormat:
+        formats = (self.format,) if isinstance(self.format, str) else self.format
+        defaults = ColumnFormat()
+        return ColumnFormat(
+            missing_values=tuple(dict.fromkeys((*source_missing, *self.missing_values))),
+            values=tuple((str(k), _text(v)) for k, v in (self.values or {}).items()),
+            default=None if self.default is None else _text(self.default),
+            date_formats=formats or defaults.date_formats,
+            decimal_char=self.decimal_char, group_char=self.group_char, bare_number=self.bare_number,
+            true_values=self.true_values or defaults.true_values,
+            false_values=self.false_values or defaults.false_values,
+        )
+
+
+class RecordEntry(_Entry):
+    """One record kind: its source, the rows that count, and where each field comes from."""
+
+    source: str = Field(alias="from", description="The name of a source above.")
+    where: tuple[Condition, ...] = Field((), description="Rows are kept only when every condition holds.")
+    one_row_per: tuple[str, ...] = Field((), description="Keep the first row of each value of these fields.")
+    fields: dict[str, FieldEntry]
+
+
+class MappingFile(_Entry):
+    sources: dict[str, SourceEntry] = Field(min_length=1)
+    records: dict[str, RecordEntry] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A checked mapping file, with its sources resolved against its folder."""
+
+    path: Path
+    content_hash: str
+    file: MappingFile
+
+    def spec(self, name: str) -> SourceSpec:
+        from suppliers.readers import SourceSpec
+
+        entry = self.file.sources[name]
+        fmt = entry.format or _format_of(entry.path)
+        path = None if entry.path is None else (Path(entry.path) if Path(entry.path).is_absolute()
+                                                else self.path.parent / entry.path)
+        return SourceSpec(name=name, format=fmt, path=path, encoding=entry.encoding, delimiter=entry.delimiter,
+                          sheet=entry.sheet, header_row=entry.header_row, url=_url(entry, name), query=entry.query)
+
+    def formats(self, kind: str) -> dict[str, ColumnFormat]:
+        record = self.file.records[kind]
+        missing = self.file.sources[record.source].missing_values
+        return {name: entry.column_format(missing) for name, entry in record.fields.items()}
+
+
+def load_inputs(data_dir: Path, mapping_file: Path | None) -> LoadedSources:
+    """The run's inputs: the exports a mapping file describes, else the canonical files of the data folder."""
+    return read_mapped_sources(load_mapping(mapping_file)) if mapping_file is not None else load_sources(data_dir)
+
+
+def load_mapping(path: Path | str) -> Mapping:
+    """Read and check a mapping file; raise one MappingError listing every problem at its line."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise MappingError("mapping file not found", where=str(path),
+                           fix="Check data.mapping in the settings (relative to the settings file).") from None
+    except OSError as exc:
+        raise MappingError(f"cannot read the mapping file ({exc.strerror})", where=str(path)) from None
+    document = parse_yaml(raw, source_name=str(path), error=MappingError, command=CHECK_COMMAND, noun="mapping file")
+    file = load_model(document, MappingFile, noun="mapping file (sources, records)")
+    problems = _problems(file)
+    if problems:
+        raise document.fail(problems)
+    return Mapping(path=path.resolve(), content_hash=hashlib.sha256(raw).hexdigest(), file=file)
+
+
+def _problems(file: MappingFile) -> list[tuple[Location, str]]:
+    """What the structure allows but the records do not: unknown kinds and fields, required fields unmapped."""
+    problems: list[tuple[Location, str]] = []
+    for kind in RECORD_KINDS:
+        if RECORDS[kind].required and kind not in file.records:
+            problems.append((("records",), f"no mapping for {kind}, which every evaluation needs"))
+    for kind, record in file.records.items():
+        where: Location = ("records", kind)
+        if kind not in RECORDS:
+            problems.append((where, f"unknown record kind {kind!r}{_close(kind, RECORD_KINDS)}; "
+                                    f"known: {', '.join(RECORD_KINDS)}"))
+            continue
+        declared = RECORDS[kind]
+        if record.source not in file.sources:
+            problems.append(((*where, "from"), f"unknown source {record.source!r}{_close(record.source, file.sources)}"
+                                               f"; sources: {', '.join(file.sources)}"))
+        for name, entry in record.fields.items():
+            if name not in declared.columns:
+                problems.append(((*where, "fields", name), f"{kind} has no field {name!r}"
+                                 f"{_close(name, declared.columns)}; its fields: {', '.join(declared.columns)}"))
+                continue
+            dtype = declared.field(name).dtype
+            problems += [((*where, "fields", name), message) for message in _format_problems(entry, dtype)]
+        for field in declared.fields:
+            if not field.constraints.column_optional and field.name not in record.fields:
+                problems.append(((*where, "fields"), f"required field {field.name!r} is not mapped "
+                                                     f"({field.description}): map a column or give a constant"))
+        for name in record.one_row_per:
+            if name not in record.fields:
+                problems.append(((*where, "one_row_per"), f"{name!r} is not one of the fields mapped here"))
+    return problems
+
+
+def _format_problems(entry: FieldEntry, dtype: pl.DataType) -> list[str]:
+    given = entry.model_fields_set
+    problems = []
+    if "format" in given and dtype != pl.Date:
+        problems.append("format applies to dates only")
+    if given & {"decimal_char", "group_char", "bare_number"} and not dtype.is_numeric():
+        problems.append("decimalChar, groupChar and bareNumber apply to numbers only")
+    if given & {"true_values", "false_values"} and dtype != pl.Boolean:
+        problems.append("trueValues and falseValues apply to true/false fields only")
+    if "order_by" in given and "number_within" not in given:
+        problems.append("order_by belongs with number_within")
+    if "separator" in given and "join" not in given:
+        problems.append("separator belongs with join")
+    return problems
+
+
+def read_mapped_sources(mapping: Mapping) -> LoadedSources:
+    """Read each source once (only the columns the mapping uses) and build every mapped record kind from it."""
+    needed: dict[str, dict[str, None]] = {name: {} for name in mapping.file.sources}
+    for record in mapping.file.records.values():
+        columns = needed[record.source]
+        columns.update(dict.fromkeys(condition.column for condition in record.where))
+        for entry in record.fields.values():
+            columns.update(dict.fromkeys(entry.source_columns()))
+    from suppliers.readers import read_table
+
+    used = {record.source for record in mapping.file.records.values()}
+    tables = {name: read_table(mapping.spec(name), columns=tuple(columns))
+              for name, columns in needed.items() if name in used}
+    raw: dict[str, tuple[Source, pl.DataFrame]] = {}
+    for kind, record in mapping.file.records.items():
+        table = tables[record.source]
+        frame = _map_record(kind, record, _without_blank_rows(table.frame), table.label)
+        raw[kind] = (Source(kind=kind, path=Path(table.label), format=mapping.spec(record.source).format,
+                            label=table.label), frame)
+    digest = hashlib.sha256(mapping.content_hash.encode())
+    for name in sorted(tables):
+        digest.update(f"{name}\0{tables[name].fingerprint}\n".encode())
+    formats = {kind: mapping.formats(kind) for kind in mapping.file.records}
+    return LoadedSources(raw=raw, fingerprint=digest.hexdigest(), formats=formats)
+
+
+def _without_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows with at least one cell that holds something (an export's trailing blank lines are not records)."""
+    cells = [c for c in frame.columns if c not in (_ROW, _FILE)]
+    if not cells:
+        return frame
+    filled = [pl.col(c).cast(pl.String).str.strip_chars().str.len_bytes() > 0 for c in cells]
+    return frame.filter(pl.any_horizontal(filled).fill_null(False))
+
+
+def _map_record(kind: str, record: RecordEntry, frame: pl.DataFrame, label: str) -> pl.DataFrame:
+    """The record kind's fields from the source's rows: filtered, keys made, one row per value if asked."""
+    for condition in record.where:
+        frame = frame.filter(condition.expression())
+    if _FILE in frame.columns and frame.get_column(_FILE).n_unique() > 1:
+        # Several files: rows are numbered through the files in name order, as if they were one.
+        frame = frame.sort(_FILE, _ROW).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(_ROW))
+    generated = {name: entry for name, entry in record.fields.items() if entry.number_within is not None}
+    for name, entry in generated.items():
+        frame = frame.with_columns(_line_numbers(frame, entry).alias(f"__{name}__"))
+    columns = [pl.col(_ROW).cast(pl.Int64)]
+    for name, entry in record.fields.items():
+        columns.append(_field_expression(name, entry).alias(name))
+    mapped = frame.select(columns)
+    if record.one_row_per:
+        keys = [pl.col(name).cast(pl.String).str.strip_chars() for name in record.one_row_per]
+        mapped = mapped.filter(pl.struct(keys).is_first_distinct())
+    return mapped
+
+
+def _field_expression(name: str, entry: FieldEntry) -> pl.Expr:
+    if entry.column is not None:
+        return pl.col(entry.column)
+    if entry.number_within is not None:
+        return pl.col(f"__{name}__").cast(pl.String)
+    if entry.join is not None:
+        parts = [pl.col(c).cast(pl.String).str.strip_chars() for c in entry.join]
+        return pl.concat_str(parts, separator=entry.separator)
+    return pl.lit(_text(entry.constant), dtype=pl.String)
+
+
+def _line_numbers(frame: pl.DataFrame, entry: FieldEntry) -> pl.Series:
+    """1, 2, ... within each group of ``number_within``, in ``order_by`` order (numbers as numbers), then file order."""
+    groups = [pl.col(c).cast(pl.String).str.strip_chars() for c in entry.number_within or ()]
+    order = [expr for c in entry.order_by
+             for expr in (pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False),
+                          pl.col(c).cast(pl.String))]
+    numbered = (
+        frame.select(_ROW, *[g.alias(f"__group{i}__") for i, g in enumerate(groups)],
+                     *[o.alias(f"__order{i}__") for i, o in enumerate(order)])
+        .with_row_index("__position__")
+        .sort([*[f"__order{i}__" for i in range(len(order))], _ROW], nulls_last=True)
+        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
+                      .over([f"__group{i}__" for i in range(len(groups))]).alias("__number__"))
+        .sort("__position__")
+    )
+    return numbered.get_column("__number__")
+
+
+def _format_of(path: str | None) -> str | None:
+    if path is None:
+        return None
+    return _FORMATS_BY_SUFFIX.get(Path(path).suffix.lower())
+
+
+def _url(entry: SourceEntry, name: str) -> str | None:
+    if entry.url_env is None:
+        return entry.url
+    url = os.environ.get(entry.url_env)
+    if not url:
+        raise SourceError(f"the environment variable {entry.url_env} is not set", where=f"source {name!r}",
+                          fix=f"Set {entry.url_env} to the database URL (it is read from the environment so that "
+                              "its password stays out of files).")
+    return url
+
+
+def _text(value: Scalar | None) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _close(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
