@@ -21,15 +21,15 @@ from prefect.cache_policies import NO_CACHE
 from flows.params import RunParameters, RunSummary
 from flows.runtime import fast_flow_runs
 from flows.settings import Settings, load_settings, transport_of
-from reports.bundle import RunReports, failed_run_folder, run_folder, write_run_reports
+from reports.bundle import DataQuality, RunReports, failed_run_folder, run_folder, write_run_reports
 from reports.context import band_counts, quarantine_summary_with_reasons
-from reports.outbox import DeliveryOutcome, deliver_run_messages
+from reports.outbox import DeliveryOutcome, deliver_run_messages, deliver_stopped_run_report
 from rules.decide import Decisions, changes_asl, decide
 from rules.loader import load_rule_set
 from rules.metrics import SupplierPerformance, measure_suppliers, window_start
 from rules.model import RuleSet
 from rules.scoring import score_suppliers
-from suppliers.errors import SupplierEvalError
+from suppliers.errors import DataQualityError, SupplierEvalError
 from suppliers.mapping import load_inputs
 from suppliers.runs import (
     EVERY_ACTIVE,
@@ -75,8 +75,8 @@ def validate(loaded: LoadedSources, as_of: date, max_quarantine_share: float,
 
 
 @task(name="read history", cache_policy=NO_CACHE, **STORE_RETRIES)
-def read_history(store: Store, run_key: str, as_of: date) -> History:
-    return store.read_history(run_key=run_key, as_of=as_of)
+def read_history(store: Store, run_key: str, run_id: str, as_of: date) -> History:
+    return store.read_history(run_key=run_key, run_id=run_id, as_of=as_of)
 
 
 @task(name="compute metrics", cache_policy=NO_CACHE)
@@ -110,11 +110,25 @@ def store_results(store: Store, run: RunRecord, decisions: Decisions, quarantine
     return added
 
 
+@task(name="report bad data", cache_policy=NO_CACHE)
+def report_bad_data(store: Store, run: RunRecord, settings: Settings, error: DataQualityError, read_from: str,
+                    send_email: bool) -> None:
+    quality = DataQuality(summary=error.summary, quarantine=error.quarantine, read_from=read_from,
+                          previous=store.previous_quarantine_summary(before_run_id=run.run_id),
+                          max_share=settings.validation.max_quarantine_share)
+    out_dir = failed_run_folder(settings.output_dir, run)
+    owner = settings.mail.data_owner if send_email else None
+    outcome = deliver_stopped_run_report(store, run, quality, out_dir=out_dir, owner=owner,
+                                         sender=settings.mail.sender, transport=transport_of(settings))
+    get_run_logger().info("Data-quality report written to %s%s", out_dir,
+                          f" and sent to {owner}" if outcome.sent_now else "")
+
+
 @task(name="render reports", cache_policy=NO_CACHE)
 def render_reports(out_dir: Path, run: RunRecord, rule_set: RuleSet, decisions: Decisions, late_lines: pl.DataFrame,
-                   validated: ValidatedInputs, quarantine_summary: pl.DataFrame, window_first_day: date) -> RunReports:
+                   quality: DataQuality, quarantine_summary: pl.DataFrame, window_first_day: date) -> RunReports:
     reports = write_run_reports(out_dir, run=run, rule_set=rule_set, evaluated=decisions.evaluated,
-                                changes=decisions.changes, late_lines=late_lines, quarantine=validated.quarantine,
+                                changes=decisions.changes, late_lines=late_lines, quality=quality,
                                 quarantine_summary=quarantine_summary, window_start=window_first_day)
     get_run_logger().info("Rendered %s supplier reports and the digest into %s", len(reports.suppliers), out_dir)
     return reports
@@ -150,24 +164,35 @@ def run_evaluation(params: RunParameters) -> RunSummary:
         started = False
         try:
             loaded = load(settings.data_dir, settings.mapping_file)
-            validated = validate(loaded, as_of, settings.validation.max_quarantine_share,
-                                 failed_run_folder(settings.output_dir, run) / "quarantine.csv")
-            chosen = choose_suppliers(validated.suppliers, requested)
             run = replace(run, input_fingerprint=loaded.fingerprint, run_key=compute_run_key(
+                as_of=as_of, window_days=window_days, tolerance_days=rule_set.evaluation.on_time_tolerance_days,
+                selection=run.selection, rule_hash=rule_set.content_hash, fingerprint=loaded.fingerprint,
+                code=run.code_version, changes_asl=official))
+            try:
+                validated = validate(loaded, as_of, settings.validation.max_quarantine_share,
+                                     failed_run_folder(settings.output_dir, run) / "quarantine.csv")
+            except DataQualityError as bad_data:
+                report_bad_data(store, run, settings, bad_data, loaded.describe(), params.send_email)
+                raise
+            chosen = choose_suppliers(validated.suppliers, requested)
+            run = replace(run, run_key=compute_run_key(
                 as_of=as_of, window_days=window_days, tolerance_days=rule_set.evaluation.on_time_tolerance_days,
                 selection=chosen["supplier_id"].to_list(), rule_hash=rule_set.content_hash,
                 fingerprint=loaded.fingerprint, code=run.code_version, changes_asl=official))
             store.start_run(run)
             started = True
-            history = read_history(store, run.run_key, as_of)
+            history = read_history(store, run.run_key, run.run_id, as_of)
             selected = with_current_status(chosen, history.current_statuses)
             performance = compute_metrics(validated, selected, rule_set, as_of, window_days)
             scored = score(selected, performance.metrics, rule_set, as_of)
             decisions = decide_statuses(selected, scored, rule_set, history, as_of, official)
             quarantine_summary = quarantine_summary_with_reasons(validated.summary, validated.quarantine)
             added = store_results(store, run, decisions, quarantine_summary, first_day)
+            quality = DataQuality(summary=validated.summary, quarantine=validated.quarantine,
+                                  previous=history.previous_quality, read_from=loaded.describe(),
+                                  max_share=settings.validation.max_quarantine_share)
             reports = render_reports(run_folder(settings.output_dir, run), run, rule_set, decisions,
-                                     performance.late_lines, validated, quarantine_summary, first_day)
+                                     performance.late_lines, quality, quarantine_summary, first_day)
             delivered = (deliver(store, run, reports, settings, params.recipients) if params.send_email
                          else DeliveryOutcome(messages=0, sent_now=0, elsewhere=0))
             store.finish_run(run.run_id, status="succeeded", evaluations_added=added)

@@ -51,6 +51,8 @@ class ValidationSettings(_Section):
 class MailSettings(_Section):
     sender: str = "supplier-eval@localhost"
     officers: tuple[str, ...] = Field((), description="Who receives the officer digest.")
+    data_owner: str | None = Field(None, description="Who receives the data-quality report when a run stops "
+                                                     "for bad data (the person who can fix the exports).")
     outbox_dir: Path = Field(Path("outbox"), description="Where .eml files go when no SMTP server is set.")
     concurrency: int = Field(4, ge=1, le=64)
     retries: int = Field(3, ge=0, le=10)
@@ -60,6 +62,13 @@ class MailSettings(_Section):
     @classmethod
     def _sender_is_an_address(cls, value: str) -> str:
         if not is_address(value):
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+    @field_validator("data_owner")
+    @classmethod
+    def _owner_is_an_address(cls, value: str | None) -> str | None:
+        if value is not None and not is_address(value):
             raise ValueError(f"{value!r} is not an email address")
         return value
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,23 @@ from typing import Any
 import polars as pl
 
 from reports.context import digest_context, supplier_context
+from reports.quality import (
+    QUALITY_FILE_NAME,
+    quality_attachment,
+    quality_context,
+    quality_subject,
+    render_quality_report,
+    with_quality_report,
+)
+from reports.quality import write_quality_report as write_quality_files
 from reports.render import Rendered, digest_subject, render_digest, render_supplier_report, supplier_report_subject
 from rules.model import RuleSet
 from suppliers.errors import ConfigError
 from suppliers.files import csv_bytes, write_csv_safely
 from suppliers.runs import CURRENT_STATUS, RunRecord
 
-__all__ = ["Attachment", "Report", "RunReports", "run_folder", "failed_run_folder", "write_run_reports",
+__all__ = ["Attachment", "Report", "RunReports", "DataQuality", "run_folder", "failed_run_folder",
+           "write_run_reports", "write_quality_report",
            "evaluations_table", "safe_file_name"]
 
 Attachment = tuple[str, bytes, str]  # file name, content, MIME type
@@ -57,12 +67,35 @@ def failed_run_folder(output_dir: Path, run: RunRecord) -> Path:
     return output_dir / f"{run.as_of.isoformat()}_failed_{run.run_id[:8]}"
 
 
+@dataclass(frozen=True)
+class DataQuality:
+    """What validation found, for the data-quality report: the per-source summary, every quarantined row, the
+    previous run's summary (for the trend), the threshold, and where the records came from."""
+
+    summary: pl.DataFrame
+    quarantine: pl.DataFrame
+    previous: pl.DataFrame | None
+    max_share: float
+    read_from: str
+
+
+def write_quality_report(out_dir: Path, run: RunRecord, quality: DataQuality, *, stopped: bool = False) -> Report:
+    """Render the data-quality report into ``out_dir`` (``data-quality.html`` and ``.txt``); return it as a report
+    that can be mailed (to the data owner when the run stopped for bad data)."""
+    context = quality_context(quality.summary, quality.quarantine, quality.previous,
+                              run={**asdict(run), "read_from": quality.read_from}, stopped=stopped,
+                              max_share=quality.max_share)
+    rendered = render_quality_report(context)
+    write_quality_files(out_dir / QUALITY_FILE_NAME, rendered)
+    return Report("data-quality", None, None, quality_subject(context), rendered, (quality_attachment(rendered),))
+
+
 def write_run_reports(out_dir: Path, *, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataFrame,
-                      changes: pl.DataFrame, late_lines: pl.DataFrame, quarantine: pl.DataFrame,
+                      changes: pl.DataFrame, late_lines: pl.DataFrame, quality: DataQuality,
                       quarantine_summary: pl.DataFrame, window_start: date) -> RunReports:
-    """Render the digest and every supplier's report into ``out_dir`` (HTML and text), with the CSVs."""
+    """Render the digest (the data-quality report attached) and every supplier's report into ``out_dir``."""
     try:
-        return _write(out_dir, run, rule_set, evaluated, changes, late_lines, quarantine, quarantine_summary,
+        return _write(out_dir, run, rule_set, evaluated, changes, late_lines, quality, quarantine_summary,
                       window_start)
     except OSError as exc:
         raise ConfigError(f"cannot write the reports ({exc.strerror or exc})", where=str(out_dir),
@@ -70,7 +103,7 @@ def write_run_reports(out_dir: Path, *, run: RunRecord, rule_set: RuleSet, evalu
 
 
 def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataFrame, changes: pl.DataFrame,
-           late_lines: pl.DataFrame, quarantine: pl.DataFrame, quarantine_summary: pl.DataFrame,
+           late_lines: pl.DataFrame, quality: DataQuality, quarantine_summary: pl.DataFrame,
            window_start: date) -> RunReports:
     (out_dir / "suppliers").mkdir(parents=True, exist_ok=True)
     run_info = {"run_id": run.run_id, "trigger": run.trigger, "requested_by": run.requested_by,
@@ -81,15 +114,17 @@ def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataF
 
     evaluations_csv = csv_bytes(evaluations_table(evaluated))
     (out_dir / "evaluations.csv").write_bytes(evaluations_csv)
-    write_csv_safely(quarantine, out_dir / "quarantine.csv")
+    write_csv_safely(quality.quarantine, out_dir / "quarantine.csv")
+    quality_report = write_quality_report(out_dir, run, quality)
 
-    context = digest_context(run=run_info, rule_set=rules_info, bands=bands, evaluated=evaluated, changes=changes,
-                             quarantine_summary=quarantine_summary, window_start=window_start, as_of=run.as_of)
+    context = with_quality_report(digest_context(
+        run=run_info, rule_set=rules_info, bands=bands, evaluated=evaluated, changes=changes,
+        quarantine_summary=quarantine_summary, window_start=window_start, as_of=run.as_of))
     rendered = render_digest(context)
     (out_dir / "digest.html").write_text(rendered.html, encoding="utf-8")
     (out_dir / "digest.txt").write_text(rendered.text, encoding="utf-8")
     digest = Report("digest", None, None, digest_subject(context), rendered,
-                    (("evaluations.csv", evaluations_csv, "text/csv"),))
+                    (("evaluations.csv", evaluations_csv, "text/csv"), *quality_report.attachments))
 
     late_by_supplier = late_lines.partition_by("supplier_id", as_dict=True)
     no_late_lines = late_lines.clear()

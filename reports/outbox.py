@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.utils import parseaddr
+from pathlib import Path
 
-from reports.bundle import Report, RunReports
+from reports.bundle import DataQuality, Report, RunReports, write_quality_report
 from reports.delivery import DeliveryResult, OutgoingMessage, Transport, deliver_messages
 from reports.mail import compose_message
 from suppliers.errors import DeliveryError, StoreError
@@ -25,7 +26,7 @@ from suppliers.runs import RunRecord
 from suppliers.store import STALE_CLAIM, ClaimedMessage, PendingMessage, Store
 
 __all__ = ["PlannedMessage", "DeliveryOutcome", "message_key", "plan_messages", "compose_messages",
-           "deliver_run_messages", "retry_unsent", "send_claimed"]
+           "deliver_run_messages", "deliver_stopped_run_report", "deliver_planned", "retry_unsent", "send_claimed"]
 
 LOG = logging.getLogger(__name__)
 REFRESH_CLAIMS_EVERY = STALE_CLAIM.total_seconds() / 10
@@ -83,9 +84,27 @@ def compose_messages(planned: Sequence[PlannedMessage], *, sender: str) -> list[
 
 def deliver_run_messages(store: Store, run: RunRecord, reports: RunReports, *, sender: str,
                          officers: Sequence[str], requested: Sequence[str], transport: Transport) -> DeliveryOutcome:
-    """Ledger first, then send what this run could claim; messages the ledger already holds are not composed."""
+    """Plan who gets what (:func:`plan_messages`), then deliver it (:func:`deliver_planned`)."""
     planned = plan_messages(reports, run=run, officers=officers, requested=requested)
-    if not planned:  # a what-if nobody asked to receive: no transport is touched
+    return deliver_planned(store, run, planned, sender=sender, transport=transport)
+
+
+def deliver_stopped_run_report(store: Store, run: RunRecord, quality: DataQuality, *, out_dir: Path,
+                               owner: str | None, sender: str, transport: Transport) -> DeliveryOutcome:
+    """A run stopped for bad data: write its data-quality report, and mail it to the data owner if there is one.
+
+    The message is keyed by the attempted evaluation (its run key), so re-running on the same bad data mails the
+    owner once, while new data (or a new as-of date) that is still bad mails again.
+    """
+    report = write_quality_report(out_dir, run, quality, stopped=True)
+    planned = [PlannedMessage(message_key(run.run_key, report.kind, None, owner), owner, report)] if owner else []
+    return deliver_planned(store, run, planned, sender=sender, transport=transport)
+
+
+def deliver_planned(store: Store, run: RunRecord, planned: Sequence[PlannedMessage], *, sender: str,
+                    transport: Transport) -> DeliveryOutcome:
+    """Ledger first, then send what this run could claim; messages the ledger already holds are not composed."""
+    if not planned:  # e.g. a what-if nobody asked to receive: no transport is touched
         return DeliveryOutcome(messages=0, sent_now=0, elsewhere=0)
     keys = [item.key for item in planned]
     known = store.known_message_keys(keys)

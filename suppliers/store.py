@@ -168,6 +168,7 @@ class History:
     current_statuses: pl.DataFrame  # supplier_id, status, status_as_of
     previous: pl.DataFrame  # supplier_id, previous_as_of, previous_score, previous_band
     official_as_of: pl.DataFrame  # supplier_id, official_as_of
+    previous_quality: pl.DataFrame  # the latest earlier run's quarantine summary (see previous_quarantine_summary)
 
 
 class Store:
@@ -336,11 +337,13 @@ class Store:
         ).select("run_id", "as_of", "started_at", "kind", "source", "rows_read", "rows_quarantined", "share",
                  "top_reasons")
 
-    def read_history(self, *, run_key: str, as_of: date) -> History:
-        """Everything a run needs to decide, read apart from its own records (a re-run sees what came before)."""
+    def read_history(self, *, run_key: str, run_id: str, as_of: date) -> History:
+        """Everything a run needs to decide and report, read apart from its own records (a re-run sees what came
+        before)."""
         return History(current_statuses=self.current_statuses(excluding_run_key=run_key),
                        previous=self.previous_evaluations(as_of=as_of, excluding_run_key=run_key),
-                       official_as_of=self.latest_official_as_of(excluding_run_key=run_key))
+                       official_as_of=self.latest_official_as_of(excluding_run_key=run_key),
+                       previous_quality=self.previous_quarantine_summary(before_run_id=run_id))
 
     def current_statuses(self, *, excluding_run_key: str) -> pl.DataFrame:
         """Per supplier, the ASL status of its latest change by as-of date (supplier_id, status, status_as_of).

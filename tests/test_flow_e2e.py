@@ -260,6 +260,8 @@ def test_too_many_bad_rows_stop_the_run_and_the_quarantine_is_written(workspace:
         run("nightly", workspace / "supplier-eval.toml")
     written = list((workspace / "reports").glob("*_failed_*/quarantine.csv"))
     assert len(written) == 1 and str(written[0]) in str(caught.value)
+    report = (written[0].parent / "data-quality.html").read_text(encoding="utf-8")
+    assert "nothing was scored or sent" in report and "receipts.csv" in report
     assert pl.read_csv(written[0]).filter(pl.col("source") == "receipts.csv").height >= len(rows) // 2
     with Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}") as store:
         assert store.count(evaluations) == 0  # nothing scored on broken data
@@ -385,7 +387,7 @@ def test_a_store_task_retries_a_dropped_database_connection_for_real(postgres_ur
     from suppliers.errors import StoreError
 
     def drop_connections(store: Store) -> None:
-        store.read_history(run_key="-", as_of=SAMPLE_END)  # the pool now holds a live connection
+        store.read_history(run_key="-", run_id="-", as_of=SAMPLE_END)  # the pool now holds a live connection
         admin = sa.create_engine(postgres_url)
         with admin.begin() as connection:
             connection.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -395,14 +397,52 @@ def test_a_store_task_retries_a_dropped_database_connection_for_real(postgres_ur
     with Store(postgres_url) as store:
         drop_connections(store)
         with pytest.raises(StoreError) as without_retry:
-            read_history.fn(store, "-", SAMPLE_END)
+            read_history.fn(store, "-", "-", SAMPLE_END)
         assert without_retry.value.transient
 
         @flow
         def read_once() -> object:
-            return read_history(store, "-", SAMPLE_END)
+            return read_history(store, "-", "-", SAMPLE_END)
 
         drop_connections(store)
         with fast_flow_runs():
             history = read_once()
     assert history.current_statuses.columns == ["supplier_id", "status", "status_as_of"]
+
+
+def test_a_run_stopped_for_bad_data_mails_the_data_owner_once(workspace: Path) -> None:
+    receipts = workspace / "data" / "receipts.csv"
+    header, *rows = receipts.read_text(encoding="utf-8").splitlines()
+    receipts.write_text("\n".join([header, *(row.replace(",", ",x", 1) if i % 2 else row
+                                              for i, row in enumerate(rows))]) + "\n", encoding="utf-8")
+    config = workspace / "supplier-eval.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        "[mail]\n", '[mail]\ndata_owner = "erp.admin@example.org"\n'), encoding="utf-8")
+    recorder = Recorder()
+    with smtp_server(recorder) as controller:
+        config = smtp_settings(workspace, controller.port)
+        for _ in range(2):  # the same bad data again: the owner is not mailed twice
+            with pytest.raises(DataQualityError):
+                run("nightly", config)
+    assert [(sender, to) for sender, to, _ in recorder.envelopes] == [("supplier-eval@example.org",
+                                                                       ["erp.admin@example.org"])]
+    message = recorder.messages()[0]
+    assert str(message["Subject"]).startswith("Data quality as of 2026-06-30: run stopped for bad data, receipts.csv")
+    text, html = parts(message)
+    assert "nothing was scored or sent" in text and "<table" in html
+    with Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}") as store:
+        assert store.runs_frame()["status"].to_list() == ["failed", "failed"]
+        assert store.count(evaluations) == 0
+
+
+def test_the_digest_carries_the_data_quality_report(workspace: Path) -> None:
+    summary = run("nightly", workspace / "supplier-eval.toml")
+    assert (Path(summary.reports_dir) / "data-quality.html").is_file()
+    import email
+    import email.policy
+
+    digest = next(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                  for p in (workspace / "outbox").glob("digest-*.eml"))
+    names = [part.get_filename() for part in digest.iter_attachments()]
+    assert names == ["evaluations.csv", "data-quality.html"]
+    assert "data-quality.html" in parts(digest)[0]
