@@ -20,7 +20,8 @@ colour = "blue"
 PROBLEMS = [
     "setting 'data.dri': unknown setting; allowed here: dir, mapping",
     "setting 'mail.sender': 'nobody' is not an email address",
-    "setting 'mail.colour': unknown setting; allowed here: sender, officers, data_owner, outbox_dir, concurrency, retries, smtp",
+    "setting 'mail.colour': unknown setting; allowed here: sender, officers, data_owner, outbox_dir, concurrency, "
+    "retries, smtp",
 ]
 
 
