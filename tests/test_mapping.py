@@ -169,3 +169,60 @@ def test_generated_line_numbers_follow_numbers_as_numbers_not_as_text(tmp_path: 
     lines = loaded.raw["purchase_order_lines"][1]
     assert lines.select("line_no", "quantity_ordered").rows() == [("2", "1"), ("1", "2")]  # id 9 before id 10
     assert pl.Series(lines["__row__"]).to_list() == [1, 2]
+
+
+def test_a_utf16_tab_separated_export_loads_through_a_mapping_alone(tmp_path: Path) -> None:
+    """The shape of a second real export: UTF-16LE, tabs, CRLF, headers with trailing spaces, three date
+    spellings in one column, "Sept", money as "$244,000.00", order numbers repeating across rows."""
+    rows = [
+        ["ID ", "Order No ", "Supplier Name  ", "Scheduled ", "Delivered ", "Line Value ", "Qty "],
+        ["1", "SO-9", "Kemri Labs", "2-Jun-14", "3-Jun-14", "$244,000.00", "40"],
+        ["2", "SO-9", "Kemri Labs", "6/23/14", "6/20/14", "$1,000.50", "2"],
+        ["3", "SO-7", "Nairobi Med", "2014-09-01", "5-Sept-14", "$12.00", "1"],
+    ]
+    export = "\r\n".join("\t".join(row) for row in rows) + "\r\n"
+    (tmp_path / "export.txt").write_bytes(export.encode("utf-16-le"))
+    mapping = """\
+sources:
+  deliveries: {path: export.txt, format: csv, encoding: utf-16-le, delimiter: tab}
+records:
+  suppliers:
+    from: deliveries
+    one_row_per: [supplier_id]
+    fields:
+      supplier_id: Supplier Name
+      name: Supplier Name
+      category: {constant: lab supplies}
+      criticality: {constant: critical}
+      status: {constant: approved}
+      active: {constant: true}
+  purchase_order_lines:
+    from: deliveries
+    fields:
+      po_id: Order No
+      line_no: {number_within: [Order No], order_by: [ID]}
+      supplier_id: Supplier Name
+      promised_date: {column: Scheduled, format: ["%d-%b-%y", "%m/%d/%y", "%Y-%m-%d"]}
+      quantity_ordered: Qty
+      unit_price: {column: Line Value, bareNumber: false, groupChar: ","}
+  receipts:
+    from: deliveries
+    fields:
+      receipt_id: ID
+      po_id: Order No
+      line_no: {number_within: [Order No], order_by: [ID]}
+      received_date: {column: Delivered, format: ["%d-%b-%y", "%m/%d/%y"]}
+      quantity_received: Qty
+"""
+    (tmp_path / "mapping.yaml").write_text(mapping, encoding="utf-8")
+    loaded = read_mapped_sources(load_mapping(tmp_path / "mapping.yaml"))
+    result = validate_inputs(loaded.raw, formats=loaded.formats, as_of=dt.date(2014, 12, 31))
+    assert result.quarantine.is_empty()
+    assert result.suppliers["supplier_id"].to_list() == ["Kemri Labs", "Nairobi Med"]
+    assert result.purchase_order_lines.select("po_id", "line_no", "promised_date", "unit_price").rows() == [
+        ("SO-9", 1, dt.date(2014, 6, 2), 244000.0),
+        ("SO-9", 2, dt.date(2014, 6, 23), 1000.5),
+        ("SO-7", 1, dt.date(2014, 9, 1), 12.0),
+    ]
+    assert result.receipts.select("receipt_id", "line_no", "received_date").rows() == [
+        ("1", 1, dt.date(2014, 6, 3)), ("2", 2, dt.date(2014, 6, 20)), ("3", 1, dt.date(2014, 9, 5))]
