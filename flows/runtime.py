@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,20 +31,34 @@ def configure(prefect_home: Path | None = None) -> None:
         os.environ["PREFECT_HOME"] = str(prefect_home)
 
 
-class _UserErrorTracebackFilter(logging.Filter):
-    """Keep the log line of a failed run, drop the traceback when the cause is a user error, not a bug."""
+def _error_names(cls: type[SupplierEvalError]) -> set[str]:
+    return {cls.__name__, *(name for sub in cls.__subclasses__() for name in _error_names(sub))}
+
+
+# How Prefect's engine mentions an exception in a state message: "... exception SourceError: ..." or "SourceError(".
+_USER_ERROR_MENTION = re.compile(rf"\b(?:{'|'.join(sorted(_error_names(SupplierEvalError)))})[:(]")
+
+
+class _UserErrorFilter(logging.Filter):
+    """Drop Prefect's own lines about a run that failed on a user error: the CLI says it once, in one line.
+
+    Prefect reports such a failure three or four times (the task failed, its state, the flow failed, its state),
+    each with the whole message; a bug (any other exception) keeps its lines and traceback.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], SupplierEvalError):
-            record.exc_info = None
-            record.exc_text = None
-        return True
+            return False
+        if not record.name.startswith("prefect"):
+            return True
+        text = record.getMessage()
+        return not (("Failed(" in text or "exception" in text) and _USER_ERROR_MENTION.search(text))
 
 
-_FILTER = _UserErrorTracebackFilter()
+_FILTER = _UserErrorFilter()
 
 
-def hide_user_error_tracebacks() -> None:
+def quiet_user_errors() -> None:
     """Attach the filter to Prefect's run loggers and every handler below 'prefect' (call after importing prefect)."""
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine"):
         logger = logging.getLogger(name)
@@ -59,6 +74,6 @@ def fast_flow_runs() -> Iterator[None]:
     """Skip the flow heartbeat thread (about a second a run); the run records are unchanged."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    hide_user_error_tracebacks()
+    quiet_user_errors()
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield

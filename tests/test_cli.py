@@ -155,6 +155,8 @@ def test_a_failed_run_prints_no_traceback_from_the_real_command(workspace: Path,
     assert "Traceback" not in result.stderr + result.stdout
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert error_lines == [error_lines[0]] and "receipts.csv: missing column 'quantity_accepted'" in error_lines[0]
+    # said once: Prefect's own log does not repeat it for the task, its state, the flow and its state
+    assert (result.stdout + result.stderr).count("missing column 'quantity_accepted'") == 1
 
 
 @pytest.mark.slow
