@@ -234,7 +234,8 @@ def rules_check(rule_file: Path | None) -> None:
     rule_set = load_rule_set(rule_file)
     click.echo(f"{rule_set.name} (version {rule_set.version}) is valid; sha256 {rule_set.content_hash[:16]}")
     click.echo(f"  window {rule_set.evaluation.window_days} days, on-time tolerance "
-               f"{rule_set.evaluation.on_time_tolerance_days} days")
+               f"{rule_set.evaluation.on_time_tolerance_days} days, a criterion not measured: "
+               f"{rule_set.not_measured.replace('_', ' ')}")
     for criterion in rule_set.criteria:
         click.echo(f"  {criterion.weight:>5g}  {criterion.name}  [{criterion.metric}]")
     for band in rule_set.bands:

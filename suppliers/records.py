@@ -375,6 +375,13 @@ _KINDS = (
         ),
         rules=(
             CrossColumnRule(
+                reason="quantity_accepted and quantity_rejected must be given together (or both left empty)",
+                code="half_inspected",
+                column="quantity_accepted",
+                value_columns=("quantity_accepted", "quantity_rejected"),
+                holds=pl.col("quantity_accepted").is_null() == pl.col("quantity_rejected").is_null(),
+            ),
+            CrossColumnRule(
                 # Judged only when both are given: an empty pair is a receipt not inspected (yet).
                 reason="quantity_accepted + quantity_rejected differs from quantity_received",
                 code="quantities_do_not_add_up",

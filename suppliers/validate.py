@@ -41,6 +41,7 @@ code                        the row is set aside because
 ``promised_before_ordered`` an order line's promised_date is before its order_date
 ``quantities_do_not_add_up`` a receipt's quantity_accepted + quantity_rejected is not its quantity_received
                             (judged only when both are given: an empty pair is a receipt not inspected)
+``half_inspected``          a receipt gives one of quantity_accepted and quantity_rejected but not the other
 ``closed_before_raised``    a nonconformance's closed_date is before its raised_date
 ``received_before_ordered`` a receipt's received_date is before its order line's order_date (judged only
                             when the order_date is given)

@@ -186,6 +186,12 @@ CASES = {
         "quantity_accepted + quantity_rejected differs from quantity_received",
         value="quantity_accepted=10, quantity_rejected=1.5, quantity_received=20",
     ),
+    "accepted given without rejected": Case(
+        "receipts",
+        [("receipts", 6, "quantity_accepted", "quantity_accepted=18.5, quantity_rejected=", "half_inspected",
+          "quantity_accepted and quantity_rejected must be given together (or both left empty)")],
+        cell=(6, "quantity_rejected", ""),
+    ),
     "closed before raised": one(
         "nonconformances",
         3,
@@ -370,7 +376,7 @@ def test_a_receipt_of_a_line_without_an_order_date_is_not_judged_against_it(tmp_
 
 def test_the_quantity_rule_does_not_judge_a_receipt_without_both_accepted_and_rejected():
     """An empty accepted/rejected pair is a receipt not inspected (yet): the rule's expression is null for it."""
-    (rule,) = RECORDS["receipts"].rules
+    rules = {rule.code: rule for rule in RECORDS["receipts"].rules}
     frame = pl.DataFrame(
         {
             "quantity_received": [10.0, 10.0, 10.0, 10.0, 0.3],
@@ -378,7 +384,10 @@ def test_the_quantity_rule_does_not_judge_a_receipt_without_both_accepted_and_re
             "quantity_rejected": [None, None, 1.0, 1.0, 0.2],
         }
     )
-    assert frame.select(rule.holds).to_series().to_list() == [None, None, None, False, True]
+    assert frame.select(rules["quantities_do_not_add_up"].holds).to_series().to_list() == [
+        None, None, None, False, True]
+    # half a pair is its own mistake: not "not inspected", not "does not add up"
+    assert frame.select(rules["half_inspected"].holds).to_series().to_list() == [True, False, False, True, True]
 
 
 # --- property: arbitrary cell text never raises, and every row read ends good or quarantined

@@ -145,6 +145,13 @@ BAD_VALUES = [
     ),
     (
         "receipts",
+        {"quantity_rejected": ""},
+        "quantity_accepted",
+        "quantity_accepted and quantity_rejected must be given together (or both left empty)",
+        "half_inspected",
+    ),
+    (
+        "receipts",
         {"quantity_accepted": "0.2"},
         "quantity_accepted",
         "quantity_accepted + quantity_rejected differs from quantity_received",
@@ -226,6 +233,8 @@ def test_an_empty_cell_is_quarantined_exactly_where_the_declaration_requires_a_v
     good, quarantine = validate_frame(kind, _frame(kind, {column: ""}), f"{kind}.csv")
     if RECORDS[kind].field(column).constraints.required:
         assert quarantine.select("column", "reason").rows() == [(column, "required value is missing")]
+    elif column in ("quantity_accepted", "quantity_rejected"):  # optional as a pair, not one without the other
+        assert quarantine.select("column", "code").rows() == [("quantity_accepted", "half_inspected")]
     else:
         assert quarantine.height == 0
         assert good.get_column(column).to_list() == [None]
