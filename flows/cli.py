@@ -170,7 +170,9 @@ def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Pa
     from suppliers.validate import validate_inputs
 
     settings = load_settings(config_file)
-    loaded = load_inputs(data_dir or settings.data_dir, None if data_dir else settings.mapping_file)
+    mapping_file = None if data_dir else settings.mapping_file
+    loaded = load_inputs(data_dir or settings.data_dir, mapping_file)
+    read_from = str(mapping_file or data_dir or settings.data_dir)
 
     def write_report(path: Path, summary: pl.DataFrame, quarantine: pl.DataFrame, *, stopped: bool) -> None:
         from reports.quality import quality_context, render_quality_report, write_quality_report
@@ -183,7 +185,8 @@ def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Pa
                 previous = store.previous_quarantine_summary()
         except StoreError as error:
             unavailable = error.what
-        context = quality_context(summary, quarantine, previous, run={"trigger": "validate"}, stopped=stopped,
+        context = quality_context(summary, quarantine, previous, run={"trigger": "validate", "read_from": read_from},
+                                  stopped=stopped,
                                   max_share=settings.validation.max_quarantine_share,
                                   previous_unavailable=unavailable)
         text_file = write_quality_report(path, render_quality_report(context))

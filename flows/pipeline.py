@@ -153,6 +153,7 @@ def run_evaluation(params: RunParameters) -> RunSummary:
     window_days = params.window_days or rule_set.evaluation.window_days
     official = changes_asl(rule_set, in_force, window_days)
     first_day = window_start(as_of, window_days)
+    read_from = str(settings.mapping_file or settings.data_dir)  # for the data-quality report
     requested = requested_suppliers(params.trigger, params.suppliers)
     run = RunRecord(
         run_id=str(uuid.uuid4()), run_key="", trigger=params.trigger, requested_by=params.requested_by,
@@ -172,7 +173,7 @@ def run_evaluation(params: RunParameters) -> RunSummary:
                 validated = validate(loaded, as_of, settings.validation.max_quarantine_share,
                                      failed_run_folder(settings.output_dir, run) / "quarantine.csv")
             except DataQualityError as bad_data:
-                report_bad_data(store, run, settings, bad_data, loaded.describe(), params.send_email)
+                report_bad_data(store, run, settings, bad_data, read_from, params.send_email)
                 raise
             chosen = choose_suppliers(validated.suppliers, requested)
             run = replace(run, run_key=compute_run_key(
@@ -189,7 +190,7 @@ def run_evaluation(params: RunParameters) -> RunSummary:
             quarantine_summary = quarantine_summary_with_reasons(validated.summary, validated.quarantine)
             added = store_results(store, run, decisions, quarantine_summary, first_day)
             quality = DataQuality(summary=validated.summary, quarantine=validated.quarantine,
-                                  previous=history.previous_quality, read_from=loaded.describe(),
+                                  previous=history.previous_quality, read_from=read_from,
                                   max_share=settings.validation.max_quarantine_share)
             reports = render_reports(run_folder(settings.output_dir, run), run, rule_set, decisions,
                                      performance.late_lines, quality, quarantine_summary, first_day)

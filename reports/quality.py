@@ -116,7 +116,8 @@ def quality_context(
         "check_only": info["trigger"] == CHECK_TRIGGER,
         "max_share": float(max_share),
         "totals": {
-            "sources": summary.height,
+            "sources": summary.height,  # one per record kind read
+            "files": summary.get_column("source").n_unique(),  # one export may feed several record kinds
             "rows_read": rows_read,
             "rows_quarantined": rows_quarantined,
             "rows_kept": rows_read - rows_quarantined,
@@ -125,6 +126,7 @@ def quality_context(
             "reasons": len(reasons),
         },
         "sources": sources,
+        "source_names": summary.get_column("source").unique(maintain_order=True).to_list(),
         "over": [source for source in sources if source["over"]],
         "codes": codes,
         "reasons": reasons,
