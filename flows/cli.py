@@ -93,14 +93,43 @@ def demo(work_dir: Path, supplier_count: int, lines: int, seed: int) -> None:
 @click.option("--to", "recipients", multiple=True, metavar="EMAIL",
               help="Send the digest and reports to this address instead (repeatable).")
 @click.option("--no-email", is_flag=True, help="Store and render, but send nothing.")
+@click.option("--compare-with", "compare_file", type=click.Path(path_type=Path),
+              help="What-if: compare this rule file (A) with --rules or the settings' rules (B); prints each "
+                   "supplier's band under both, stores and sends nothing.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv"]),
+              help="How --compare-with prints the comparison  [default: table]")
 def evaluate(suppliers: tuple[str, ...], as_of: date | None, window_days: int | None, rules_file: Path | None,
-             config_file: Path | None, recipients: tuple[str, ...], no_email: bool) -> None:
+             config_file: Path | None, recipients: tuple[str, ...], no_email: bool, compare_file: Path | None,
+             fmt: str | None) -> None:
     """Run an ad-hoc evaluation (the adhoc flow) and deliver its reports.
+
+    With --compare-with nothing is run, stored or sent: the suppliers are scored in this process under that
+    rule file (A) and under --rules, or the settings' rules without it (B), from one measurement per window,
+    with the current statuses read from the store if there is one; each supplier's score, band and status
+    under A and B and what moved from A to B are printed, then the counts.
 
     \b
     Example:
       supplier-eval evaluate --supplier S0003 --as-of 2026-06-30 --window-days 180 --to buyer@example.org
+      supplier-eval evaluate --rules stricter.yaml --compare-with rules/iso9001-8.4.yaml --format csv
     """
+    if compare_file is not None:
+        if recipients:
+            raise ConfigError("a comparison sends nothing", where="--to",
+                              fix="Drop --to, or drop --compare-with to run an evaluation and deliver it")
+        from flows.settings import load_settings
+        from rules.compare import compare_rule_sets
+
+        settings = load_settings(config_file)
+        comparison = compare_rule_sets(compare_file, rules_file or settings.rules_file, data_dir=settings.data_dir,
+                                       mapping_file=settings.mapping_file, store_url=settings.store_url,
+                                       as_of=as_of or date.today(), supplier_ids=suppliers, window_days=window_days,
+                                       max_quarantine_share=settings.validation.max_quarantine_share)
+        _print_comparison(comparison, fmt or "table")
+        return
+    if fmt is not None:
+        raise ConfigError("only a comparison is printed in a chosen format", where="--format",
+                          fix="Use it with --compare-with FILE, or leave it out")
     from pydantic import ValidationError
 
     from flows.params import RunParameters
@@ -119,6 +148,46 @@ def evaluate(suppliers: tuple[str, ...], as_of: date | None, window_days: int | 
     with runtime.fast_flow_runs():
         summary = adhoc(params)
     _print_summary(summary, store=store)
+
+
+def _print_comparison(comparison: Any, fmt: str) -> None:
+    """A rule-set comparison (rules.compare.RuleSetComparison) as a fixed-width table and its counts, or CSV."""
+    rows = comparison.rows
+    if fmt == "csv":
+        from suppliers.files import spreadsheet_safe
+
+        click.echo(spreadsheet_safe(rows).write_csv(), nl=False)
+        return
+    echo, summary = click.echo, comparison.summary
+    echo(f"What-if comparison as of {comparison.as_of}, {summary.suppliers} suppliers: nothing is stored or sent.")
+    for label, file, rule_set, window in (("A", comparison.rules_a, comparison.rule_set_a, comparison.window_a),
+                                          ("B", comparison.rules_b, comparison.rule_set_b, comparison.window_b)):
+        echo(f"  {label}: {file}  ({rule_set.name} {rule_set.version}, {window}-day window, on-time tolerance "
+             f"{rule_set.evaluation.on_time_tolerance_days} days)")
+    echo(f"  Current statuses from {comparison.statuses_from}")
+    echo(f"  Quarantined rows (not scored): {comparison.quarantined_rows}")
+    width = min(28, max([4, *(len(name) for name in rows["name"].to_list())]))
+    status_width = max(8, *(len(s) for s in (*rows["status_a"].to_list(), *rows["status_b"].to_list()) if s))
+    echo("")
+    echo(f"{'supplier':<10} {'name':<{width}} {'score A':>7} {'band A':<6} {'status A':<{status_width}}  "
+         f"{'score B':>7} {'band B':<6} {'status B':<{status_width}}  moved")
+    for row in rows.iter_rows(named=True):
+        moved = row["movement"] + (f" {abs(row['band_steps'])} bands" if abs(row["band_steps"] or 0) > 1 else "")
+        moved += ", status changed" if row["status_changed"] else ""
+        cells = []
+        for side in ("a", "b"):
+            score = row[f"score_{side}"]
+            cells.append(f"{'-' if score is None else f'{score:.1f}':>7} {row[f'band_{side}'] or '-':<6} "
+                         f"{row[f'status_{side}']:<{status_width}}")
+        echo(f"{row['supplier_id']:<10} {row['name'][:width]:<{width}} {cells[0]}  {cells[1]}  {moved}")
+    echo("")
+    scored = (f"; {summary.now_scored} now scored, {summary.now_insufficient} now insufficient data"
+              if summary.now_scored or summary.now_insufficient else "")
+    echo(f"Summary: {summary.up} supplier{'s' if summary.up != 1 else ''} moved up a band, {summary.down} down, "
+         f"{summary.unchanged} unchanged{scored}; {summary.status_changes} status "
+         f"change{'s' if summary.status_changes != 1 else ''}")
+    for label, counts in (("A", summary.bands_a), ("B", summary.bands_b)):
+        echo(f"Bands under {label}: " + ", ".join(f"{band} {count}" for band, count in counts.items()))
 
 
 @cli.command()
