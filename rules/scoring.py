@@ -3,6 +3,9 @@
 - points of a criterion: ``linear``: 100 × clamp((value − zero_points_at) / (full_points_at − zero_points_at), 0, 1);
   ``steps``: the points of the first step the value satisfies (``at_most``: value ≤ bound, ``at_least``:
   value ≥ bound), else ``otherwise``.
+- custom metrics (the rule set's ``custom_metrics``): each formula (``rules.formula``) computed over the metric
+  columns and the custom metrics above it, as one more column of the metrics frame; a criterion uses it like a
+  catalogue metric.
 - measured: a criterion whose metric has a value; one without (see ``rules.metrics.not_measured_reason``)
   gets no points, never 0 or 100 of them.
 - score = Σ points × weight / Σ weight, both sums over the measured criteria, rounded to one decimal. With
@@ -21,7 +24,8 @@ from datetime import date
 
 import polars as pl
 
-from rules.catalogue import METRICS
+from rules.formula import compile_formula
+from rules.metrics import METRIC_COLUMNS
 from rules.model import STATUS_ORDER, Criterion, RuleSet, Scale
 from suppliers.runs import CURRENT_STATUS
 
@@ -73,7 +77,7 @@ def _insufficient_reason(rule_set: RuleSet) -> pl.Expr:
         ),
     ]
     metrics = list(dict.fromkeys(c.metric for c in rule_set.criteria))
-    no_data = {metric: f"no data for {METRICS[metric].label.lower()}" for metric in metrics}
+    no_data = {metric: f"no data for {rule_set.metric_info(metric).label.lower()}" for metric in metrics}
     if rule_set.not_measured == "insufficient_data":
         reasons += [pl.when(pl.col(metric).is_null()).then(pl.lit(no_data[metric])) for metric in metrics]
     else:
@@ -90,6 +94,15 @@ def measured_weight(rule_set: RuleSet) -> pl.Expr:
     )
 
 
+def with_custom_metrics(metrics: pl.DataFrame, rule_set: RuleSet) -> pl.DataFrame:
+    """The metrics frame plus one Float64 column per custom metric, in rule-file order (null: not measured)."""
+    allowed = list(METRIC_COLUMNS)
+    for custom in rule_set.custom_metrics:
+        metrics = metrics.with_columns(compile_formula(custom.formula, allowed).alias(custom.name))
+        allowed.append(custom.name)
+    return metrics
+
+
 def score_suppliers(suppliers: pl.DataFrame, metrics: pl.DataFrame, rule_set: RuleSet, *, as_of: date) -> pl.DataFrame:
     """One row per supplier: points per criterion, measured weight, score, band, gates hit, proposed status,
     insufficient reason.
@@ -99,7 +112,7 @@ def score_suppliers(suppliers: pl.DataFrame, metrics: pl.DataFrame, rule_set: Ru
     criteria: tuple[Criterion, ...] = rule_set.criteria
     gates = gate_expressions(as_of)
     frame = suppliers.select("supplier_id", "certificate_expiry", CURRENT_STATUS).join(
-        metrics, on="supplier_id", how="left"
+        with_custom_metrics(metrics, rule_set), on="supplier_id", how="left"
     )
     points = [scale_points(pl.col(c.metric), c.scale).alias(criterion_column(i)) for i, c in enumerate(criteria)]
     # Σ points × weight / 100 divided by the measured share of the weight: with every criterion measured the
