@@ -173,7 +173,10 @@ def run_evaluation(params: RunParameters) -> RunSummary:
                 validated = validate(loaded, as_of, settings.validation.max_quarantine_share,
                                      failed_run_folder(settings.output_dir, run) / "quarantine.csv")
             except DataQualityError as bad_data:
-                report_bad_data(store, run, settings, bad_data, read_from, params.send_email)
+                try:
+                    report_bad_data(store, run, settings, bad_data, read_from, params.send_email)
+                except SupplierEvalError as unreported:  # the bad data is what the user must hear about first
+                    get_run_logger().warning("The data-quality report could not be sent: %s", unreported)
                 raise
             chosen = choose_suppliers(validated.suppliers, requested)
             run = replace(run, run_key=compute_run_key(

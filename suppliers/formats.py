@@ -76,10 +76,12 @@ def clean_cell(expr: pl.Expr, source: pl.DataType, target: pl.DataType, fmt: Col
     """The cell before parsing: trimmed text, empty or missing tokens as null, the value map, the default.
 
     Typed (Parquet, SQL) values are left as they are, except that a text field stored as numbers (a Parquet
-    ``item_id`` of integers) becomes text here.
+    ``item_id`` of integers) becomes text here, and so does a typed cell the format has words for.
     """
-    if not (is_text(source) or target == pl.String):
+    if not (is_text(source) or target == pl.String or fmt.missing_values or fmt.values or fmt.default is not None):
         return expr
+    # A typed (Parquet, SQL) cell with a value map, missing values or a default goes through its text too:
+    # parse_cell then reads that text as the field's type.
     text = expr.cast(pl.String).str.strip_chars()
     missing = text.str.len_bytes() == 0
     if fmt.missing_values:

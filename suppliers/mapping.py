@@ -32,12 +32,13 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from suppliers.errors import MappingError, SourceError
 from suppliers.formats import ColumnFormat
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["MappingFile", "Mapping", "load_mapping", "read_mapped_sources", "load_inputs", "CHECK_COMMAND"]
 
 CHECK_COMMAND = "supplier-eval mapping check"
-_ROW, _FILE = "__row__", "__file__"
+_ROW, _FILE, _FILE_ROW = "__row__", "__file__", "__file_row__"
 _FORMATS_BY_SUFFIX = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", ".xlsx": "excel"}
 Scalar = str | int | float | bool
 
@@ -74,6 +75,11 @@ class SourceEntry(_Entry):
     query: str | None = Field(None, description="SQL: the SELECT that returns the rows.")
     missing_values: tuple[str, ...] = Field((), alias="missingValues",
                                             description="Cell texts that mean 'no value' in every column.")
+
+    @field_validator("missing_values", mode="before")
+    @classmethod
+    def _words_as_text(cls, value: Any) -> Any:
+        return [_word(item) for item in value] if isinstance(value, list | tuple) else value
 
     @model_validator(mode="after")
     def _complete(self) -> SourceEntry:
@@ -144,11 +150,31 @@ class FieldEntry(_Entry):
     def _column_by_name(cls, value: Any) -> Any:
         return {"column": value} if isinstance(value, str) else value
 
+    @field_validator("missing_values", "true_values", "false_values", mode="before")
+    @classmethod
+    def _words_as_text(cls, value: Any) -> Any:
+        return [_word(item) for item in value] if isinstance(value, list | tuple) else value
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _map_keys_as_text(cls, value: Any) -> Any:
+        return {_word(key): item for key, item in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("constant", "default", mode="before")
+    @classmethod
+    def _dates_as_iso_text(cls, value: Any) -> Any:
+        return value.isoformat() if isinstance(value, date) else value
+
     @model_validator(mode="after")
     def _one_origin(self) -> FieldEntry:
         origins = [name for name in ("column", "constant", "number_within", "join") if name in self.model_fields_set]
         if len(origins) != 1:
             raise ValueError("a field comes from exactly one of column, constant, number_within, join")
+        if "constant" in origins and self.constant is None:
+            raise ValueError("constant is empty: give the value every row should have")
+        if self.group_char is not None and self.group_char == self.decimal_char:
+            raise ValueError(f"groupChar and decimalChar are both {self.decimal_char!r}: set decimalChar too "
+                             f"(e.g. decimalChar: \",\" with groupChar: \".\" for 1.234,5)")
         return self
 
     def source_columns(self) -> tuple[str, ...]:
@@ -203,7 +229,12 @@ class Mapping:
     def formats(self, kind: str) -> dict[str, ColumnFormat]:
         record = self.file.records[kind]
         missing = self.file.sources[record.source].missing_values
-        return {name: entry.column_format(missing) for name, entry in record.fields.items()}
+        formats = {name: entry.column_format(missing) for name, entry in record.fields.items()}
+        if self.spec(record.source).format == "excel":
+            # A date cell of a sheet arrives as ISO text whatever the sheet shows: accept it beside the formats.
+            formats = {name: replace(fmt, date_formats=tuple(dict.fromkeys((*fmt.date_formats, "%Y-%m-%d"))))
+                       for name, fmt in formats.items()}
+        return formats
 
 
 def load_inputs(data_dir: Path, mapping_file: Path | None) -> LoadedSources:
@@ -226,7 +257,9 @@ def load_mapping(path: Path | str) -> Mapping:
     problems = _problems(file)
     if problems:
         raise document.fail(problems)
-    return Mapping(path=path.resolve(), content_hash=hashlib.sha256(raw).hexdigest(), file=file)
+    # What the mapping says, not how it is written: a comment or a re-indented line changes no run key.
+    meaning = file.model_dump_json(by_alias=True).encode()
+    return Mapping(path=path.resolve(), content_hash=hashlib.sha256(meaning).hexdigest(), file=file)
 
 
 def _problems(file: MappingFile) -> list[tuple[Location, str]]:
@@ -314,16 +347,22 @@ def _without_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _map_record(kind: str, record: RecordEntry, frame: pl.DataFrame, label: str) -> pl.DataFrame:
-    """The record kind's fields from the source's rows: filtered, keys made, one row per value if asked."""
-    for condition in record.where:
-        frame = frame.filter(condition.expression())
-    if _FILE in frame.columns and frame.get_column(_FILE).n_unique() > 1:
-        # Several files: rows are numbered through the files in name order, as if they were one.
-        frame = frame.sort(_FILE, _ROW).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(_ROW))
+    """The record kind's fields from the source's rows: keys made, filtered, one row per value if asked.
+
+    Keys are made on the whole source, before this kind's filters: two kinds that number the same orders (lines
+    and their receipts) get the same numbers even when one of them keeps fewer rows.
+    """
+    several_files = _FILE in frame.columns and frame.get_column(_FILE).n_unique() > 1
+    if several_files:
+        # Rows get one number through the files in name order; the quarantine names each file and its own row.
+        frame = frame.sort(_FILE, _ROW).with_columns(
+            pl.col(_ROW).alias(_FILE_ROW), pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(_ROW))
     generated = {name: entry for name, entry in record.fields.items() if entry.number_within is not None}
     for name, entry in generated.items():
         frame = frame.with_columns(_line_numbers(frame, entry).alias(f"__{name}__"))
-    columns = [pl.col(_ROW).cast(pl.Int64)]
+    for condition in record.where:
+        frame = frame.filter(condition.expression())
+    columns = [pl.col(_ROW).cast(pl.Int64), *((pl.col(_FILE), pl.col(_FILE_ROW)) if several_files else ())]
     for name, entry in record.fields.items():
         columns.append(_field_expression(name, entry).alias(name))
     mapped = frame.select(columns)
@@ -377,6 +416,13 @@ def _url(entry: SourceEntry, name: str) -> str | None:
                           fix=f"Set {entry.url_env} to the database URL (it is read from the environment so that "
                               "its password stays out of files).")
     return url
+
+
+def _word(value: Any) -> Any:
+    """A word of a list in the mapping file as text; YAML reads some bare words as something else."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"YAML read a bare word as {value!r}: put it in quotes, e.g. \"yes\", \"N/A\", \"null\"")
+    return str(value) if isinstance(value, int | float) else value
 
 
 def _text(value: Scalar | None) -> str:

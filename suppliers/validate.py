@@ -51,6 +51,8 @@ code                        the row is set aside because
 ``unknown_supplier``        a supplier_id is not in the suppliers
 ``unknown_line``            a receipt's po_id and line_no are not an order line
 ``reference_quarantined``   the supplier or order line a row refers to is itself quarantined
+``delivery_quarantined``    an order line one of whose receipts is quarantined: when and how much it delivered
+                            cannot be judged, so it is not counted late (nor on time)
 ``check_failed``            a check the declaration has no code for failed (a schema put in by a test)
 =========================== ===========================================================================
 
@@ -123,6 +125,7 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
 }
 
 _ROW = "__row__"  # internal row-number column; never a canonical name
+_FILE, _FILE_ROW = "__file__", "__file_row__"  # a source of several files: each row's file and its row there
 # Internal quarantine parts carry the row and leave source/kind to the end.
 _PART_SCHEMA: dict[str, pl.DataType] = {
     _ROW: pl.Int64(),
@@ -139,6 +142,7 @@ IN_THE_FUTURE = "in_the_future"
 DUPLICATE_KEY = "duplicate_key"
 DUPLICATE_ROW = "duplicate_row"
 REFERENCE_QUARANTINED = "reference_quarantined"
+DELIVERY_QUARANTINED = "delivery_quarantined"
 CHECK_FAILED = "check_failed"
 
 
@@ -156,6 +160,7 @@ def _quarantine_codes() -> dict[str, str]:
         DUPLICATE_KEY: "a row repeats the key of an earlier row",
         DUPLICATE_ROW: "a row is an exact copy of an earlier row",
         REFERENCE_QUARANTINED: "the row a row refers to is quarantined",
+        DELIVERY_QUARANTINED: "an order line one of whose receipts is quarantined: its delivery cannot be judged",
         CHECK_FAILED: "a check without a declared code failed",
     }
     declared: dict[str, str] = {}
@@ -199,6 +204,7 @@ class _Checked:
     raw: pl.DataFrame  # _ROW + canonical columns as read
     cast: pl.DataFrame  # non-blank rows: _ROW + canonical columns in canonical dtypes
     parts: list[pl.DataFrame] = field(default_factory=list)  # quarantine parts, _PART_SCHEMA
+    origins: pl.DataFrame | None = None  # several files: _ROW -> the file and its row there
     _good: pl.DataFrame | None = None
 
     @property
@@ -225,10 +231,15 @@ class _Checked:
 
     def quarantine(self) -> pl.DataFrame:
         parts = pl.concat(self.parts, how="vertical") if self.parts else pl.DataFrame(schema=_PART_SCHEMA)
-        return parts.sort(_ROW, nulls_last=False, maintain_order=True).select(
-            pl.lit(self.source_name, pl.String).alias("source"),
+        parts = parts.sort(_ROW, nulls_last=False, maintain_order=True)
+        source, row = pl.lit(self.source_name, pl.String), pl.col(_ROW)
+        if self.origins is not None:  # name the file and its own row, not the row through all the files
+            parts = parts.join(self.origins, on=_ROW, how="left", maintain_order="left")
+            source, row = pl.coalesce(_FILE, source), pl.coalesce(_FILE_ROW, row)
+        return parts.select(
+            source.alias("source"),
             pl.lit(self.kind, pl.String).alias("kind"),
-            pl.col(_ROW).alias("row"),
+            row.alias("row"),
             "column",
             "value",
             "code",
@@ -347,7 +358,8 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str, formats: Mapping
         .collect()
     )
     cast = work.select(_ROW, *[pl.col(f"_cast_{c}").alias(c) if c in checks else pl.col(c) for c in schema])
-    checked = _Checked(kind=kind, source_name=source_name, raw=raw_canonical, cast=cast)
+    origins = raw.select(_ROW, _FILE, _FILE_ROW) if {_FILE, _FILE_ROW} <= set(raw.columns) else None
+    checked = _Checked(kind=kind, source_name=source_name, raw=raw_canonical, cast=cast, origins=origins)
     flags = [f"_failed_{c}" for c in checks]
     failed = work.select(_ROW, *flags).filter(pl.any_horizontal(flags)) if checks else work.clear()
     for column in checks:
@@ -662,6 +674,43 @@ def _references(checked: dict[str, _Checked]) -> None:
             _reference(checked[kind], key, checked[key.reference.resource])
 
 
+def _lines_with_a_quarantined_receipt(checked: dict[str, _Checked]) -> None:
+    """Set aside the good order lines one of whose receipts was quarantined for what it says.
+
+    Without the receipt the line would look undelivered and count as late until the as-of date: data invented
+    against the supplier. A receipt set aside as a copy of another, or for a line that is unknown or itself set
+    aside, says nothing new about a good line.
+    """
+    receipts, lines = checked.get("receipts"), checked.get("purchase_order_lines")
+    if receipts is None or lines is None or not receipts.parts:
+        return
+    keys = ["po_id", "line_no"]
+    ignored = [DUPLICATE_KEY, DUPLICATE_ROW, REFERENCE_QUARANTINED,
+               *(key.unknown_code for key in RECORDS["receipts"].foreign_keys)]
+    bad = (
+        pl.concat(receipts.parts).filter(~pl.col("code").is_in(ignored)).select(_ROW).drop_nulls().unique()
+        .join(receipts.cast.select(_ROW, *keys), on=_ROW).drop_nulls(keys)
+        .group_by(keys).agg(pl.col(_ROW).min().alias("_receipt_row"))
+    )
+    hit = lines.good.select(_ROW, *keys).join(bad, on=keys, how="inner").sort(_ROW)
+    if not hit.height:
+        return
+    rows = hit.get_column(_ROW)
+    lines.add(
+        pl.DataFrame(
+            {
+                _ROW: rows,
+                "column": pl.repeat(", ".join(keys), rows.len(), dtype=pl.String, eager=True),
+                "value": _joined_raw_text(lines, rows, keys),
+                "code": pl.repeat(DELIVERY_QUARANTINED, rows.len(), dtype=pl.String, eager=True),
+                "reason": hit.select(pl.format(
+                    f"a receipt of this line is quarantined (row {{}} of {_escape(receipts.source_name)}): "
+                    "its delivery cannot be judged", pl.col("_receipt_row"))).to_series(),
+            }
+        )
+    )
+
+
 # --- summary
 
 
@@ -706,6 +755,7 @@ def reason_family() -> pl.Expr:
         .str.replace_all(r"line_no -?\d+", "line_no …")
         .str.replace(r"^duplicate of row \d+$", "duplicate of an earlier row")
         .str.replace(r"^exact copy of row \d+$", "exact copy of an earlier row")
+        .str.replace(r"\(row \d+ of ", "(row … of ")
     )
     bare = pl.col("column").is_not_null() & folded.str.contains(
         r"^(required value is missing|not a |duplicate of|exact copy of)"
@@ -838,6 +888,7 @@ def validate_inputs(
     for source_checked in checked.values():
         _future(source_checked, future_after)
     _references(checked)
+    _lines_with_a_quarantined_receipt(checked)
 
     quarantine = pl.concat([c.quarantine() for c in checked.values()], how="vertical").cast(QUARANTINE_SCHEMA)
     whole = quarantine.filter(pl.col("row").is_null())

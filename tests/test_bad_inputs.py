@@ -107,10 +107,29 @@ class Case:
 _AS_WRITTEN = object()
 
 
+# A receipt set aside for what it says leaves its order line's delivery unknown: the line is set aside too
+# (not for a copy of another receipt, nor when the receipt's own line reference is what is wrong).
+_NO_KNOCK_ON = {"duplicate_key", "duplicate_row", "unknown_line", "reference_quarantined"}
+
+
+def _line_of_receipt(row: int) -> tuple[int, str]:
+    """The row in GOOD's order lines of the line GOOD's receipt ``row`` delivers, and its key as written."""
+    receipt = GOOD["receipts"].splitlines()[row].split(",")
+    key = (receipt[1], receipt[2])
+    lines = [line.split(",") for line in GOOD["purchase_order_lines"].splitlines()[1:]]
+    return next(n for n, line in enumerate(lines, start=1) if (line[0], line[1]) == key), ", ".join(key)
+
+
 def one(kind: str, row: int, column: str, raw: str, code: str, reason: str, value: Any = _AS_WRITTEN) -> Case:
     """A cell set to ``raw`` and caught at that cell; ``value`` when the quarantine shows other than the cell."""
     shown = raw if value is _AS_WRITTEN else value
-    return Case(kind, [(kind, row, column, shown, code, reason)], cell=(row, column, raw))
+    caught = (kind, row, column, shown, code, reason)
+    if kind == "receipts" and code not in _NO_KNOCK_ON and column not in ("po_id", "line_no"):
+        line_row, key = _line_of_receipt(row)
+        knock_on = ("purchase_order_lines", line_row, "po_id, line_no", key, "delivery_quarantined",
+                    f"a receipt of this line is quarantined (row {row} of receipts.csv)")
+        return Case(kind, [knock_on, caught], cell=(row, column, raw), lost={"receipts": 1, "purchase_order_lines": 1})
+    return Case(kind, [caught], cell=(row, column, raw))
 
 
 CASES = {
@@ -188,9 +207,12 @@ CASES = {
     ),
     "accepted given without rejected": Case(
         "receipts",
-        [("receipts", 6, "quantity_accepted", "quantity_accepted=18.5, quantity_rejected=", "half_inspected",
+        [("purchase_order_lines", _line_of_receipt(6)[0], "po_id, line_no", _line_of_receipt(6)[1],
+          "delivery_quarantined", "a receipt of this line is quarantined (row 6 of receipts.csv)"),
+         ("receipts", 6, "quantity_accepted", "quantity_accepted=18.5, quantity_rejected=", "half_inspected",
           "quantity_accepted and quantity_rejected must be given together (or both left empty)")],
         cell=(6, "quantity_rejected", ""),
+        lost={"receipts": 1, "purchase_order_lines": 1},
     ),
     "closed before raised": one(
         "nonconformances",
@@ -342,7 +364,7 @@ def test_the_future_starts_after_a_forward_as_of_date(tmp_path: Path):
 
 def test_the_reason_for_a_future_date_names_today_by_default(tmp_path: Path):
     result = validate_texts(tmp_path, CASES["received tomorrow"].files())
-    assert result.quarantine.get_column("reason").to_list() == [
+    assert result.quarantine.filter(pl.col("kind") == "receipts").get_column("reason").to_list() == [
         f"received_date is in the future (after {TODAY.isoformat()})"
     ]
 

@@ -27,8 +27,8 @@ def counts_from_the_raw_csv() -> tuple[Counter[str], Counter[str]]:
 
     The engine's rules, written out again: an outside vendor's line is judged when its scheduled date is in the
     window and its deadline (scheduled + tolerance) has passed; a line scheduled before its order date is not a
-    valid record; a line is on time when it was delivered by the deadline, on or after its order date (a
-    delivery dated before the order is not a valid record, so the line counts as not yet delivered).
+    valid record; a delivery dated before its order is not a valid record either, and a line whose delivery is
+    not valid cannot be judged; a line is on time when it was delivered by the deadline.
     """
     def day(text: str) -> date:
         return datetime.strptime(text, "%d-%b-%y").date()
@@ -49,9 +49,10 @@ def counts_from_the_raw_csv() -> tuple[Counter[str], Counter[str]]:
             deadline = promised + timedelta(days=TOLERANCE_DAYS)
             if not (first_day <= promised <= AS_OF and deadline <= AS_OF):
                 continue
+            if order_date is not None and delivered < order_date:
+                continue
             judged[vendor] += 1
-            valid_delivery = order_date is None or delivered >= order_date
-            if valid_delivery and delivered <= deadline:
+            if delivered <= deadline:
                 on_time[vendor] += 1
     return judged, on_time
 

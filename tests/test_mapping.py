@@ -226,3 +226,76 @@ records:
     ]
     assert result.receipts.select("receipt_id", "line_no", "received_date").rows() == [
         ("1", 1, dt.date(2014, 6, 3)), ("2", 2, dt.date(2014, 6, 20)), ("3", 1, dt.date(2014, 9, 5))]
+
+
+def test_a_glob_of_several_files_names_each_bad_row_by_its_file_and_row(tmp_path: Path) -> None:
+    header = EXPORT.splitlines()[0]
+    rows = EXPORT.splitlines()[1:]
+    (tmp_path / "part-1.csv").write_text("\n".join([header, *rows[:2]]) + "\n", encoding="utf-8")
+    (tmp_path / "part-2.csv").write_text("\n".join([header, *rows[2:]]) + "\n", encoding="utf-8")
+    path = tmp_path / "mapping.yaml"
+    path.write_text(MAPPING.replace("path: export.csv", "path: part-*.csv"), encoding="utf-8")
+    loaded = read_mapped_sources(load_mapping(path))
+    result = validate_inputs(loaded.raw, formats=loaded.formats, max_quarantine_share=1.0)
+    # the bad date is the third data row of part-2.csv (row 5 of the export as one file)
+    assert ("part-2.csv", "purchase_order_lines", 3, "promised_date") in result.quarantine.select(
+        "source", "kind", "row", "column").rows()
+
+
+def test_line_numbers_are_made_before_each_kinds_filter(tmp_path: Path) -> None:
+    """Receipts keep only delivered rows, lines keep all: a receipt still belongs to its own line."""
+    export = ("id,PO Number ,Vendor,Item,Ordered On,Promised,Delivered,Qty,Unit Price\n"
+              "1,P1,Acme Ltd,a,1/5/2026,20-Jan-26,,10,$1.00\n"
+              "2,P1,Acme Ltd,b,1/5/2026,20-Jan-26,25-Jan-26,30,$1.00\n")
+    mapping = MAPPING.replace("""  receipts:
+    from: shipments
+    where: *outside""", """  receipts:
+    from: shipments
+    where: [{column: Delivered, empty: false}]""")
+    loaded = read_mapped_sources(load_mapping(write(tmp_path, mapping, export)))
+    receipts = loaded.raw["receipts"][1]
+    assert receipts.select("receipt_id", "line_no").rows() == [("P1/2", "2")]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("unit_price: {column: Unit Price, bareNumber: false, groupChar: \",\"}",
+         "unit_price: {column: Unit Price, groupChar: \".\"}", "groupChar and decimalChar are both '.'"),
+        ("currency: {constant: USD}", "currency: {constant: }", "constant is empty"),
+        ('missingValues: ["Date Not Captured"]', "missingValues: [null]", "put it in quotes"),
+    ],
+)
+def test_a_mapping_that_would_read_numbers_or_words_wrongly_is_refused(tmp_path: Path, old: str, new: str,
+                                                                       message: str) -> None:
+    assert old in MAPPING
+    with pytest.raises(MappingError, match=message):
+        load_mapping(write(tmp_path, MAPPING.replace(old, new)))
+
+
+def test_a_date_constant_is_read_as_a_date(tmp_path: Path) -> None:
+    mapping = MAPPING.replace('order_date: {column: Ordered On, format: "%m/%d/%Y"}',
+                              "order_date: {constant: 2026-01-02}")
+    loaded = read_mapped_sources(load_mapping(write(tmp_path, mapping)))
+    result = validate_inputs(loaded.raw, formats=loaded.formats, max_quarantine_share=1.0)
+    assert set(result.purchase_order_lines["order_date"].to_list()) == {dt.date(2026, 1, 2)}
+
+
+def test_a_comment_in_the_mapping_changes_no_run_key(tmp_path: Path) -> None:
+    first = read_mapped_sources(load_mapping(write(tmp_path))).fingerprint
+    commented = "# how our ERP's shipment export maps\n" + MAPPING.replace("records:", "records:   # three kinds")
+    assert read_mapped_sources(load_mapping(write(tmp_path, commented))).fingerprint == first
+
+
+def test_a_default_fills_an_empty_typed_cell_of_a_parquet_source(tmp_path: Path) -> None:
+    write(tmp_path)
+    typed = pl.read_csv(tmp_path / "export.csv", infer_schema=False).with_columns(
+        pl.when(pl.col("id") == "3").then(None).otherwise(pl.col("Qty").cast(pl.Int64)).alias("Qty"))
+    typed.write_parquet(tmp_path / "export.parquet")
+    mapping = MAPPING.replace("path: export.csv", "path: export.parquet").replace(
+        "quantity_ordered: Qty", "quantity_ordered: {column: Qty, default: 1}").replace(
+        "quantity_received: Qty", "quantity_received: {column: Qty, default: 1}")
+    loaded = read_mapped_sources(load_mapping(write(tmp_path, mapping)))
+    result = validate_inputs(loaded.raw, formats=loaded.formats, max_quarantine_share=1.0)
+    quantities = dict(result.purchase_order_lines.select("item_id", "quantity_ordered").rows())
+    assert quantities["nuts"] == 1.0 and quantities["bolts"] == 100.0

@@ -121,17 +121,18 @@ def test_good_rows_survive_in_canonical_dtypes_and_order(result):
             True,
         ),
     ]
-    assert result.purchase_order_lines.select("po_id", "line_no").rows() == [("P1", 1), ("P1", 2)]
-    assert result.purchase_order_lines.row(0) == (
+    # P1/1 is left out too: two of its receipts (rows 5 and 6) are quarantined, so its delivery cannot be judged
+    assert result.purchase_order_lines.select("po_id", "line_no").rows() == [("P1", 2)]
+    assert result.purchase_order_lines.row(0) == (  # P1,2,S1,I2,metal,2024-03-01,2024-03-20,50,1,EUR
         "P1",
-        1,
+        2,
         "S1",
-        "I1",
+        "I2",
         "metal",
         dt.date(2024, 3, 1),
-        dt.date(2024, 3, 15),
-        100.0,
-        2.5,
+        dt.date(2024, 3, 20),
+        50.0,
+        1.0,
         "EUR",
     )
     assert result.receipts.get_column("receipt_id").to_list() == ["R1", "R2"]
@@ -283,7 +284,7 @@ def test_row_with_several_problems_gives_each_reason_but_counts_once(result):
         "unit_price must be >= 0",
     ]
     lines = result.summary.filter(pl.col("kind") == "purchase_order_lines").row(0, named=True)
-    assert lines["rows_quarantined"] == 8  # rows 3..10, row 10 once despite three reasons
+    assert lines["rows_quarantined"] == 9  # rows 3..10, row 10 once despite three reasons, and row 1 (its receipts)
 
 
 def test_a_cast_failure_is_not_also_reported_as_missing(result):
@@ -298,7 +299,7 @@ def test_summary_counts_rows_read_and_distinct_rows_quarantined(result):
     assert (
         summary["purchase_order_lines.csv"]["rows_read"],
         summary["purchase_order_lines.csv"]["rows_quarantined"],
-    ) == (10, 8)
+    ) == (10, 9)
     assert (summary["receipts.csv"]["rows_read"], summary["receipts.csv"]["rows_quarantined"]) == (6, 4)
     assert summary["receipts.csv"]["share"] == pytest.approx(4 / 6)
     # every quarantined row is gone from the good rows, every other row is there
@@ -514,7 +515,7 @@ def test_quarantine_share_over_threshold_stops_the_run_with_the_file_share_and_r
     error = caught.value
     message = str(error)
     assert error.where == "purchase_order_lines.csv"
-    assert "80.0% of rows quarantined (8 of 10), over the 20.0% threshold" in message
+    assert "90.0% of rows quarantined (9 of 10), over the 20.0% threshold" in message
     assert "top reasons:" in message and "quantity_ordered must be > 0 (2)" in message
     assert "receipts.csv" in message and "suppliers.csv" in message
     assert "validation.max_quarantine_share" in error.fix
@@ -538,7 +539,7 @@ def test_quarantine_over_threshold_is_written_before_the_error_is_raised(messy, 
 
 def test_quarantine_under_threshold_is_not_written(messy, tmp_path):
     target = tmp_path / "quarantine.csv"
-    load(messy, max_quarantine_share=0.8, quarantine_path=target)
+    load(messy, max_quarantine_share=0.9, quarantine_path=target)
     assert not target.exists()
 
 
@@ -552,8 +553,8 @@ def test_quarantine_that_cannot_be_written_still_raises_the_data_quality_error(m
 
 
 def test_quarantine_share_under_threshold_lets_the_run_go_on(messy):
-    result = load(messy, max_quarantine_share=0.8)
-    assert result.purchase_order_lines.height == 2
+    result = load(messy, max_quarantine_share=0.9)
+    assert result.purchase_order_lines.height == 1
 
 
 # --- fingerprint and dataframe-level checks
@@ -634,3 +635,11 @@ def test_frame_level_failure_is_reported_against_the_source(tmp_path, monkeypatc
     write(tmp_path, "feedback.csv", "supplier_id,date,score\nS1,2024-03-01,4\n")
     with pytest.raises(SourceError, match=r"^feedback.csv: whole file: fewer than 3 feedback rows"):
         load(tmp_path, max_quarantine_share=1.0)
+
+
+def test_a_line_whose_receipt_is_quarantined_is_not_judged_late(result):
+    """Without its bad receipt the line would look undelivered and count late: it is set aside instead."""
+    line = result.quarantine.filter((pl.col("source") == "purchase_order_lines.csv") & (pl.col("row") == 1))
+    assert line.select("column", "value", "code", "reason").rows() == [
+        ("po_id, line_no", "P1, 1", "delivery_quarantined",
+         "a receipt of this line is quarantined (row 5 of receipts.csv): its delivery cannot be judged")]
