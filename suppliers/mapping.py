@@ -367,8 +367,19 @@ def _map_record(kind: str, record: RecordEntry, frame: pl.DataFrame, label: str)
         columns.append(_field_expression(name, entry).alias(name))
     mapped = frame.select(columns)
     if record.one_row_per:
-        keys = [pl.col(name).cast(pl.String).str.strip_chars() for name in record.one_row_per]
-        mapped = mapped.filter(pl.struct(keys).is_first_distinct())
+        # One row per value, each field's first value that is not empty: one blank cell in a vendor's first row
+        # must not set the vendor aside, and every line and receipt of it with it.
+        keys = [f"__key{i}__" for i in range(len(record.one_row_per))]
+        others = [c for c in mapped.columns if c != _ROW]
+        mapped = (
+            mapped.with_columns(pl.col(name).cast(pl.String).str.strip_chars().alias(key)
+                                for key, name in zip(keys, record.one_row_per, strict=True))
+            .group_by(keys, maintain_order=True)
+            .agg(pl.col(_ROW).min(),
+                 *[pl.col(c).filter(pl.col(c).cast(pl.String).str.strip_chars().str.len_bytes() > 0).first()
+                   for c in others])
+            .drop(keys)
+        )
     return mapped
 
 

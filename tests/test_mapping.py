@@ -299,3 +299,12 @@ def test_a_default_fills_an_empty_typed_cell_of_a_parquet_source(tmp_path: Path)
     result = validate_inputs(loaded.raw, formats=loaded.formats, max_quarantine_share=1.0)
     quantities = dict(result.purchase_order_lines.select("item_id", "quantity_ordered").rows())
     assert quantities["nuts"] == 1.0 and quantities["bolts"] == 100.0
+
+
+def test_one_row_per_vendor_takes_each_fields_first_value_that_is_not_empty(tmp_path: Path) -> None:
+    mapping = MAPPING.replace("      category: {constant: hardware}\n", "      category: Item\n")
+    export = EXPORT.replace("7,PO-1,Acme Ltd,bolts,", "7,PO-1,Acme Ltd,,")  # Acme's first row has no item
+    loaded = read_mapped_sources(load_mapping(write(tmp_path, mapping, export)))
+    suppliers = loaded.raw["suppliers"][1]
+    assert suppliers.select("__row__", "supplier_id", "category").rows() == [
+        (1, "Acme Ltd", "nuts"), (4, "Tardy & Co", "washers")]
