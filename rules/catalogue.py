@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 Unit = Literal["rate", "ppm", "days", "count", "score"]
+# What the on-time rate is a share of: judged order lines, or the units they ordered.
+OnTimeBasis = Literal["lines", "quantity"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,26 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("mean_days_late", "Mean days late of late lines", "days", "late_lines", "late lines", False),
         MetricInfo("nonconformances", "Nonconformances raised", "count", "nonconformances", "nonconformances", False),
         MetricInfo("feedback_score", "Internal feedback (1-5)", "score", "feedback_entries", "feedback entries", True),
+        MetricInfo("quantity_accuracy_rate", "Quantity accuracy (received vs ordered)", "rate", "order_lines",
+                   "order lines", True),
+        MetricInfo("lead_time_adherence_rate", "Lead-time adherence", "rate", "lines_with_order_date",
+                   "order lines with an order date", True),
+        MetricInfo("mean_lead_time_days", "Mean lead time (order to completion)", "days", "lead_time_lines",
+                   "completed order lines with an order date", False),
+        MetricInfo("p90_lead_time_days", "90th-percentile lead time", "days", "lead_time_lines",
+                   "completed order lines with an order date", False),
+        MetricInfo("price_variance", "Mean price change vs the previous order of the item", "rate", "priced_lines",
+                   "order lines with a previous price", False),
+        MetricInfo("open_nonconformances", "Nonconformances open", "count", "open_nonconformances",
+                   "open nonconformances", False),
+        MetricInfo("overdue_nonconformances", "Nonconformances overdue", "count", "overdue_nonconformances",
+                   "overdue nonconformances", False),
+        MetricInfo("mean_days_to_close", "Mean days to close a nonconformance", "days", "closed_nonconformances",
+                   "nonconformances closed", False),
+        MetricInfo("certificate_valid", "Certificate valid (1 yes, 0 no)", "count", "certificates",
+                   "certificate expiry dates", True),
+        MetricInfo("days_to_expiry", "Days to certificate expiry", "days", "certificates", "certificate expiry dates",
+                   True),
     )
 }
 

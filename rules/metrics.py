@@ -3,7 +3,9 @@
 Vocabulary (all dates are days; only records dated on or before the as-of date are known):
 
 - window: ``window_start = as_of - window_days + 1`` to ``as_of``, both inclusive.
-- deadline of a line: ``promised_date + tolerance_days``.
+- deadline of a line: ``promised_date + tolerance_days`` (the late tolerance, ``on_time_tolerance_days``).
+- on-time window of a line: ``[promised_date - early_tolerance_days, deadline]``, both inclusive; with
+  ``early_tolerance_days`` None (the default) it has no lower bound: early is always fine.
 - a line is *judged* when its promised date is in the window and its deadline is on or before the as-of
   date; later lines are still open and count nowhere yet. Receipts after the as-of date are ignored.
 - completed date of a line: the received date of the receipt that brings the cumulative quantity received
@@ -15,10 +17,13 @@ Vocabulary (all dates are days; only records dated on or before the as-of date a
   A supplier none of whose judged lines has an inspected receipt has no in-full or OTIF rate: its only known
   outcomes would be the lines with nothing received, every one a failure.
 
-The per-line facts come from ``line_facts``; the on-time rate is a share of judged lines, the in-full and OTIF
-rates a share of inspected lines. Receipt metrics (acceptance, PPM) use the inspected receipts received in the
-window, whichever line they belong to. A metric with nothing to measure is null (*not measured*), never 0;
-:func:`not_measured_reason` says why in words.
+The per-line facts come from ``line_facts``; the on-time rate is a share of judged lines (or of their units,
+``on_time_basis="quantity"``), the in-full and OTIF rates a share of inspected lines, quantity accuracy and
+lead times are over judged lines too. Receipt metrics (acceptance, PPM) use the inspected receipts received in
+the window, whichever line they belong to. Price variance is over lines *ordered* in the window (their
+order_date), nonconformance counts over reports raised, closed or open in it, the certificate at the as-of
+date. A metric with nothing to measure is null (*not measured*), never 0; :func:`not_measured_reason` says why
+in words.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
+
+from rules.catalogue import OnTimeBasis
 
 Z_95 = 1.959963984540054
 
@@ -40,28 +47,44 @@ def window_start(as_of: date, window_days: int) -> date:
 
 
 def line_facts(
-    lines: pl.LazyFrame, receipts: pl.LazyFrame, *, as_of: date, window_days: int, tolerance_days: int
+    lines: pl.LazyFrame, receipts: pl.LazyFrame, *, as_of: date, window_days: int, tolerance_days: int,
+    early_tolerance_days: int | None = None, quantity_accuracy_tolerance: float = 0.0,
 ) -> pl.LazyFrame:
     """One row per judged line: supplier, dates, quantities by the deadline and by the as-of date, outcome flags.
 
     - ``inspected``            = no receipt dated ≤ as_of lacks quantity_accepted or quantity_rejected
     - ``has_inspection_results`` = some receipt dated ≤ as_of has both
     - ``received_by_deadline`` = Σ quantity_received of receipts dated ≤ deadline
+    - ``received_in_window``   = Σ quantity_received of receipts dated in the on-time window
+      [promised_date − early_tolerance_days, deadline] (= received_by_deadline when early_tolerance_days is None)
     - ``accepted_by_deadline`` = Σ quantity_accepted of receipts dated ≤ deadline (null unless inspected)
     - ``accepted_total``       = Σ quantity_accepted of receipts dated ≤ as_of (null unless inspected)
-    - ``on_time``  = received_by_deadline ≥ quantity_ordered
+    - ``on_time``  = received_in_window ≥ quantity_ordered
+    - ``units_on_time`` = min(received_in_window, quantity_ordered)
+    - ``late``     = received_by_deadline < quantity_ordered (not on time for lateness, not for coming early)
+    - ``early``    = some receipt dated before promised_date − early_tolerance_days (never, when that is None)
     - ``in_full``  = accepted_total ≥ quantity_ordered (null, unknown, unless inspected)
     - ``otif``     = accepted_by_deadline ≥ quantity_ordered (null, unknown, unless inspected)
-    - ``days_late`` (lines not on time) = max(0, last_delivery − promised_date), where last_delivery is the
+    - ``rejected_total``       = Σ quantity_rejected of receipts dated ≤ as_of (an uninspected receipt's as 0)
+    - ``quantity_accurate`` = shortfall and excess both ≤ quantity_accuracy_tolerance × quantity_ordered, where
+      shortfall = quantity_ordered − received_total and excess = received_total − rejected_total − quantity_ordered:
+      |received − ordered| within the tolerance, an excess counted on the units kept, so a replacement for
+      rejected units is not an over-delivery
+    - ``days_late`` (late lines) = max(0, last_delivery − promised_date), where last_delivery is the
       completed date, else (a short line) its latest receipt, else (nothing received yet) the as-of date.
       A short line's lateness is what it delivered late; its shortfall is the in-full rate's business.
+    - ``lead_time_days`` = completed_date − order_date (null without either)
+    - ``promised_lead_time_days`` = promised_date − order_date (null without an order date)
+    - ``lead_time_met`` = lead_time_days ≤ promised_lead_time_days, false for a line not completed by the as-of
+      date (it is past its promise already); null without an order date
     """
     start = window_start(as_of, window_days)
     tolerance = pl.duration(days=tolerance_days)
     judged = (
-        lines.with_columns(deadline=pl.col("promised_date") + tolerance)
+        _with_optional_line_columns(lines)
+        .with_columns(deadline=pl.col("promised_date") + tolerance)
         .filter(pl.col("promised_date").is_between(start, as_of), pl.col("deadline") <= as_of)
-        .select("supplier_id", "po_id", "line_no", "promised_date", "deadline", "quantity_ordered")
+        .select("supplier_id", "po_id", "line_no", "order_date", "promised_date", "deadline", "quantity_ordered")
     )
     known_receipts = receipts.filter(pl.col("received_date") <= as_of).select(
         *RECEIPT_KEYS, "received_date", "quantity_received", "quantity_accepted", "quantity_rejected"
@@ -77,6 +100,7 @@ def line_facts(
             new_line=new_line.fill_null(True),
             received_micro=_micro(pl.col("quantity_received").fill_null(0.0)),
             accepted_micro=_micro(pl.col("quantity_accepted")),  # null for an uninspected receipt; sums skip it
+            rejected_micro=_micro(pl.col("quantity_rejected").fill_null(0.0)),
             uninspected=pl.col("received_date").is_not_null() & ~_receipt_inspected(),
             ordered_micro=_micro(pl.col("quantity_ordered")),
         )
@@ -88,41 +112,74 @@ def line_facts(
         )
     )
     by_deadline = pl.col("received_date") <= pl.col("deadline")
+    if early_tolerance_days is None:
+        too_early = pl.lit(False)
+    else:
+        too_early = pl.col("received_date") < pl.col("promised_date") - pl.duration(days=early_tolerance_days)
+    in_window = by_deadline & ~too_early
     ordered_micro = pl.col("ordered_micro")
     return (
         per_receipt.group_by("line_index")
         .agg(
-            pl.col(*RECEIPT_KEYS, "supplier_id", "promised_date", "deadline", "quantity_ordered", "ordered_micro")
-            .first(),
+            pl.col(*RECEIPT_KEYS, "supplier_id", "order_date", "promised_date", "deadline", "quantity_ordered",
+                   "ordered_micro").first(),
             received_by_deadline=pl.col("received_micro").filter(by_deadline).sum(),
+            received_in_window=pl.col("received_micro").filter(in_window).sum(),
             accepted_by_deadline=pl.col("accepted_micro").filter(by_deadline).sum(),
             received_total=pl.col("received_micro").sum(),
+            rejected_total=pl.col("rejected_micro").sum(),
             accepted_total=pl.col("accepted_micro").sum(),
             completed_date=pl.col("received_date").filter(pl.col("received_so_far") >= ordered_micro).min(),
             last_receipt_date=pl.col("received_date").max(),
             inspected=~pl.col("uninspected").any(),
             has_inspection_results=(pl.col("received_date").is_not_null() & _receipt_inspected()).any(),
+            early=(pl.col("received_date").is_not_null() & too_early).any(),
         )
         .drop("line_index")
         .with_columns(
-            on_time=pl.col("received_by_deadline") >= ordered_micro,
+            on_time=pl.col("received_in_window") >= ordered_micro,
+            late=pl.col("received_by_deadline") < ordered_micro,
+            units_on_time=pl.min_horizontal("received_in_window", ordered_micro),
             in_full=pl.when("inspected").then(pl.col("accepted_total") >= ordered_micro),
             otif=pl.when("inspected").then(pl.col("accepted_by_deadline") >= ordered_micro),
+            quantity_accurate=pl.max_horizontal(
+                ordered_micro - pl.col("received_total"),
+                pl.col("received_total") - pl.col("rejected_total") - ordered_micro,
+            ) <= (ordered_micro * quantity_accuracy_tolerance).round().cast(pl.Int64),
         )
         .drop("ordered_micro")
         .with_columns(
-            (pl.col(c) / MICRO).alias(c) for c in ("received_by_deadline", "received_total")
+            (pl.col(c) / MICRO).alias(c)
+            for c in ("received_by_deadline", "received_in_window", "received_total", "rejected_total", "units_on_time")
         )
         .with_columns(
             pl.when("inspected").then(pl.col(c) / MICRO).alias(c) for c in ("accepted_by_deadline", "accepted_total")
         )
         .with_columns(
-            days_late=pl.when(~pl.col("on_time")).then(
+            days_late=pl.when("late").then(
                 (pl.coalesce("completed_date", "last_receipt_date", pl.lit(as_of)) - pl.col("promised_date"))
                 .dt.total_days()
                 .clip(lower_bound=0)
+            ),
+            lead_time_days=(pl.col("completed_date") - pl.col("order_date")).dt.total_days(),
+            promised_lead_time_days=(pl.col("promised_date") - pl.col("order_date")).dt.total_days(),
+        )
+        .with_columns(
+            lead_time_met=pl.when(pl.col("order_date").is_not_null()).then(
+                (pl.col("lead_time_days") <= pl.col("promised_lead_time_days")).fill_null(False)
             )
         )
+    )
+
+
+# Optional in a validated frame (always there, maybe empty); a frame built by hand may leave them out.
+OPTIONAL_LINE_COLUMNS = {"item_id": pl.String, "order_date": pl.Date, "unit_price": pl.Float64, "currency": pl.String}
+
+
+def _with_optional_line_columns(lines: pl.LazyFrame) -> pl.LazyFrame:
+    present = set(lines.collect_schema().names())
+    return lines.with_columns(
+        pl.lit(None, dtype).alias(name) for name, dtype in OPTIONAL_LINE_COLUMNS.items() if name not in present
     )
 
 
@@ -134,8 +191,18 @@ def _receipt_inspected() -> pl.Expr:
     return pl.col("quantity_accepted").is_not_null() & pl.col("quantity_rejected").is_not_null()
 
 
-def on_time_rate() -> pl.Expr:
-    """On-time delivery rate = lines fully received by their deadline / judged lines; null with no judged line."""
+def on_time_rate(basis: OnTimeBasis = "lines") -> pl.Expr:
+    """On-time delivery rate over judged lines; null (not measured) with no judged line.
+
+    - ``lines`` (the default): lines fully received in their on-time window / judged lines
+    - ``quantity``: Σ min(units received in the on-time window, quantity_ordered) / Σ quantity_ordered; a line's
+      units count up to its order, so an over-delivery does not make up for another line's lateness
+
+    The on-time window is [promised − early_tolerance_days, promised + tolerance_days]; with no early
+    tolerance, everything received by the deadline is in it.
+    """
+    if basis == "quantity":
+        return pl.col("units_on_time").sum() / pl.col("quantity_ordered").sum()
     return pl.col("on_time").mean()
 
 
@@ -173,6 +240,48 @@ def mean_days_late() -> pl.Expr:
     return pl.col("days_late").mean().fill_null(0.0)
 
 
+def quantity_accuracy_rate() -> pl.Expr:
+    """Quantity accuracy = judged lines with |received − ordered| ≤ tolerance × ordered / judged lines.
+
+    received = Σ quantity_received of the line's receipts dated ≤ as_of; a shortfall is ordered − received, an
+    excess is received − rejected − ordered (the units kept: a replacement for rejected units is not an
+    over-delivery). A judged line's deadline has passed, so its deliveries should be complete: short,
+    over-delivered and nothing-received lines alike are inaccurate. The tolerance is
+    ``quantity_accuracy_tolerance``, a share of the quantity ordered (0, exact, by default). Unlike the in-full
+    rate it needs no inspection results and counts over-delivery. Null (not measured) with no judged line.
+    """
+    return pl.col("quantity_accurate").mean()
+
+
+def mean_lead_time_days() -> pl.Expr:
+    """Mean lead time = Σ (completed_date − order_date) / lines, in days, over judged lines with both dates.
+
+    A line not completed by the as-of date has no lead time yet and is left out (lead-time adherence counts
+    it as missed). Null (not measured) when no judged line has an order date and a completed date.
+    """
+    return pl.col("lead_time_days").mean()
+
+
+def p90_lead_time_days() -> pl.Expr:
+    """90th-percentile lead time, nearest rank: the ⌈0.9 × n⌉-th smallest (completed_date − order_date), in days.
+
+    Over the n judged lines with both dates (as the mean): 90 % of them were completed within it. Null when n = 0.
+    """
+    lead = pl.col("lead_time_days")
+    rank = lead.rank("ordinal")  # 1..n over the lines with a lead time, null for the others
+    return lead.filter(rank >= (lead.count() * 0.9).ceil()).min().cast(pl.Float64)
+
+
+def lead_time_adherence_rate() -> pl.Expr:
+    """Lead-time adherence = lines whose lead time ≤ promised lead time / judged lines with an order date.
+
+    lead time = completed_date − order_date, promised lead time = promised_date − order_date, so a line adheres
+    when completed on or before its promised date: no tolerance, it measures the promise itself. A line not
+    completed by the as-of date has missed it. Null (not measured) when no judged line has an order date.
+    """
+    return pl.col("lead_time_met").mean()
+
+
 def acceptance_rate() -> pl.Expr:
     """Acceptance rate = Σ quantity_accepted / Σ (quantity_accepted + quantity_rejected), inspected receipts.
 
@@ -208,11 +317,16 @@ def wilson_interval(successes: pl.Expr, trials: pl.Expr, *, z: float = Z_95) -> 
     return pl.when(valid).then(centre - half), pl.when(valid).then(centre + half)
 
 
-def delivery_metrics(facts: pl.LazyFrame) -> pl.LazyFrame:
-    """Per supplier: evidence counts, delivery rates with Wilson intervals, mean days late.
+def delivery_metrics(facts: pl.LazyFrame, *, on_time_basis: OnTimeBasis = "lines") -> pl.LazyFrame:
+    """Per supplier: evidence counts, delivery rates with Wilson intervals, lateness, quantity accuracy, lead times.
 
     ``order_lines`` counts judged lines (the on-time rate's evidence), ``inspected_lines`` those whose in-full
-    and OTIF outcomes are known and count (their evidence: 0 when the rates are not measured).
+    and OTIF outcomes are known and count (their evidence: 0 when the rates are not measured). ``units_due`` =
+    Σ quantity_ordered and ``units_on_time`` = Σ units_on_time of judged lines. ``early_lines`` counts judged
+    lines with units received before their on-time window, ``late_lines`` those not fully received by the
+    deadline. ``lines_with_order_date`` is lead-time adherence's evidence, ``lead_time_lines`` (those also
+    completed) the mean and p90 lead time's. A quantity-weighted on-time rate has no Wilson interval (units of
+    one line are not independent trials).
     """
     metrics = facts.group_by("supplier_id").agg(
         order_lines=pl.len().cast(pl.Int64),
@@ -220,15 +334,28 @@ def delivery_metrics(facts: pl.LazyFrame) -> pl.LazyFrame:
         on_time_lines=pl.col("on_time").sum().cast(pl.Int64),
         in_full_lines=_with_inspection_results(pl.col("in_full").sum()).fill_null(0).cast(pl.Int64),
         otif_lines=_with_inspection_results(pl.col("otif").sum()).fill_null(0).cast(pl.Int64),
-        late_lines=(~pl.col("on_time")).sum().cast(pl.Int64),
-        on_time_rate=on_time_rate(),
+        late_lines=pl.col("late").sum().cast(pl.Int64),
+        on_time_rate=on_time_rate(on_time_basis),
         in_full_rate=in_full_rate(),
         otif_rate=otif_rate(),
         mean_days_late=mean_days_late(),
+        early_lines=pl.col("early").sum().cast(pl.Int64),
+        units_due=pl.col("quantity_ordered").sum(),
+        units_on_time=pl.col("units_on_time").sum(),
+        accurate_quantity_lines=pl.col("quantity_accurate").sum().cast(pl.Int64),
+        quantity_accuracy_rate=quantity_accuracy_rate(),
+        lines_with_order_date=pl.col("order_date").count().cast(pl.Int64),
+        lead_time_lines=pl.col("lead_time_days").count().cast(pl.Int64),
+        mean_lead_time_days=mean_lead_time_days(),
+        p90_lead_time_days=p90_lead_time_days(),
+        lead_time_met_lines=pl.col("lead_time_met").sum().cast(pl.Int64),
+        lead_time_adherence_rate=lead_time_adherence_rate(),
     )
     intervals = []
     for rate in RATES_WITH_INTERVALS:
-        low, high = wilson_interval(pl.col(rate.replace("_rate", "_lines")), pl.col(RATE_EVIDENCE[rate]))
+        low, high = wilson_interval(pl.col(RATE_SUCCESSES[rate]), pl.col(RATE_EVIDENCE[rate]))
+        if rate == "on_time_rate" and on_time_basis == "quantity":
+            low = high = pl.lit(None, pl.Float64)
         intervals += [low.alias(f"{rate}_low"), high.alias(f"{rate}_high")]
     return metrics.with_columns(intervals)
 
@@ -257,15 +384,38 @@ def quality_metrics(
     )
 
 
-def nonconformance_metrics(nonconformances: pl.LazyFrame, *, as_of: date, window_days: int) -> pl.LazyFrame:
-    """Per supplier: nonconformances raised in the window, and critical ones still open at the as-of date."""
+def nonconformance_metrics(
+    nonconformances: pl.LazyFrame, *, as_of: date, window_days: int, ncr_overdue_days: int = 30
+) -> pl.LazyFrame:
+    """Per supplier, over the nonconformances raised by the as-of date (open: not closed by then):
+
+    - ``nonconformances``        = raised in the window
+    - ``open_critical_nonconformances`` = critical ones open at the as-of date, whenever raised
+    - ``open_nonconformances``   = open at the as-of date, whenever raised
+    - ``overdue_nonconformances`` = open at the as-of date for more than ``ncr_overdue_days``:
+      as_of − raised_date > ncr_overdue_days
+    - ``closed_nonconformances`` = closed in the window
+    - ``mean_days_to_close``     = Σ (closed_date − raised_date) / closed_nonconformances, in days; null when
+      none was closed in the window
+    """
     start = window_start(as_of, window_days)
     known = nonconformances.filter(pl.col("raised_date") <= as_of)
     still_open = pl.col("closed_date").is_null() | (pl.col("closed_date") > as_of)
+    days_open = (pl.lit(as_of) - pl.col("raised_date")).dt.total_days()
+    closed_in_window = pl.col("closed_date").is_between(start, as_of)
     return known.group_by("supplier_id").agg(
         nonconformances=pl.col("raised_date").is_between(start, as_of).sum().cast(pl.Int64),
         open_critical_nonconformances=((pl.col("severity") == "critical") & still_open).sum().cast(pl.Int64),
+        open_nonconformances=still_open.sum().cast(pl.Int64),
+        overdue_nonconformances=(still_open & (days_open > ncr_overdue_days)).sum().cast(pl.Int64),
+        closed_nonconformances=closed_in_window.sum().cast(pl.Int64),
+        mean_days_to_close=mean_days_to_close(closed_in_window),
     )
+
+
+def mean_days_to_close(closed_in_window: pl.Expr) -> pl.Expr:
+    """Mean days to close = Σ (closed_date − raised_date) / nonconformances closed in the window; null with none."""
+    return (pl.col("closed_date") - pl.col("raised_date")).dt.total_days().filter(closed_in_window).mean()
 
 
 def feedback_metrics(feedback: pl.LazyFrame, *, as_of: date, window_days: int) -> pl.LazyFrame:
@@ -278,50 +428,157 @@ def feedback_metrics(feedback: pl.LazyFrame, *, as_of: date, window_days: int) -
     )
 
 
-RATES_WITH_INTERVALS = ("on_time_rate", "in_full_rate", "otif_rate")
-# The lines each rate is a share of: its trials in the Wilson interval.
-RATE_EVIDENCE = {"on_time_rate": "order_lines", "in_full_rate": "inspected_lines", "otif_rate": "inspected_lines"}
+def price_changes(lines: pl.LazyFrame, *, as_of: date, window_days: int) -> pl.LazyFrame:
+    """The records behind price variance: each line ordered in the window with a previous price, and its change.
 
-# Every column ``measure_suppliers`` gives per supplier (besides supplier_id), in order.
+    A line's previous price is the unit_price of the order line before it for the same supplier, item_id and
+    currency (an empty currency is a currency of its own), in order of order_date, then po_id, then line_no,
+    whether that line is in the window or before it. Lines without an item_id, order_date or unit_price, or
+    ordered after the as-of date, take no part. The first purchase of an item has no previous price and is not
+    counted, nor is a line whose previous price is 0. There is no contract price in the records: the previous
+    price is the only reference.
+
+    ``price_change`` = (unit_price − previous_price) / previous_price.
+    """
+    start = window_start(as_of, window_days)
+    same_item = ("supplier_id", "item_id", "currency")
+    # Sorted by item, the line before a line is the row before it when that row is of the same item: a shift,
+    # no per-group window.
+    follows_same_item = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift()) for c in same_item)
+    return (
+        _with_optional_line_columns(lines)
+        .filter(pl.col("order_date") <= as_of, pl.col("item_id").is_not_null(), pl.col("unit_price").is_not_null())
+        .sort(*same_item, "order_date", "po_id", "line_no")
+        .with_columns(previous_price=pl.when(follows_same_item).then(pl.col("unit_price").shift()))
+        .filter(pl.col("order_date") >= start, pl.col("previous_price") > 0)
+        .select(
+            "supplier_id", "po_id", "line_no", "item_id", "currency", "order_date", "unit_price", "previous_price",
+            price_change=(pl.col("unit_price") - pl.col("previous_price")) / pl.col("previous_price"),
+        )
+    )
+
+
+def price_variance() -> pl.Expr:
+    """Price variance = Σ price_change / priced lines: the mean relative change of a line's unit price from the
+    previous price of the same item (see :func:`price_changes`), over lines ordered in the window that have one.
+
+    Positive: prices went up. Null (not measured) when no line ordered in the window has a previous price.
+    """
+    return pl.col("price_change").mean()
+
+
+def price_metrics(lines: pl.LazyFrame, *, as_of: date, window_days: int) -> pl.LazyFrame:
+    """Per supplier: ``priced_lines`` (lines ordered in the window with a previous price) and price variance."""
+    return (
+        price_changes(lines, as_of=as_of, window_days=window_days)
+        .group_by("supplier_id")
+        .agg(priced_lines=pl.len().cast(pl.Int64), price_variance=price_variance())
+    )
+
+
+def certificate_metrics(suppliers: pl.LazyFrame, *, as_of: date) -> pl.LazyFrame:
+    """Per supplier, its certificate_expiry at the as-of date (expiring on the as-of date is still valid):
+
+    - ``certificates``      = 1 with an expiry date, 0 without
+    - ``certificate_valid`` = 1 when certificate_expiry ≥ as_of, 0 when before; null without an expiry date
+    - ``days_to_expiry``    = certificate_expiry − as_of, in days (negative once expired); null without a date
+    """
+    if "certificate_expiry" not in suppliers.collect_schema().names():
+        suppliers = suppliers.with_columns(certificate_expiry=pl.lit(None, pl.Date))
+    expiry = pl.col("certificate_expiry")
+    return suppliers.select(
+        "supplier_id",
+        certificates=expiry.is_not_null().cast(pl.Int64),
+        certificate_valid=pl.when(expiry.is_not_null()).then((expiry >= as_of).cast(pl.Int64)),
+        days_to_expiry=(expiry - pl.lit(as_of)).dt.total_days(),
+    )
+
+
+RATES_WITH_INTERVALS = ("on_time_rate", "in_full_rate", "otif_rate", "quantity_accuracy_rate",
+                        "lead_time_adherence_rate")
+# The lines counted by each rate and the lines it is a share of: successes and trials in the Wilson interval.
+RATE_SUCCESSES = {
+    "on_time_rate": "on_time_lines", "in_full_rate": "in_full_lines", "otif_rate": "otif_lines",
+    "quantity_accuracy_rate": "accurate_quantity_lines", "lead_time_adherence_rate": "lead_time_met_lines",
+}
+RATE_EVIDENCE = {
+    "on_time_rate": "order_lines", "in_full_rate": "inspected_lines", "otif_rate": "inspected_lines",
+    "quantity_accuracy_rate": "order_lines", "lead_time_adherence_rate": "lines_with_order_date",
+}
+
+
+def _with_interval(rate: str) -> tuple[str, str, str]:
+    return rate, f"{rate}_low", f"{rate}_high"
+
+
+# Every column ``measure_suppliers`` gives per supplier (besides supplier_id), in order. Stored evaluations and
+# reports read the first ones by name: new columns go at the end.
 METRIC_COLUMNS = (
     "order_lines", "inspected_lines", "on_time_lines", "in_full_lines", "otif_lines", "late_lines",
-    *(f"{rate}{part}" for rate in RATES_WITH_INTERVALS for part in ("", "_low", "_high")),
+    *_with_interval("on_time_rate"), *_with_interval("in_full_rate"), *_with_interval("otif_rate"),
     "mean_days_late", "receipts", "inspected_receipts", "units_inspected", "acceptance_rate", "ppm_rejected",
     "nonconformances", "open_critical_nonconformances", "feedback_entries", "feedback_score",
+    "early_lines", "units_due", "units_on_time",
+    "accurate_quantity_lines", *_with_interval("quantity_accuracy_rate"),
+    "lines_with_order_date", "lead_time_lines", "mean_lead_time_days", "p90_lead_time_days",
+    "lead_time_met_lines", *_with_interval("lead_time_adherence_rate"),
+    "priced_lines", "price_variance",
+    "open_nonconformances", "overdue_nonconformances", "closed_nonconformances", "mean_days_to_close",
+    "certificates", "certificate_valid", "days_to_expiry",
 )
 
 COUNT_COLUMNS = (
     "order_lines", "inspected_lines", "on_time_lines", "in_full_lines", "otif_lines", "late_lines", "receipts",
     "inspected_receipts", "nonconformances", "open_critical_nonconformances", "feedback_entries",
+    "early_lines", "accurate_quantity_lines", "lines_with_order_date", "lead_time_lines", "lead_time_met_lines",
+    "priced_lines", "open_nonconformances", "overdue_nonconformances", "closed_nonconformances",
 )
+UNIT_COLUMNS = ("units_inspected", "units_due", "units_on_time")  # sums of quantities: 0.0 without records
 
 NO_ORDER_LINES = "no order lines due in the window"
 NO_INSPECTION_RESULTS = "no inspection results in the data"
+NO_ORDER_DATES = "no order dates on the order lines due"
 
 
 def not_measured_reason(metric: str) -> pl.Expr:
     """Why ``metric`` has no value, in words, over the columns ``measure_suppliers`` gives; null where it has one.
 
-    - on-time rate, mean days late: no order lines due in the window;
+    - on-time rate, mean days late, quantity accuracy: no order lines due in the window;
     - in-full and OTIF rates: no order lines due, else no inspection results in the data (no inspected
       receipt in the window), else none for the order lines due;
     - acceptance rate, PPM: no receipts in the window, else no inspection results in the data, else no units
       inspected (every inspected receipt says 0 accepted and 0 rejected);
+    - lead-time adherence: no order lines due, else no order dates on them; mean and p90 lead time: the same,
+      else none of them completed by the as-of date;
+    - price variance: no line ordered in the window with a previous price for its item;
+    - mean days to close: no nonconformance closed in the window;
+    - certificate valid, days to expiry: no certificate expiry date;
     - feedback score: no feedback in the window.
     """
     no_inspection = pl.col("inspected_receipts") == 0
+    no_order_lines = pl.col("order_lines") == 0
     reasons: dict[str, pl.Expr] = {
-        "in_full_rate": pl.when(pl.col("order_lines") == 0).then(pl.lit(NO_ORDER_LINES))
+        "in_full_rate": pl.when(no_order_lines).then(pl.lit(NO_ORDER_LINES))
         .when(no_inspection).then(pl.lit(NO_INSPECTION_RESULTS))
         .otherwise(pl.lit("no inspection results for the order lines due")),
         "acceptance_rate": pl.when(pl.col("receipts") == 0).then(pl.lit("no receipts in the window"))
         .when(no_inspection).then(pl.lit(NO_INSPECTION_RESULTS))
         .otherwise(pl.lit("no units inspected in the window")),
+        "lead_time_adherence_rate": pl.when(no_order_lines).then(pl.lit(NO_ORDER_LINES))
+        .otherwise(pl.lit(NO_ORDER_DATES)),
+        "mean_lead_time_days": pl.when(no_order_lines).then(pl.lit(NO_ORDER_LINES))
+        .when(pl.col("lines_with_order_date") == 0).then(pl.lit(NO_ORDER_DATES))
+        .otherwise(pl.lit("no order line due was completed by the as-of date")),
+        "price_variance": pl.lit("no line ordered in the window with a previous price for its item"),
+        "mean_days_to_close": pl.lit("no nonconformance closed in the window"),
+        "certificate_valid": pl.lit("no certificate expiry date"),
         "feedback_score": pl.lit("no feedback in the window"),
     }
     reasons["otif_rate"] = reasons["in_full_rate"]
     reasons["ppm_rejected"] = reasons["acceptance_rate"]
-    reasons["on_time_rate"] = reasons["mean_days_late"] = pl.lit(NO_ORDER_LINES)
+    reasons["p90_lead_time_days"] = reasons["mean_lead_time_days"]
+    reasons["days_to_expiry"] = reasons["certificate_valid"]
+    reasons["on_time_rate"] = reasons["mean_days_late"] = reasons["quantity_accuracy_rate"] = pl.lit(NO_ORDER_LINES)
     return pl.when(pl.col(metric).is_null()).then(reasons.get(metric, pl.lit("no data")))
 
 
@@ -330,7 +587,7 @@ class SupplierPerformance:
     """Every metric per supplier, and the records behind the delivery metrics."""
 
     metrics: pl.DataFrame  # one row per supplier; counts 0 and rates null without evidence
-    late_lines: pl.DataFrame  # judged lines not on time: supplier_id, po_id, line_no, dates, days_late
+    late_lines: pl.DataFrame  # judged lines not fully received by the deadline: supplier_id, po_id, line_no, ...
 
 
 def measure_suppliers(
@@ -343,10 +600,17 @@ def measure_suppliers(
     as_of: date,
     window_days: int,
     tolerance_days: int,
+    early_tolerance_days: int | None = None,
+    on_time_basis: OnTimeBasis = "lines",
+    quantity_accuracy_tolerance: float = 0.0,
+    ncr_overdue_days: int = 30,
 ) -> SupplierPerformance:
     """Metrics for every supplier in ``suppliers`` and their late lines, from one pass over the line facts.
 
-    Only the records of those suppliers are read: a one-supplier evaluation costs that supplier's lines.
+    Only the records of those suppliers are read: a one-supplier evaluation costs that supplier's lines. The
+    keyword arguments after ``window_days`` are the rule set's evaluation settings (``on_time_tolerance_days``
+    is ``tolerance_days``), with the same defaults. ``suppliers`` may carry ``certificate_expiry``; without it
+    the certificate metrics are null.
     """
     chosen = suppliers.lazy().select("supplier_id")
     lines_lazy = lines.lazy().join(chosen, on="supplier_id", how="semi")
@@ -354,19 +618,23 @@ def measure_suppliers(
     nonconformances = nonconformances.join(suppliers.select("supplier_id"), on="supplier_id", how="semi")
     feedback = feedback.join(suppliers.select("supplier_id"), on="supplier_id", how="semi")
     facts = line_facts(lines_lazy, receipts_lazy, as_of=as_of, window_days=window_days,
-                       tolerance_days=tolerance_days).collect()
+                       tolerance_days=tolerance_days, early_tolerance_days=early_tolerance_days,
+                       quantity_accuracy_tolerance=quantity_accuracy_tolerance).collect()
     frames = [
-        delivery_metrics(facts.lazy()),
+        delivery_metrics(facts.lazy(), on_time_basis=on_time_basis),
         quality_metrics(lines_lazy, receipts_lazy, as_of=as_of, window_days=window_days),
-        nonconformance_metrics(nonconformances.lazy(), as_of=as_of, window_days=window_days),
+        nonconformance_metrics(nonconformances.lazy(), as_of=as_of, window_days=window_days,
+                               ncr_overdue_days=ncr_overdue_days),
         feedback_metrics(feedback.lazy(), as_of=as_of, window_days=window_days),
+        price_metrics(lines_lazy, as_of=as_of, window_days=window_days),
+        certificate_metrics(suppliers.lazy(), as_of=as_of),
     ]
     result = suppliers.lazy().select("supplier_id")
     for frame in frames:
         result = result.join(frame, on="supplier_id", how="left")
     metrics = (
         result.with_columns(pl.col(c).fill_null(0) for c in COUNT_COLUMNS)
-        .with_columns(pl.col("units_inspected").fill_null(0.0))
+        .with_columns(pl.col(c).fill_null(0.0) for c in UNIT_COLUMNS)
         .select("supplier_id", *METRIC_COLUMNS)
         .collect()
     )
@@ -375,7 +643,7 @@ def measure_suppliers(
 
 def _late_lines_of(facts: pl.DataFrame) -> pl.DataFrame:
     return (
-        facts.filter(~pl.col("on_time"))
+        facts.filter(pl.col("late"))
         .select("supplier_id", "po_id", "line_no", "promised_date", "completed_date", "days_late")
         .sort("supplier_id", "promised_date", "po_id", "line_no", descending=[False, True, False, False])
     )
@@ -383,15 +651,23 @@ def _late_lines_of(facts: pl.DataFrame) -> pl.DataFrame:
 
 def supplier_metrics(suppliers: pl.DataFrame, lines: pl.DataFrame, receipts: pl.DataFrame,
                      nonconformances: pl.DataFrame, feedback: pl.DataFrame, *, as_of: date, window_days: int,
-                     tolerance_days: int) -> pl.DataFrame:
+                     tolerance_days: int, early_tolerance_days: int | None = None,
+                     on_time_basis: OnTimeBasis = "lines", quantity_accuracy_tolerance: float = 0.0,
+                     ncr_overdue_days: int = 30) -> pl.DataFrame:
     """Every metric for every supplier in ``suppliers`` (see ``measure_suppliers``)."""
     return measure_suppliers(suppliers, lines, receipts, nonconformances, feedback, as_of=as_of,
-                             window_days=window_days, tolerance_days=tolerance_days).metrics
+                             window_days=window_days, tolerance_days=tolerance_days,
+                             early_tolerance_days=early_tolerance_days, on_time_basis=on_time_basis,
+                             quantity_accuracy_tolerance=quantity_accuracy_tolerance,
+                             ncr_overdue_days=ncr_overdue_days).metrics
 
 
 def late_lines(lines: pl.DataFrame, receipts: pl.DataFrame, *, as_of: date, window_days: int,
                tolerance_days: int) -> pl.DataFrame:
-    """The records behind the delivery metrics: every judged line that was not on time, latest first."""
+    """The records behind lateness: every judged line not fully received by its deadline, latest first.
+
+    A line not on time only because it came too early (before promised − early_tolerance_days) is not late.
+    """
     facts = line_facts(lines.lazy(), receipts.lazy(), as_of=as_of, window_days=window_days,
                        tolerance_days=tolerance_days)
     return _late_lines_of(facts.collect())

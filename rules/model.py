@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from rules.catalogue import GATE_CONDITIONS, METRICS, MetricInfo, Unit
+from rules.catalogue import GATE_CONDITIONS, METRICS, MetricInfo, OnTimeBasis, Unit
 
 AslStatus = Literal["approved", "conditional", "probation", "disqualified"]
 NotMeasuredPolicy = Literal["renormalise", "insufficient_data"]
@@ -58,6 +58,23 @@ class _Frozen(BaseModel):
 class EvaluationSettings(_Frozen):
     window_days: int = Field(365, ge=1, le=3660, description="Days the evaluation looks back over.")
     on_time_tolerance_days: int = Field(0, ge=0, le=60, description="Days after the promised date still on time.")
+    early_tolerance_days: int | None = Field(
+        None, ge=0, le=365,
+        description="Days before the promised date still on time; a delivery earlier than that is not on time. "
+        "Empty (the default): early is always on time.",
+    )
+    on_time_basis: OnTimeBasis = Field(
+        "lines",
+        description="'lines': the on-time rate is a share of order lines; 'quantity': a share of the units "
+        "ordered, Σ units received in the on-time window (up to each line's order) / Σ units ordered.",
+    )
+    quantity_accuracy_tolerance: float = Field(
+        0.0, ge=0, le=1,
+        description="Quantity accuracy: |received − ordered| up to this share of the quantity ordered is accurate.",
+    )
+    ncr_overdue_days: int = Field(30, ge=0, le=3660, description="Days a nonconformance may stay open before it "
+                                  "is overdue.")
+
 
 
 class MinimumEvidence(_Frozen):

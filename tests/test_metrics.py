@@ -23,7 +23,7 @@ Wilson 95 % for 4/7 = [0.2505, 0.8418].
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 import pytest
@@ -281,3 +281,329 @@ def test_not_measured_reasons_say_why_in_words() -> None:
         (None, "no inspection results for the order lines due", "no units inspected in the window", None),
         (None, None, None, None),
     ]
+
+
+def test_quantity_accuracy_on_the_hand_computed_table() -> None:
+    # Received by the as-of date vs ordered (tolerance 0): P1-1 100/100, P1-2 60 + 40 = 100/100, P2-1 30 + 20 =
+    # 50/50, P2-2 200/200 (10 rejected, not replaced: accurate, the rejects are PPM's business), P5-1 10 + 5 = 15
+    # of 10 with 5 rejected: 10 kept, the 5 were a replacement, not an over-delivery. P3-1 50/80 short, P4-1
+    # nothing known: inaccurate. 5 of 7.
+    s1 = compute()["S1"]
+    assert (s1["accurate_quantity_lines"], s1["order_lines"]) == (5, 7)
+    assert s1["quantity_accuracy_rate"] == pytest.approx(5 / 7)
+
+
+def test_a_supplier_with_no_records_has_every_new_metric_not_measured() -> None:
+    s2 = compute()["S2"]
+    counts = ("early_lines", "accurate_quantity_lines", "lines_with_order_date", "lead_time_lines",
+              "lead_time_met_lines", "priced_lines", "open_nonconformances", "overdue_nonconformances",
+              "closed_nonconformances", "certificates")
+    assert {c: s2[c] for c in counts} == dict.fromkeys(counts, 0)
+    assert (s2["units_due"], s2["units_on_time"]) == (0.0, 0.0)
+    values = ("quantity_accuracy_rate", "quantity_accuracy_rate_low", "lead_time_adherence_rate",
+              "mean_lead_time_days", "p90_lead_time_days", "price_variance", "mean_days_to_close",
+              "certificate_valid", "days_to_expiry")
+    assert {v: s2[v] for v in values} == dict.fromkeys(values)  # null, never 0
+
+
+def test_new_columns_come_after_the_existing_ones() -> None:
+    frame = metrics.supplier_metrics(SUPPLIERS, LINES, RECEIPTS, EMPTY_NCR, EMPTY_FEEDBACK, as_of=AS_OF,
+                                     window_days=90, tolerance_days=2)
+    before = ("order_lines", "inspected_lines", "on_time_lines", "in_full_lines", "otif_lines", "late_lines",
+              "on_time_rate", "on_time_rate_low", "on_time_rate_high", "in_full_rate", "in_full_rate_low",
+              "in_full_rate_high", "otif_rate", "otif_rate_low", "otif_rate_high", "mean_days_late", "receipts",
+              "inspected_receipts", "units_inspected", "acceptance_rate", "ppm_rejected", "nonconformances",
+              "open_critical_nonconformances", "feedback_entries", "feedback_score")
+    assert frame.columns[: len(before) + 1] == ["supplier_id", *before]
+    assert frame.columns == ["supplier_id", *metrics.METRIC_COLUMNS]
+
+
+# --- on time with an early and a late tolerance, per line and quantity-weighted
+#
+# As of 2026-03-31, 90 days, every line promised 03-10; late tolerance 2 (deadline 03-12), early tolerance 3
+# (on-time window 03-07 .. 03-12, both ends inclusive). Every receipt fully accepted.
+#
+# | line | ordered | receipts (date: quantity)  | in window | on time | early | late | units on time      |
+# |------|---------|----------------------------|-----------|---------|-------|------|--------------------|
+# | E-1  | 100     | 03-07: 100 (first day)     | 100       | y       | n     | n    | 100                |
+# | E-2  | 100     | 03-06: 100 (a day before)  | 0         | n       | y     | n    | 0                  |
+# | E-3  | 100     | 03-12: 100 (the deadline)  | 100       | y       | n     | n    | 100                |
+# | E-4  | 100     | 03-13: 100 (a day after)   | 0         | n       | n     | y 3  | 0                  |
+# | E-5  | 200     | 03-06: 50, 03-09: 150      | 150       | n       | y     | n    | 150                |
+# | E-6  | 50      | 03-10: 80 (over-delivered) | 80        | y       | n     | n    | min(80, 50) = 50   |
+#
+# Per line: 3 / 6 = 0.5. Quantity-weighted: (100 + 0 + 100 + 0 + 150 + 50) / (4 × 100 + 200 + 50) = 400 / 650.
+# Early lines 2 (E-2, E-5); late lines 1 (E-4, 3 days late), so mean days late 3: coming early is not lateness.
+# Without the early tolerance everything by the deadline is on time: E-1, E-2, E-3, E-5, E-6 = 5 / 6, and by
+# quantity (100 + 100 + 100 + 0 + 200 + 50) / 650 = 550 / 650.
+# Quantity accuracy: only E-6 is off (80 − 50 = 30 over): 5 / 6 exact; with a tolerance of 0.6 its excess
+# 30 = 0.6 × 50 is on the boundary and accurate (6 / 6), with 0.5 (25) it is not (5 / 6).
+
+EARLY_LINES = pl.DataFrame(
+    [("E", 1, "E1", "2026-03-10", 100.0), ("E", 2, "E1", "2026-03-10", 100.0), ("E", 3, "E1", "2026-03-10", 100.0),
+     ("E", 4, "E1", "2026-03-10", 100.0), ("E", 5, "E1", "2026-03-10", 200.0), ("E", 6, "E1", "2026-03-10", 50.0)],
+    schema=["po_id", "line_no", "supplier_id", "promised_date", "quantity_ordered"], orient="row",
+).with_columns(pl.col("promised_date").str.to_date())
+EARLY_RECEIPTS = pl.DataFrame(
+    [("E", 1, "2026-03-07", 100.0), ("E", 2, "2026-03-06", 100.0), ("E", 3, "2026-03-12", 100.0),
+     ("E", 4, "2026-03-13", 100.0), ("E", 5, "2026-03-06", 50.0), ("E", 5, "2026-03-09", 150.0),
+     ("E", 6, "2026-03-10", 80.0)],
+    schema=["po_id", "line_no", "received_date", "quantity_received"], orient="row",
+).with_columns(pl.col("received_date").str.to_date(), quantity_accepted=pl.col("quantity_received"),
+               quantity_rejected=pl.lit(0.0))
+
+
+def early_supplier(**options: object) -> dict:
+    frame = metrics.supplier_metrics(pl.DataFrame({"supplier_id": ["E1"]}), EARLY_LINES, EARLY_RECEIPTS, EMPTY_NCR,
+                                     EMPTY_FEEDBACK, as_of=AS_OF, window_days=90, tolerance_days=2, **options)
+    return frame.row(0, named=True)
+
+
+def test_early_and_late_tolerance_edges_per_line() -> None:
+    facts = metrics.line_facts(EARLY_LINES.lazy(), EARLY_RECEIPTS.lazy(), as_of=AS_OF, window_days=90,
+                               tolerance_days=2, early_tolerance_days=3).collect()
+    table = {f"{r['po_id']}-{r['line_no']}": (r["on_time"], r["early"], r["late"], r["units_on_time"])
+             for r in facts.to_dicts()}
+    assert table == {
+        "E-1": (True, False, False, 100.0),
+        "E-2": (False, True, False, 0.0),
+        "E-3": (True, False, False, 100.0),
+        "E-4": (False, False, True, 0.0),
+        "E-5": (False, True, False, 150.0),
+        "E-6": (True, False, False, 50.0),
+    }
+    e1 = early_supplier(early_tolerance_days=3)
+    assert (e1["order_lines"], e1["on_time_lines"], e1["early_lines"], e1["late_lines"]) == (6, 3, 2, 1)
+    assert e1["on_time_rate"] == pytest.approx(0.5)
+    assert e1["mean_days_late"] == pytest.approx(3.0)
+    assert metrics.late_lines(EARLY_LINES, EARLY_RECEIPTS, as_of=AS_OF, window_days=90,
+                              tolerance_days=2).select("po_id", "line_no", "days_late").rows() == [("E", 4, 3)]
+
+
+def test_quantity_weighted_and_per_line_on_the_same_lines() -> None:
+    per_line = early_supplier(early_tolerance_days=3)
+    by_quantity = early_supplier(early_tolerance_days=3, on_time_basis="quantity")
+    assert per_line["on_time_rate"] == pytest.approx(3 / 6)
+    assert by_quantity["on_time_rate"] == pytest.approx(400 / 650)
+    assert (by_quantity["units_due"], by_quantity["units_on_time"]) == (650.0, 400.0)
+    # Units of a line are not independent trials: no Wilson interval for the quantity-weighted rate.
+    assert by_quantity["on_time_rate_low"] is None and by_quantity["on_time_rate_high"] is None
+    assert per_line["on_time_rate_low"] is not None
+    # The basis changes the on-time rate only: the line counts stay what they are.
+    assert by_quantity["on_time_lines"] == per_line["on_time_lines"] == 3
+
+
+def test_without_an_early_tolerance_early_is_always_on_time() -> None:
+    e1 = early_supplier()
+    assert (e1["on_time_lines"], e1["early_lines"], e1["late_lines"]) == (5, 0, 1)
+    assert e1["on_time_rate"] == pytest.approx(5 / 6)
+    assert early_supplier(on_time_basis="quantity")["on_time_rate"] == pytest.approx(550 / 650)
+
+
+def test_quantity_accuracy_tolerance_edges() -> None:
+    assert early_supplier()["quantity_accuracy_rate"] == pytest.approx(5 / 6)
+    assert early_supplier(quantity_accuracy_tolerance=0.6)["quantity_accuracy_rate"] == pytest.approx(1.0)
+    assert early_supplier(quantity_accuracy_tolerance=0.5)["quantity_accuracy_rate"] == pytest.approx(5 / 6)
+
+
+# --- lead time
+#
+# As of 2026-03-31, 90 days, tolerance 2. Supplier L1: twelve lines promised 01-25, the first eleven ordered
+# 01-05 (promised lead time 20 days).
+#
+# | line  | completed (receipts)          | lead time | ≤ 20 |
+# |-------|-------------------------------|-----------|------|
+# | L-1   | 01-15                         | 10        | y    |
+# | L-2   | 01-17                         | 12        | y    |
+# | L-3   | 01-19                         | 14        | y    |
+# | L-4   | 01-20                         | 15        | y    |
+# | L-5   | 01-23                         | 18        | y    |
+# | L-6   | 01-25 (on the promised date)  | 20        | y    |
+# | L-7   | 01-26                         | 21        | n    |
+# | L-8   | 01-30                         | 25        | n    |
+# | L-9   | 02-04                         | 30        | n    |
+# | L-10  | 02-04: 5, 02-14: 5 → 02-14    | 40        | n    |
+# | L-11  | 5 of 10 received: not completed | —       | n    |
+# | L-12  | 01-20, no order date          | —         | —    |
+#
+# Mean over the 10 completed lines with an order date: (10 + 12 + 14 + 15 + 18 + 20 + 21 + 25 + 30 + 40) / 10 =
+# 205 / 10 = 20.5 days. p90, nearest rank: the ⌈0.9 × 10⌉ = 9th smallest = 30 days (linear interpolation would
+# say 31). Adherence over the 11 lines with an order date: 6 / 11 (L-11 is past its promise, not completed).
+
+LEAD_DAYS = (10, 12, 14, 15, 18, 20, 21, 25, 30)
+LEAD_LINES = pl.DataFrame({
+    "po_id": ["L"] * 12, "line_no": list(range(1, 13)), "supplier_id": ["L1"] * 12,
+    "order_date": [D("2026-01-05")] * 11 + [None], "promised_date": [D("2026-01-25")] * 12,
+    "quantity_ordered": [10.0] * 12,
+})
+LEAD_RECEIPTS = pl.DataFrame({
+    "po_id": ["L"] * 13,
+    "line_no": [*range(1, 10), 10, 10, 11, 12],
+    "received_date": [D("2026-01-05") + timedelta(days=d) for d in LEAD_DAYS]
+    + [D("2026-02-04"), D("2026-02-14"), D("2026-01-20"), D("2026-01-20")],
+    "quantity_received": [10.0] * 9 + [5.0, 5.0, 5.0, 10.0],
+}).with_columns(quantity_accepted=pl.col("quantity_received"), quantity_rejected=pl.lit(0.0))
+
+
+def test_lead_time_mean_p90_and_adherence() -> None:
+    frame = metrics.supplier_metrics(pl.DataFrame({"supplier_id": ["L1"]}), LEAD_LINES, LEAD_RECEIPTS, EMPTY_NCR,
+                                     EMPTY_FEEDBACK, as_of=AS_OF, window_days=90, tolerance_days=2)
+    l1 = frame.row(0, named=True)
+    assert (l1["order_lines"], l1["lines_with_order_date"], l1["lead_time_lines"], l1["lead_time_met_lines"]) == (
+        12, 11, 10, 6)
+    assert l1["mean_lead_time_days"] == pytest.approx(20.5)
+    assert l1["p90_lead_time_days"] == 30.0
+    assert l1["lead_time_adherence_rate"] == pytest.approx(6 / 11)
+
+
+def test_lead_time_per_line() -> None:
+    facts = metrics.line_facts(LEAD_LINES.lazy(), LEAD_RECEIPTS.lazy(), as_of=AS_OF, window_days=90,
+                               tolerance_days=2).collect().sort("line_no")
+    assert facts["lead_time_days"].to_list() == [*LEAD_DAYS, 40, None, None]
+    assert facts["lead_time_met"].to_list() == [True] * 6 + [False] * 5 + [None]
+
+
+def test_lead_times_without_order_dates_are_not_measured() -> None:
+    frame = metrics.supplier_metrics(pl.DataFrame({"supplier_id": ["L1"]}), LEAD_LINES.drop("order_date"),
+                                     LEAD_RECEIPTS, EMPTY_NCR, EMPTY_FEEDBACK, as_of=AS_OF, window_days=90,
+                                     tolerance_days=2)
+    l1 = frame.row(0, named=True)
+    assert (l1["order_lines"], l1["lines_with_order_date"], l1["lead_time_lines"]) == (12, 0, 0)
+    assert l1["mean_lead_time_days"] is None and l1["p90_lead_time_days"] is None
+    assert l1["lead_time_adherence_rate"] is None and l1["lead_time_adherence_rate_low"] is None
+    reasons = frame.select(metrics.not_measured_reason(m).alias(m)
+                           for m in ("lead_time_adherence_rate", "p90_lead_time_days"))
+    assert reasons.row(0) == ("no order dates on the order lines due", "no order dates on the order lines due")
+
+
+# --- price variance
+#
+# As of 2026-03-31, window 2026-01-01 .. 03-31 (by order date). Supplier P1:
+#
+# | line | item | currency | ordered    | price | previous (same item and currency)  | change                 |
+# |------|------|----------|------------|-------|------------------------------------|------------------------|
+# | A-1  | A    | EUR      | 2025-11-01 | 10.00 | — (first purchase, before window)  | not in the window      |
+# | A-2  | A    | EUR      | 2026-01-10 | 11.00 | 10.00 (A-1, before the window)     | +0.10                  |
+# | A-3  | A    | EUR      | 2026-02-10 |  9.90 | 11.00                              | −0.10                  |
+# | A-4  | A    | USD      | 2026-02-15 | 20.00 | — (first purchase in USD)          | not counted            |
+# | A-5  | A    | EUR      | 2026-02-20 |  —    | (no price: takes no part)          |                        |
+# | B-1  | B    | EUR      | 2026-02-01 |  5.00 | — (first purchase of B)            | not counted            |
+# | Q-1  | C    | EUR      | 2026-03-01 |  4.00 | — (first purchase of C)            | not counted            |
+# | Q-2  | C    | EUR      | 2026-03-01 |  5.00 | 4.00 (same day: Q-1 by po, line)   | +0.25                  |
+# | D-1  | D    | EUR      | 2026-01-05 |  0.00 | —                                  | not counted            |
+# | D-2  | D    | EUR      | 2026-01-20 |  3.00 | 0.00 (no relative change from 0)   | not counted            |
+# | N-1  | —    | EUR      | 2026-01-15 |  7.00 | (no item: takes no part)           |                        |
+#
+# Priced lines 3: (0.10 − 0.10 + 0.25) / 3 = 0.08333…
+
+PRICE_LINES = pl.DataFrame(
+    [("A", 1, "A", "EUR", "2025-11-01", 10.00), ("A", 2, "A", "EUR", "2026-01-10", 11.00),
+     ("A", 3, "A", "EUR", "2026-02-10", 9.90), ("A", 4, "A", "USD", "2026-02-15", 20.00),
+     ("A", 5, "A", "EUR", "2026-02-20", None), ("B", 1, "B", "EUR", "2026-02-01", 5.00),
+     ("Q", 2, "C", "EUR", "2026-03-01", 5.00), ("Q", 1, "C", "EUR", "2026-03-01", 4.00),
+     ("D", 1, "D", "EUR", "2026-01-05", 0.00), ("D", 2, "D", "EUR", "2026-01-20", 3.00),
+     ("N", 1, None, "EUR", "2026-01-15", 7.00)],
+    schema={"po_id": pl.String, "line_no": pl.Int64, "item_id": pl.String, "currency": pl.String,
+            "order_date": pl.String, "unit_price": pl.Float64}, orient="row",
+).with_columns(supplier_id=pl.lit("P1"), order_date=pl.col("order_date").str.to_date(),
+               promised_date=pl.col("order_date").str.to_date() + timedelta(days=10), quantity_ordered=pl.lit(1.0))
+
+
+def test_price_changes_compare_with_the_previous_price_of_the_same_item() -> None:
+    changes = metrics.price_changes(PRICE_LINES.lazy(), as_of=AS_OF, window_days=90).collect().sort("po_id", "line_no")
+    assert changes.select("po_id", "line_no", "previous_price").rows() == [("A", 2, 10.0), ("A", 3, 11.0),
+                                                                            ("Q", 2, 4.0)]
+    assert changes["price_change"].to_list() == pytest.approx([0.10, -0.10, 0.25])
+
+
+def test_price_variance_is_the_mean_change_over_lines_with_a_previous_price() -> None:
+    frame = metrics.supplier_metrics(pl.DataFrame({"supplier_id": ["P1", "P2"]}), PRICE_LINES, RECEIPTS.clear(),
+                                     EMPTY_NCR, EMPTY_FEEDBACK, as_of=AS_OF, window_days=90, tolerance_days=2)
+    p1, p2 = frame.sort("supplier_id").rows(named=True)
+    assert p1["priced_lines"] == 3
+    assert p1["price_variance"] == pytest.approx(0.25 / 3)
+    assert (p2["priced_lines"], p2["price_variance"]) == (0, None)
+
+
+def test_a_first_purchase_has_no_previous_price() -> None:
+    first_only = PRICE_LINES.filter(pl.col("po_id") == "B")
+    assert metrics.price_changes(first_only.lazy(), as_of=AS_OF, window_days=90).collect().height == 0
+    frame = metrics.supplier_metrics(pl.DataFrame({"supplier_id": ["P1"]}), first_only, RECEIPTS.clear(), EMPTY_NCR,
+                                     EMPTY_FEEDBACK, as_of=AS_OF, window_days=90, tolerance_days=2)
+    assert frame.select("priced_lines", "price_variance").row(0) == (0, None)
+
+
+# --- nonconformances
+#
+# As of 2026-03-31, window from 2026-01-01, overdue after 30 days open. Supplier S1:
+#
+# | ncr | severity | raised     | closed     | in window | open at as-of | days open | overdue | days to close |
+# |-----|----------|------------|------------|-----------|---------------|-----------|---------|---------------|
+# | N1  | minor    | 2026-03-01 | —          | raised    | y             | 30        | n (= 30)|               |
+# | N2  | critical | 2026-02-28 | —          | raised    | y             | 31        | y       |               |
+# | N3  | major    | 2025-12-01 | 2026-01-10 | closed    | n             |           |         | 40            |
+# | N4  | major    | 2026-02-01 | 2026-02-11 | both      | n             |           |         | 10            |
+# | N5  | critical | 2025-11-01 | 2026-04-05 | —         | y (closed later) | 150    | y       |               |
+# | N6  | critical | 2026-04-02 | —          | not yet raised at the as-of date: ignored                       |
+# | N7  | minor    | 2025-10-01 | 2025-12-15 | —         | n             |           |         | (before)      |
+#
+# Raised in the window 3 (N1, N2, N4); open 3 (N1, N2, N5), of them critical 2; overdue 2 (N2, N5); closed in
+# the window 2 (N3, N4), mean days to close (40 + 10) / 2 = 25. Overdue after 29 days: N1 too, 3.
+
+NCRS = pl.DataFrame(
+    [("N1", "S1", "2026-03-01", "minor", None), ("N2", "S1", "2026-02-28", "critical", None),
+     ("N3", "S1", "2025-12-01", "major", "2026-01-10"), ("N4", "S1", "2026-02-01", "major", "2026-02-11"),
+     ("N5", "S1", "2025-11-01", "critical", "2026-04-05"), ("N6", "S1", "2026-04-02", "critical", None),
+     ("N7", "S1", "2025-10-01", "minor", "2025-12-15")],
+    schema=["ncr_id", "supplier_id", "raised_date", "severity", "closed_date"], orient="row",
+).with_columns(pl.col("raised_date", "closed_date").str.to_date())
+
+
+def test_nonconformance_counts_overdue_and_days_to_close() -> None:
+    s1 = compute(NCRS)["S1"]
+    assert (s1["nonconformances"], s1["open_nonconformances"], s1["open_critical_nonconformances"]) == (3, 3, 2)
+    assert s1["overdue_nonconformances"] == 2
+    assert s1["closed_nonconformances"] == 2
+    assert s1["mean_days_to_close"] == pytest.approx(25.0)
+
+
+def test_a_nonconformance_open_exactly_the_overdue_days_is_not_overdue() -> None:
+    def overdue(days: int) -> int:
+        frame = metrics.supplier_metrics(SUPPLIERS, LINES, RECEIPTS, NCRS, EMPTY_FEEDBACK, as_of=AS_OF,
+                                         window_days=90, tolerance_days=2, ncr_overdue_days=days)
+        return frame.filter(pl.col("supplier_id") == "S1")["overdue_nonconformances"].item()
+
+    assert overdue(30) == 2  # N1 open 30 days: not more than 30
+    assert overdue(29) == 3  # N1 open 30 > 29 days
+    assert overdue(31) == 1  # N2 open 31 days: not more than 31; N5 still
+
+
+def test_no_nonconformance_closed_in_the_window_has_no_mean_days_to_close() -> None:
+    s1 = compute(NCRS.filter(pl.col("ncr_id").is_in(["N1", "N2"])))["S1"]
+    assert (s1["closed_nonconformances"], s1["mean_days_to_close"]) == (0, None)
+    assert compute(NCRS)["S2"]["mean_days_to_close"] is None
+
+
+# --- certificate at the as-of date (2026-03-31)
+#
+# | supplier | expiry     | valid | days to expiry                      |
+# |----------|------------|-------|-------------------------------------|
+# | C1       | 2026-03-31 | 1     | 0 (expires on the as-of date: valid) |
+# | C2       | 2026-03-30 | 0     | −1                                  |
+# | C3       | —          | null  | null                                |
+# | C4       | 2026-06-29 | 1     | 30 + 31 + 29 = 90                   |
+
+def test_certificate_validity_and_days_to_expiry() -> None:
+    suppliers = pl.DataFrame({"supplier_id": ["C1", "C2", "C3", "C4"],
+                              "certificate_expiry": [D("2026-03-31"), D("2026-03-30"), None, D("2026-06-29")]})
+    frame = metrics.supplier_metrics(suppliers, LINES, RECEIPTS, EMPTY_NCR, EMPTY_FEEDBACK, as_of=AS_OF,
+                                     window_days=90, tolerance_days=2).sort("supplier_id")
+    assert frame.select("supplier_id", "certificates", "certificate_valid", "days_to_expiry").rows() == [
+        ("C1", 1, 1, 0), ("C2", 1, 0, -1), ("C3", 0, None, None), ("C4", 1, 1, 90)]
+    assert frame.select(metrics.not_measured_reason("certificate_valid").alias("why"))["why"].to_list() == [
+        None, None, "no certificate expiry date", None]
+
+
+def test_suppliers_without_a_certificate_column_have_no_certificate_metrics() -> None:
+    s1 = compute()["S1"]
+    assert (s1["certificates"], s1["certificate_valid"], s1["days_to_expiry"]) == (0, None, None)

@@ -13,7 +13,7 @@ import pytest
 
 from rules.decide import assemble_evaluations, status_changes
 from rules.loader import load_rule_set
-from rules.metrics import supplier_metrics
+from rules.metrics import METRIC_COLUMNS, supplier_metrics
 from rules.model import RuleSet, Scale
 from rules.scoring import scale_points, score_suppliers
 
@@ -23,7 +23,8 @@ INSUFFICIENT_WHEN_NOT_MEASURED = RULES.model_copy(update={"not_measured": "insuf
 
 
 def metrics_row(supplier_id: str, **values: float) -> dict:
-    row = {
+    # Every metric column, null unless set below: an evaluation record holds them all.
+    row = dict.fromkeys(METRIC_COLUMNS) | {
         "supplier_id": supplier_id, "order_lines": 20, "inspected_lines": 20, "on_time_lines": 0,
         "in_full_lines": 0, "otif_lines": 0,
         "late_lines": 0, "on_time_rate": 1.0, "on_time_rate_low": None, "on_time_rate_high": None,
