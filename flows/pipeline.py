@@ -84,7 +84,7 @@ def compute_metrics(validated: ValidatedInputs, selected: pl.DataFrame, rule_set
                     window_days: int) -> SupplierPerformance:
     return measure_suppliers(selected, validated.purchase_order_lines, validated.receipts,
                              validated.nonconformances, validated.feedback, as_of=as_of, window_days=window_days,
-                             tolerance_days=rule_set.evaluation.on_time_tolerance_days)
+                             **rule_set.evaluation.measure_options())
 
 
 @task(name="score", cache_policy=NO_CACHE)

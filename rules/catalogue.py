@@ -62,4 +62,5 @@ METRICS: dict[str, MetricInfo] = {
 GATE_CONDITIONS: dict[str, str] = {
     "certificate_expired": "the supplier's certificate expired before the as-of date",
     "open_critical_nonconformance": "a critical nonconformance raised by the as-of date is still open",
+    "repeated_low_score": "this evaluation and the previous official ones in a row fell in the bands named",
 }

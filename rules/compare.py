@@ -151,18 +151,19 @@ def score_under_rule_sets(selected: pl.DataFrame, inputs: ValidatedInputs, rule_
                           as_of: date, window_days: int | None = None) -> list[pl.DataFrame]:
     """``score_suppliers`` of ``selected`` under each rule set, in order.
 
-    The metrics are measured once per distinct (window, on-time tolerance) among the rule sets: two rule sets
+    The metrics are measured once per distinct window and measuring settings among the rule sets: two rule sets
     that differ only in weights, scales, bands or gates share one measurement. ``selected`` needs what
     ``score_suppliers`` needs (supplier_id, certificate_expiry, current_status).
     """
-    measured: dict[tuple[int, int], pl.DataFrame] = {}
+    measured: dict[tuple[object, ...], pl.DataFrame] = {}
     scored = []
     for rule_set in rule_sets:
-        key = (window_of(rule_set, window_days), rule_set.evaluation.on_time_tolerance_days)
+        options = rule_set.evaluation.measure_options()
+        key = (window_of(rule_set, window_days), *sorted(options.items()))
         if key not in measured:
             measured[key] = measure_suppliers(selected, inputs.purchase_order_lines, inputs.receipts,
                                               inputs.nonconformances, inputs.feedback, as_of=as_of,
-                                              window_days=key[0], tolerance_days=key[1]).metrics
+                                              window_days=window_of(rule_set, window_days), **options).metrics
         scored.append(score_suppliers(selected, measured[key], rule_set, as_of=as_of))
     return scored
 

@@ -1,36 +1,55 @@
-"""From scores to decisions: the evaluation record of each supplier and the ASL status changes it brings.
+"""From scores to decisions: the evaluation record of each supplier and what it does to the ASL.
 
-Which changes a run may make is decided here: a what-if run (another rule set or window than the rules in
-force) makes none, and no run changes a supplier whose status a later-dated official evaluation decided.
+Which changes a run may make is decided by ``rules.asl``: a what-if run (another rule set or window than the
+rules in force) makes none, no run changes a supplier whose status a later-dated decision set, a manual
+decision in force is respected, and a change that needs a person's approval is only proposed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
 import polars as pl
 
-from rules.catalogue import METRICS
-from rules.metrics import METRIC_COLUMNS, RATES_WITH_INTERVALS, not_measured_reason
+from rules.asl import (
+    MANUAL_COLUMNS,
+    apply_transitions,
+    next_due,
+    proposals,
+    raise_actions,
+    status_changes,
+    unchanged_reason,
+)
+from rules.metrics import METRIC_COLUMNS, RATES_WITH_INTERVALS
 from rules.model import RuleSet
-from rules.scoring import CURRENT_STATUS, criterion_column
+from rules.scoring import (
+    criterion_column,
+    measured_column,
+    metric_info,
+    reason_column,
+    weight_column,
+)
+
+__all__ = ["Decisions", "assemble_evaluations", "changes_asl", "decide", "status_changes"]
 
 
 def _criteria_column(rule_set: RuleSet) -> pl.Expr:
     """Each criterion of each supplier, as the reports show it.
 
-    ``measured`` is whether its metric has a value; if not, ``not_measured_reason`` says why and ``points``,
-    ``weighted_points`` and ``effective_weight`` are null. ``effective_weight`` = weight × 100 / Σ weight of the
-    measured criteria under ``not_measured: renormalise`` (the weight itself when all are measured), and
-    ``weighted_points`` = points × effective_weight / 100, so the measured rows add up to the score.
+    ``measured`` is whether its metric has a value and enough evidence (the criterion's ``minimum_evidence``);
+    if not, ``not_measured_reason`` says why and ``points``, ``weighted_points`` and ``effective_weight`` are
+    null. ``weight`` is the criterion's weight under the supplier's profile; ``effective_weight`` = weight × 100
+    / Σ weight of the measured criteria under ``not_measured: renormalise`` (the weight itself when all are
+    measured), and ``weighted_points`` = points × effective_weight / 100, so the measured rows add up to the score.
     """
     items = []
     for index, criterion in enumerate(rule_set.criteria):
-        info = METRICS[criterion.metric]
+        info = metric_info(rule_set, criterion.metric)
         points = pl.col(criterion_column(index))
-        measured = pl.col(criterion.metric).is_not_null()
-        weight = pl.lit(float(criterion.weight))
+        measured = pl.col(measured_column(index))
+        weight = pl.col(weight_column(index))
         effective = weight * 100.0 / pl.col("measured_weight") if rule_set.not_measured == "renormalise" else weight
         effective = pl.when(measured).then(effective)
         has_interval = criterion.metric in RATES_WITH_INTERVALS
@@ -42,7 +61,7 @@ def _criteria_column(rule_set: RuleSet) -> pl.Expr:
                 unit=pl.lit(info.unit),
                 value=pl.col(criterion.metric).cast(pl.Float64),
                 measured=measured,
-                not_measured_reason=not_measured_reason(criterion.metric),
+                not_measured_reason=pl.col(reason_column(index)),
                 evidence=pl.col(info.evidence).cast(pl.Float64).round(0).cast(pl.Int64),
                 evidence_label=pl.lit(info.evidence_label),
                 weight=weight,
@@ -56,68 +75,25 @@ def _criteria_column(rule_set: RuleSet) -> pl.Expr:
     return pl.concat_list(items)
 
 
-def _plain_number(value: pl.Expr) -> pl.Expr:
-    """A weight in words: ``50``, ``62.5``."""
-    return (
-        pl.when(value == value.round(0))
-        .then(value.round(0).cast(pl.Int64).cast(pl.String))
-        .otherwise(value.round(1).cast(pl.String))
-    )
+def _status_actions(rule_set: RuleSet) -> pl.Expr:
+    """The action of the status each supplier ends up with, after the gate's note when a gate set it."""
+    action = pl.col("status").replace_strict(
+        {status: rule_set.action_for(status) for status in ("approved", "conditional", "probation", "disqualified")},
+        default="", return_dtype=pl.String)
+    return (pl.when(pl.col("gate_note").is_not_null()).then(pl.format("{} Action: {}", pl.col("gate_note"), action))
+            .otherwise(action).replace("", None))
 
 
 def assemble_evaluations(scored: pl.DataFrame, rule_set: RuleSet, previous: pl.DataFrame) -> pl.DataFrame:
-    """Scored rows plus the audit detail: metrics, criteria, previous score and change, the band's action."""
-    actions = pl.DataFrame(
-        {"band": [b.band for b in rule_set.bands], "action": [b.action for b in rule_set.bands]}
-    )
+    """Scored rows plus the audit detail: metrics, criteria, previous score and change, the action of the status."""
     return (
         scored.with_columns(
             metrics=pl.struct(*METRIC_COLUMNS),
             criteria=_criteria_column(rule_set),
+            action=_status_actions(rule_set),
         )
         .join(previous, on="supplier_id", how="left")
-        .join(actions, on="band", how="left")
         .with_columns(score_change=(pl.col("score") - pl.col("previous_score")).round(1))
-    )
-
-
-def status_changes(evaluated: pl.DataFrame) -> pl.DataFrame:
-    """Suppliers whose status differs from their current ASL status, with the reason in words.
-
-    A score over part of the criteria says so: ``score 82.0 over measured criteria (50 of 100 weight) puts it
-    in band B; not measured: Quality of goods received``.
-    """
-    criterion = pl.element().struct
-    not_measured = pl.col("criteria").list.eval(criterion.field("name").filter(~criterion.field("measured")))
-    total_weight = pl.col("criteria").list.eval(criterion.field("weight").sum()).list.first()
-    partial = pl.col("score").is_not_null() & (not_measured.list.len() > 0)
-    score_part = (
-        pl.when(partial)
-        .then(
-            pl.format(
-                "score {} over measured criteria ({} of {} weight) puts it in band {}; not measured: {}",
-                pl.col("score").round(1), _plain_number(pl.col("measured_weight")), _plain_number(total_weight),
-                pl.col("band"), not_measured.list.join(", "),
-            )
-        )
-        .when(pl.col("score").is_not_null())
-        .then(pl.format("score {} puts it in band {}", pl.col("score").round(1), pl.col("band")))
-    )
-    insufficient_part = pl.when(pl.col("insufficient_reason").is_not_null()).then(
-        pl.format("insufficient data ({})", pl.col("insufficient_reason"))
-    )
-    gates_part = pl.when(pl.col("gates_hit").list.len() > 0).then(
-        pl.format("gate hit: {}", pl.col("gates_hit").list.join(", "))
-    )
-    return (
-        evaluated.filter(pl.col("status") != pl.col(CURRENT_STATUS))
-        .select(
-            "supplier_id",
-            from_status=pl.col(CURRENT_STATUS),
-            to_status=pl.col("status"),
-            reason=pl.concat_str([score_part, insufficient_part, gates_part], separator="; ", ignore_nulls=True),
-        )
-        .sort("supplier_id")
     )
 
 
@@ -126,10 +102,14 @@ SUPPLIER_FIELDS = ("supplier_id", "name", "category", "criticality", "owner_emai
 
 @dataclass(frozen=True)
 class Decisions:
-    """Every supplier's evaluation record, and the ASL status changes this run makes."""
+    """Every supplier's evaluation record, and what the run does to the ASL: the status changes it makes, the
+    changes it proposes for approval, the actions the changes raise, and why it held back (what-if, back-dated)."""
 
     evaluated: pl.DataFrame
     changes: pl.DataFrame
+    proposals: pl.DataFrame | None = None
+    actions: pl.DataFrame | None = None
+    unchanged_reason: str | None = None
 
 
 def changes_asl(rule_set: RuleSet, in_force: RuleSet, window_days: int) -> bool:
@@ -138,17 +118,25 @@ def changes_asl(rule_set: RuleSet, in_force: RuleSet, window_days: int) -> bool:
 
 
 def decide(selected: pl.DataFrame, scored: pl.DataFrame, rule_set: RuleSet, *, previous: pl.DataFrame,
-           official_as_of: pl.DataFrame, as_of: date, official: bool) -> Decisions:
-    """Evaluations plus the ASL changes they make: none for a what-if, none where a later evaluation decided.
+           official_as_of: pl.DataFrame, as_of: date, official: bool, officers: Sequence[str] = ()) -> Decisions:
+    """Evaluations plus what they do to the ASL (``rules.asl.apply_transitions``).
 
     ``previous`` is each supplier's latest official evaluation before ``as_of`` (supplier_id, previous_as_of,
-    previous_score, previous_band); ``official_as_of`` each supplier's latest official as-of date.
+    previous_score, previous_band); ``official_as_of`` each supplier's latest official as-of date. ``selected``
+    may carry status_as_of (when the current status was decided) and the manual decision in force
+    (``rules.asl.MANUAL_COLUMNS``). ``officers`` own the actions of suppliers without a buyer.
     """
-    evaluated = assemble_evaluations(scored, rule_set, previous).join(
-        selected.select(SUPPLIER_FIELDS), on="supplier_id"
+    carried = [c for c in ("status_as_of", *MANUAL_COLUMNS) if c in selected.columns]
+    evaluated = (
+        assemble_evaluations(scored, rule_set, previous)
+        .join(selected.select(*SUPPLIER_FIELDS, *carried), on="supplier_id")
+        .join(official_as_of.select("supplier_id", "official_as_of"), on="supplier_id", how="left")
     )
+    evaluated = apply_transitions(evaluated, rule_set, as_of=as_of, official=official)
+    evaluated = evaluated.with_columns(next_due=next_due(evaluated, as_of=as_of))
     changes = status_changes(evaluated)
     if not official:
-        return Decisions(evaluated, changes.clear())
-    decided_later = official_as_of.filter(pl.col("official_as_of") > as_of).select("supplier_id")
-    return Decisions(evaluated, changes.join(decided_later, on="supplier_id", how="anti"))
+        changes = changes.clear()
+    proposed = proposals(evaluated)
+    actions = raise_actions(changes, evaluated, rule_set, on=as_of, officers=officers)
+    return Decisions(evaluated, changes, proposed, actions, unchanged_reason(evaluated, official=official))

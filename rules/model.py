@@ -75,6 +75,12 @@ class EvaluationSettings(_Frozen):
     ncr_overdue_days: int = Field(30, ge=0, le=3660, description="Days a nonconformance may stay open before it "
                                   "is overdue.")
 
+    def measure_options(self) -> dict[str, object]:
+        """The keywords of ``rules.metrics.measure_suppliers`` these settings give (all but the window)."""
+        return {"tolerance_days": self.on_time_tolerance_days, "early_tolerance_days": self.early_tolerance_days,
+                "on_time_basis": self.on_time_basis, "quantity_accuracy_tolerance": self.quantity_accuracy_tolerance,
+                "ncr_overdue_days": self.ncr_overdue_days}
+
 
 
 class MinimumEvidence(_Frozen):

@@ -24,7 +24,16 @@ def test_shipped_rule_set_loads_with_weights_100_and_four_bands() -> None:
     assert sum(c.weight for c in rule_set.criteria) == 100
     assert [(b.band, b.status) for b in rule_set.bands] == [
         ("A", "approved"), ("B", "conditional"), ("C", "probation"), ("D", "disqualified")]
-    assert [(g.when, g.cap_status) for g in rule_set.gates] == [("certificate_expired", "conditional")]
+    assert [(g.when, g.effect) for g in rule_set.gates] == [
+        ("certificate_expired", ("cap", "conditional")), ("open_critical_nonconformance", ("cap", "probation")),
+        ("repeated_low_score", ("cap", "probation"))]
+    assert [(p.name, p.reevaluate_every_days) for p in rule_set.profiles] == [
+        ("critical", 90), ("major", 180), ("minor", 365)]
+    assert [c.minimum_evidence for c in rule_set.criteria] == [None, None, None, 3]  # mean days late: 3 late lines
+    assert rule_set.transitions.disqualify_after_consecutive == 2
+    assert rule_set.transitions.needs_approval == ("disqualified", "probation")
+    assert rule_set.transitions.needs_approval_to_enter == ("disqualified",)
+    assert rule_set.action_for("conditional").startswith("Approved with conditions")
     assert len(rule_set.content_hash) == 64
 
 
@@ -88,10 +97,10 @@ def test_mistakes_are_reported_with_file_line_and_allowed_values(
 
 
 def three_mistakes(tmp_path: Path) -> Path:
-    """The shipped file with a negative window (line 12), an unknown metric (line 30) and a misspelt status (74)."""
+    """The shipped file with a negative window (line 12), an unknown metric (line 30) and a misspelt status (73)."""
     lines = SHIPPED.splitlines(keepends=True)
     mistakes = ((12, "window_days: 365", "window_days: -3"), (30, "metric: on_time_rate", "metric: ontime"),
-                (74, "status: probation", "status: probaton"))
+                (73, "status: probation", "status: probaton"))
     for number, old, new in mistakes:
         assert old in lines[number - 1], f"the shipped rule file changed: line {number} no longer has {old!r}"
         lines[number - 1] = lines[number - 1].replace(old, new)
@@ -109,7 +118,7 @@ def test_every_problem_is_one_error_first_in_the_message_the_others_as_details(t
     assert error.what == "evaluation.window_days: Input should be greater than or equal to 1 (got -3)"
     assert error.details == (
         f"{path}:30: criteria[0].metric: unknown metric 'ontime'; known metrics: {', '.join(METRICS)}",
-        f"{path}:74: bands[2].status: input should be 'approved', 'conditional', 'probation' or 'disqualified', "
+        f"{path}:73: bands[2].status: input should be 'approved', 'conditional', 'probation' or 'disqualified', "
         "got 'probaton'",
     )
     assert "\n" not in str(error) and str(error).endswith("(2 more problems below)")
@@ -128,7 +137,7 @@ def test_rules_check_prints_one_line_then_one_line_per_further_problem(tmp_path:
     assert "greater than or equal to 1 (got -3)" in first and "Correct each line named" in first
     assert first.endswith("(2 more problems below)")
     assert [line.split(": ", 2)[:2] for line in others] == [[f"  {path}:30", "criteria[0].metric"],
-                                                            [f"  {path}:74", "bands[2].status"]]
+                                                            [f"  {path}:73", "bands[2].status"]]
     assert "unknown metric 'ontime'" in others[0] and "got 'probaton'" in others[1]
     assert "Traceback" not in captured.err
 

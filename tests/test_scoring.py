@@ -1,7 +1,9 @@
 """Scoring against hand-computed cases with the shipped rule set.
 
 Shipped criteria: on-time 30 % (linear 0.70 → 0, 0.98 → 100), OTIF 20 % (0.60 → 0, 0.95 → 100),
-PPM 30 % (≤1000: 100, ≤3000: 80, ≤10000: 50, ≤30000: 20, else 0), mean days late 20 % (20 → 0, 2 → 100).
+PPM 30 % (≤1000: 100, ≤3000: 80, ≤10000: 50, ≤30000: 20, else 0), mean days late 20 % (20 → 0, 2 → 100;
+measured only over at least 3 late lines). ``metrics_row`` gives every supplier 3 late lines, so the
+mean-days-late criterion is measured unless a test says otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from rules.scoring import scale_points, score_suppliers
 
 AS_OF = date(2026, 6, 30)
 RULES = load_rule_set()
-INSUFFICIENT_WHEN_NOT_MEASURED = RULES.model_copy(update={"not_measured": "insufficient_data"})
+# The shipped rules as they were before mean days late needed 3 late lines: the renormalising cases below
+# were computed by hand over one late line.
+WITHOUT_MINIMUM_EVIDENCE = RULES.model_copy(update={"criteria": tuple(
+    c.model_copy(update={"minimum_evidence": None}) for c in RULES.criteria)})
+INSUFFICIENT_WHEN_NOT_MEASURED = WITHOUT_MINIMUM_EVIDENCE.model_copy(update={"not_measured": "insufficient_data"})
 
 
 def metrics_row(supplier_id: str, **values: float) -> dict:
@@ -27,7 +33,7 @@ def metrics_row(supplier_id: str, **values: float) -> dict:
     row = dict.fromkeys(METRIC_COLUMNS) | {
         "supplier_id": supplier_id, "order_lines": 20, "inspected_lines": 20, "on_time_lines": 0,
         "in_full_lines": 0, "otif_lines": 0,
-        "late_lines": 0, "on_time_rate": 1.0, "on_time_rate_low": None, "on_time_rate_high": None,
+        "late_lines": 3, "on_time_rate": 1.0, "on_time_rate_low": None, "on_time_rate_high": None,
         "in_full_rate": 1.0, "in_full_rate_low": None, "in_full_rate_high": None, "otif_rate": 1.0,
         "otif_rate_low": None, "otif_rate_high": None, "mean_days_late": 0.0, "receipts": 20,
         "inspected_receipts": 20, "units_inspected": 1000.0, "acceptance_rate": 1.0, "ppm_rejected": 0.0,
@@ -228,7 +234,7 @@ def test_a_supplier_with_no_inspection_results_is_scored_over_the_measured_crite
     assert m["acceptance_rate"] is None and m["ppm_rejected"] is None  # not 0 ppm
     assert m["in_full_rate"] is None and m["otif_rate"] is None
     assert m["on_time_rate"] == pytest.approx(0.9) and m["mean_days_late"] == pytest.approx(8.0)
-    result = score_suppliers(suppliers, measured, RULES, as_of=AS_OF).row(0, named=True)
+    result = score_suppliers(suppliers, measured, WITHOUT_MINIMUM_EVIDENCE, as_of=AS_OF).row(0, named=True)
     assert [result[f"points_{i}"] for i in range(4)] == pytest.approx([500 / 7, None, None, 200 / 3])
     assert result["measured_weight"] == 50.0
     assert (result["score"], result["band"], result["status"]) == (69.5, "C", "probation")
@@ -237,8 +243,8 @@ def test_a_supplier_with_no_inspection_results_is_scored_over_the_measured_crite
 
 def test_the_criteria_rows_say_what_was_not_measured_and_why() -> None:
     suppliers, measured = uninspected_supplier()
-    scored = score_suppliers(suppliers, measured, RULES, as_of=AS_OF)
-    evaluated = assemble_evaluations(scored, RULES, pl.DataFrame(schema={
+    scored = score_suppliers(suppliers, measured, WITHOUT_MINIMUM_EVIDENCE, as_of=AS_OF)
+    evaluated = assemble_evaluations(scored, WITHOUT_MINIMUM_EVIDENCE, pl.DataFrame(schema={
         "supplier_id": pl.String, "previous_as_of": pl.Date, "previous_score": pl.Float64, "previous_band": pl.String}))
     criteria = evaluated.row(0, named=True)["criteria"]
     assert [c["measured"] for c in criteria] == [True, False, False, True]
