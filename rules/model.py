@@ -82,7 +82,6 @@ class EvaluationSettings(_Frozen):
                 "ncr_overdue_days": self.ncr_overdue_days}
 
 
-
 class MinimumEvidence(_Frozen):
     order_lines: int = Field(5, ge=0, description="Order lines due in the window needed for a score.")
     receipts: int = Field(
@@ -134,6 +133,10 @@ class Criterion(_Frozen):
     metric: str
     weight: float = Field(gt=0, le=100)
     scale: Scale
+    minimum_evidence: int | None = Field(
+        None, ge=0, description="The metric's evidence count (late lines for mean days late, inspected lines for "
+        "OTIF, ...) below which this criterion is not measured: no points, as when its metric has no value.",
+    )
 
     @field_validator("metric")
     @classmethod
@@ -209,9 +212,24 @@ class Band(_Frozen):
 
 
 class Gate(_Frozen):
+    """A hard requirement: when its condition holds, it caps the status (``cap_status``: at best that status) or
+    sets it (``force_status``), whatever the score.
+
+    Conditions and their parameters: ``certificate_expired`` (``within_days``: also when the certificate expires
+    within that many days after the as-of date); ``open_critical_nonconformance`` (``older_than_days``: only an
+    open critical nonconformance raised more than that many days before the as-of date); ``repeated_low_score``
+    (``bands``, ``consecutive``: this evaluation's band and the previous official ones, that many in a row, are
+    all among ``bands``).
+    """
+
     name: str = Field(min_length=1)
     when: str
-    cap_status: AslStatus
+    cap_status: AslStatus | None = None
+    force_status: AslStatus | None = None
+    within_days: int | None = Field(None, ge=0, le=3660)
+    older_than_days: int | None = Field(None, ge=0, le=3660)
+    bands: tuple[str, ...] | None = None
+    consecutive: int | None = Field(None, ge=2, le=20)
 
     @field_validator("when")
     @classmethod
@@ -219,6 +237,91 @@ class Gate(_Frozen):
         if value not in GATE_CONDITIONS:
             raise ValueError(f"unknown gate condition {value!r}; known: {', '.join(GATE_CONDITIONS)}")
         return value
+
+    @model_validator(mode="after")
+    def _one_effect_and_its_parameters(self) -> Gate:
+        if (self.cap_status is None) == (self.force_status is None):
+            raise ValueError(f"gate {self.name!r} needs exactly one of cap_status or force_status")
+        parameters = {"within_days": "certificate_expired", "older_than_days": "open_critical_nonconformance",
+                      "bands": "repeated_low_score", "consecutive": "repeated_low_score"}
+        for parameter, condition in parameters.items():
+            if getattr(self, parameter) is not None and self.when != condition:
+                raise ValueError(f"gate {self.name!r}: '{parameter}' belongs to a '{condition}' gate")
+        if self.when == "repeated_low_score" and not self.bands:
+            raise ValueError(f"gate {self.name!r}: a 'repeated_low_score' gate needs 'bands' (e.g. [D])")
+        return self
+
+    @property
+    def effect(self) -> tuple[str, str]:
+        """``("cap", status)`` or ``("force", status)``."""
+        return ("force", self.force_status) if self.force_status is not None else ("cap", str(self.cap_status))
+
+    @property
+    def runs(self) -> int:
+        """Evaluations in a row a ``repeated_low_score`` gate looks at, this one included (default 2)."""
+        return self.consecutive or 2
+
+
+Criticality = Literal["critical", "major", "minor"]
+
+
+class CriterionOverride(_Frozen):
+    """What a profile changes of one criterion of the rule set, named by ``name``."""
+
+    name: str = Field(min_length=1)
+    weight: float | None = Field(None, gt=0, le=100)
+    scale: Scale | None = None
+    minimum_evidence: int | None = Field(None, ge=0)
+
+
+class ProfileMatch(_Frozen):
+    """Which suppliers a profile is for: any of these criticalities and (when both are given) any of these
+    categories."""
+
+    criticality: tuple[Criticality, ...] = ()
+    category: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _says_something(self) -> ProfileMatch:
+        if not self.criticality and not self.category:
+            raise ValueError("'when' needs 'criticality' or 'category' (leave 'when' out for the default profile)")
+        return self
+
+
+class Profile(_Frozen):
+    """A type and extent of control (clause 8.4.2): the suppliers it is for, how often they are re-evaluated,
+    and optionally their own criteria weights, scales and minimum evidence."""
+
+    name: str = Field(min_length=1)
+    when: ProfileMatch | None = Field(None, description="Which suppliers; none: every supplier no profile above "
+                                                        "matches (the default, last).")
+    reevaluate_every_days: int = Field(ge=1, le=3660, description="Days from an evaluation to the next one due.")
+    minimum_evidence: MinimumEvidence | None = None
+    criteria: tuple[CriterionOverride, ...] = ()
+
+
+DEFAULT_PROFILE = Profile(name="standard", reevaluate_every_days=365)
+
+
+class Transitions(_Frozen):
+    """What it takes to move a supplier on the ASL.
+
+    ``disqualify_after_consecutive``: a band that disqualifies moves the supplier to ``disqualified`` only when
+    this many official evaluations in a row (this one included) fell in a disqualifying band; before that it
+    goes to ``probation``. ``needs_approval``: leaving these statuses needs a person's approval;
+    ``needs_approval_to_enter``: so does entering these. Such a change is recorded as proposed, not applied.
+    """
+
+    disqualify_after_consecutive: int = Field(1, ge=1, le=20)
+    needs_approval: tuple[AslStatus, ...] = ()
+    needs_approval_to_enter: tuple[AslStatus, ...] = ()
+
+
+class CorrectiveActions(_Frozen):
+    """The follow-up records a status change raises: a corrective action request (SCAR) on entering probation,
+    a recommendation to block new orders on entering disqualified."""
+
+    scar_due_days: int = Field(30, ge=1, le=3660, description="Days from the change to the SCAR's due date.")
 
 
 class RuleSet(_Frozen):
@@ -237,6 +340,17 @@ class RuleSet(_Frozen):
     criteria: tuple[Criterion, ...] = Field(min_length=1)
     bands: tuple[Band, ...] = Field(min_length=1)
     gates: tuple[Gate, ...] = ()
+    profiles: tuple[Profile, ...] = Field(
+        (DEFAULT_PROFILE,), min_length=1,
+        description="Types and extents of control (8.4.2), first match wins; the last, without 'when', is the "
+        "default. Without any: one profile, 'standard', re-evaluated every 365 days.",
+    )
+    status_actions: dict[AslStatus, str] = Field(
+        default_factory=dict, description="What each ASL status means for the officer; the action a report "
+        "shows is the one of the status the supplier ends up with (a band's own 'action' when none is given).",
+    )
+    transitions: Transitions = Transitions()
+    corrective_actions: CorrectiveActions = CorrectiveActions()
     content_hash: str = Field("", description="sha256 of the rule file's bytes, set by the loader.")
 
     @model_validator(mode="wrap")
@@ -324,6 +438,58 @@ class RuleSet(_Frozen):
                     f"bands {below.band} (to {below.upper:g}) and {above.band} (from {above.lower:g}) overlap"
                 )
         return tuple(sorted(bands, key=lambda b: b.lower, reverse=True))
+
+    @model_validator(mode="after")
+    def _profiles_and_gates_fit_the_rules(self) -> RuleSet:
+        names = [p.name for p in self.profiles]
+        if len(set(names)) != len(names):
+            raise ValueError("profile names must be unique")
+        *matched, default = self.profiles
+        if default.when is not None:
+            raise ValueError(f"the last profile ({default.name}) is the default: leave out its 'when', so every "
+                             "supplier has a profile")
+        for profile in matched:
+            if profile.when is None:
+                raise ValueError(f"profile {profile.name}: only the last profile may leave out 'when' (the default)")
+        criteria = {c.name for c in self.criteria}
+        for profile in self.profiles:
+            overridden = [o.name for o in profile.criteria]
+            unknown = [name for name in overridden if name not in criteria]
+            if unknown:
+                raise ValueError(f"profile {profile.name}: no criterion named {unknown[0]!r}; criteria: "
+                                 f"{', '.join(c.name for c in self.criteria)}")
+            if len(set(overridden)) != len(overridden):
+                raise ValueError(f"profile {profile.name}: a criterion is named twice")
+            total = sum(c.weight for c in self.criteria_for(profile))
+            if abs(total - 100) > 1e-9:
+                raise ValueError(f"profile {profile.name}: criterion weights add up to {total:g}, not 100")
+        bands = {b.band for b in self.bands}
+        for gate in self.gates:
+            unknown_bands = [band for band in gate.bands or () if band not in bands]
+            if unknown_bands:
+                raise ValueError(f"gate {gate.name!r}: no band {unknown_bands[0]!r}; bands: "
+                                 f"{', '.join(b.band for b in self.bands)}")
+        return self
+
+    def criteria_for(self, profile: Profile) -> tuple[Criterion, ...]:
+        """The criteria as a profile scores them: the rule set's, with the profile's overrides by name."""
+        overrides = {o.name: o for o in profile.criteria}
+        criteria = []
+        for criterion in self.criteria:
+            override = overrides.get(criterion.name)
+            changes = {key: getattr(override, key) for key in ("weight", "scale", "minimum_evidence")
+                       if override is not None and getattr(override, key) is not None}
+            criteria.append(criterion.model_copy(update=changes) if changes else criterion)
+        return tuple(criteria)
+
+    def minimum_evidence_for(self, profile: Profile) -> MinimumEvidence:
+        return profile.minimum_evidence or self.minimum_evidence
+
+    def action_for(self, status: str) -> str:
+        """The action of an ASL status: ``status_actions``, else the action of the first band with that status."""
+        if status in self.status_actions:
+            return self.status_actions[status]  # type: ignore[index]
+        return next((band.action for band in self.bands if band.status == status and band.action), "")
 
 
 def _declared_names(data: object) -> tuple[str, ...]:
