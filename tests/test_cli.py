@@ -109,8 +109,11 @@ def test_validate_reports_counts_and_writes_the_quarantine(workspace: Path, caps
     assert main(["validate", "--config", str(workspace / "supplier-eval.toml"), "--quarantine-out", str(out_file)]) == 0
     out = capsys.readouterr().out
     assert "receipts.csv" in out and "2 quarantined" in out
-    values = pl.read_csv(out_file)["value"].to_list()
+    quarantine = pl.read_csv(out_file)
+    values = quarantine.filter(pl.col("kind") == "receipts")["value"].to_list()
     assert sorted(values) == ["'=HYPERLINK(\"http://evil.example\")", "2026-13-01"]  # quoted: safe in a spreadsheet
+    # their line's delivery cannot be judged any more: set aside with them, not counted late
+    assert quarantine.filter(pl.col("kind") == "purchase_order_lines")["code"].to_list() == ["delivery_quarantined"]
 
 
 @pytest.mark.slow

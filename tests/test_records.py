@@ -262,6 +262,14 @@ def test_a_rule_over_a_row_and_the_row_it_refers_to_is_enforced_with_its_code(tm
     inputs = {kind: (Source(kind, tmp_path / f"{kind}.csv", "csv"), frame) for kind, frame in raw.items()}
     result = validate_inputs(inputs, max_quarantine_share=1.0)
     assert result.quarantine.select("kind", "row", "column", "value", "code", "reason").rows() == [
+        (  # the line the receipt delivers cannot be judged without it
+            "purchase_order_lines",
+            1,
+            "po_id, line_no",
+            "P1, 1",
+            "delivery_quarantined",
+            "a receipt of this line is quarantined (row 1 of receipts.csv): its delivery cannot be judged",
+        ),
         (
             "receipts",
             1,
@@ -269,7 +277,7 @@ def test_a_rule_over_a_row_and_the_row_it_refers_to_is_enforced_with_its_code(tm
             "received_date=2024-02-29, order_date=2024-03-01",
             "received_before_ordered",
             "received_date is before the order line's order_date",
-        )
+        ),
     ]
 
 
