@@ -374,8 +374,6 @@ def test_metric_info_of_a_custom_metric_has_its_label_unit_and_the_evidence_it_i
 
 # Not strict: passes once rules/decide.py describes a criterion by RuleSet.metric_info (work in progress
 # elsewhere); until then it looks the metric up in the catalogue only (KeyError). Drop the mark when it lands.
-@pytest.mark.xfail(strict=False, reason="rules/decide.py looks a criterion's metric up in the catalogue only "
-                                        "(METRICS[criterion.metric]); RuleSet.metric_info covers custom metrics")
 def test_the_evaluation_record_describes_a_custom_metric_criterion() -> None:
     rule_set = load_rule_set(EXAMPLE)
     scored = pl.DataFrame(list(score(HAND_COMPUTED, rule_set).values()))
