@@ -375,25 +375,225 @@ def history(supplier_id: str | None, limit: int, config_file: Path | None) -> No
                    f"{row['previous_status'] or '-':>12} -> {row['status']:<12} {note}")
 
 
-@cli.command()
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
-def asl(config_file: Path | None) -> None:
-    """Show the approved supplier list: each supplier's status and the change that set it.
+CONFIG_OPTION = click.option("--config", "config_file", type=click.Path(path_type=Path),
+                             help="Settings file (TOML).")
+BY_OPTION = click.option("--by", "by", required=True, metavar="NAME", help="Who decides (recorded as approver).")
+REASON_OPTION = click.option("--reason", required=True, metavar="TEXT", help="Why (recorded with the decision).")
+
+
+@cli.group(invoke_without_command=True)
+@CONFIG_OPTION
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "xlsx"]), default="table", show_default=True,
+              help="A table on screen, or a spreadsheet export.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the list to this file (csv: else to the screen; xlsx needs it).")
+@click.pass_context
+def asl(ctx: click.Context, config_file: Path | None, fmt: str, out_file: Path | None) -> None:
+    """The approved supplier list: every supplier evaluated, with its status, since when and why, its last score
+    and band, its profile and when it is next due; and the decisions a person takes on it.
+
+    A change that needs a person's approval (see the rule set's transitions) is listed as proposed until
+    someone approves or rejects it; `asl set` records a manual decision that later runs respect.
 
     \b
     Example:
       supplier-eval asl --config demo-work/supplier-eval.toml
+      supplier-eval asl --format xlsx --out asl.xlsx
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from flows.settings import load_settings
+    from rules.asl import read_approved_supplier_list
+
+    if fmt == "xlsx" and out_file is None:
+        raise ConfigError("an xlsx export needs a file", where="--format xlsx", fix="Add --out FILE.xlsx.")
+    frame = read_approved_supplier_list(load_settings(config_file).store_url, today=date.today())
+    if fmt != "table":
+        _export(frame, fmt, out_file)
+        return
+    if frame.is_empty():
+        click.echo("No supplier evaluated yet. Run: supplier-eval evaluate")
+        return
+    _print_asl(frame, today=date.today())
+
+
+def _export(frame: Any, fmt: str, out_file: Path | None) -> None:
+    """A frame as spreadsheet-safe CSV (to ``out_file`` or the screen) or an Excel workbook."""
+    from suppliers.files import spreadsheet_safe, write_atomically, write_csv_safely
+
+    if fmt == "csv" and out_file is None:
+        click.echo(spreadsheet_safe(frame).write_csv(), nl=False)
+        return
+    assert out_file is not None
+    if fmt == "csv":
+        write_csv_safely(frame, out_file)
+    else:
+        write_atomically(out_file, lambda path: spreadsheet_safe(frame).write_excel(
+            path, worksheet="ASL", autofit=True, freeze_panes=(1, 1)))
+    click.echo(f"{frame.height} suppliers written to {out_file}")
+
+
+def _print_asl(frame: Any, *, today: date) -> None:
+    """One line per supplier (a few dozen to a few thousand: printing is the only loop), then the notes."""
+    width = min(28, max([4, *(len(name or "") for name in frame["name"].to_list())]))
+    click.echo(f"{'supplier':<10} {'name':<{width}} {'status':<12} {'since':<10} {'score':>5} {'band':<4} "
+               f"{'profile':<9} {'next due':<11} why")
+    for row in frame.iter_rows(named=True):
+        score = f"{row['score']:5.1f}" if row["score"] is not None else "    -"
+        due = row["next_due"]
+        due_text = "now" if due is None else f"{due}{'*' if due < today else ''}"
+        extra = [f"proposed: {row['proposed']} (awaiting approval)"] if row["proposed"] else []
+        extra += [f"open: {row['open_actions']}"] if row["open_actions"] else []
+        click.echo(f"{row['supplier_id']:<10} {(row['name'] or '-')[:width]:<{width}} {row['status']:<12} "
+                   f"{str(row['since'] or '-'):<10} {score} {row['band'] or '-':<4} {row['profile'] or '-':<9} "
+                   f"{due_text:<11} {'; '.join([row['why'], *extra])}")
+    click.echo(f"\n{frame.height} suppliers; next due * = overdue for re-evaluation, now = never scored. "
+               "Approve or reject a proposed change: supplier-eval asl approve|reject SUPPLIER --by NAME --reason TEXT")
+
+
+def _decision_store(config_file: Path | None) -> tuple[Any, Any, Any]:
+    from flows.settings import load_settings
+    from rules.loader import load_rule_set
+
+    settings = load_settings(config_file)
+    return settings, load_rule_set(settings.rules_file), settings.store_url
+
+
+@asl.command("approve")
+@click.argument("supplier_id", metavar="SUPPLIER")
+@BY_OPTION
+@REASON_OPTION
+@CONFIG_OPTION
+def asl_approve(supplier_id: str, by: str, reason: str, config_file: Path | None) -> None:
+    """Approve the status change proposed for a supplier: it is applied, with you as approver.
+
+    \b
+    Example:
+      supplier-eval asl approve S0031 --by "Q. Manager" --reason "second D in a row confirmed"
+    """
+    from rules.asl import approve_change
+    from suppliers.store import Store
+
+    settings, rule_set, url = _decision_store(config_file)
+    with Store(url, create=False) as store:
+        decision = approve_change(store, supplier_id, by=by, reason=reason, rule_set=rule_set,
+                                  officers=settings.mail.officers)
+    raised = f"; raised {', '.join(decision.actions)}" if decision.actions else ""
+    click.echo(f"{supplier_id}: {decision.from_status} -> {decision.to_status}, approved by {by}{raised}")
+
+
+@asl.command("reject")
+@click.argument("supplier_id", metavar="SUPPLIER")
+@BY_OPTION
+@REASON_OPTION
+@CONFIG_OPTION
+def asl_reject(supplier_id: str, by: str, reason: str, config_file: Path | None) -> None:
+    """Reject the status change proposed for a supplier: it keeps its status.
+
+    \b
+    Example:
+      supplier-eval asl reject S0031 --by "Q. Manager" --reason "sole source; SCAR in progress"
+    """
+    from rules.asl import reject_change
+    from suppliers.store import Store
+
+    _, _, url = _decision_store(config_file)
+    with Store(url, create=False) as store:
+        decision = reject_change(store, supplier_id, by=by, reason=reason)
+    click.echo(f"{supplier_id}: {decision.from_status} -> {decision.to_status} rejected by {by}; "
+               f"it stays {decision.from_status}")
+
+
+@asl.command("set")
+@click.argument("supplier_id", metavar="SUPPLIER")
+@click.argument("status")
+@BY_OPTION
+@REASON_OPTION
+@click.option("--until", type=DATE, help="Runs respect the decision up to this date (YYYY-MM-DD); default: "
+                                         "until another decision.")
+@CONFIG_OPTION
+def asl_set(supplier_id: str, status: str, by: str, reason: str, until: date | None,
+            config_file: Path | None) -> None:
+    """Set a supplier's status yourself (approved, conditional, probation, disqualified); evaluations respect
+    it, changing nothing, until --until.
+
+    \b
+    Example:
+      supplier-eval asl set S0016 approved --by "Q. Manager" --reason "sole source" --until 2027-03-31
+    """
+    from rules.asl import set_status
+    from suppliers.store import Store
+
+    settings, rule_set, url = _decision_store(config_file)
+    with Store(url, create=False) as store:
+        decision = set_status(store, supplier_id, status, by=by, reason=reason, until=until, rule_set=rule_set,
+                              officers=settings.mail.officers, today=date.today())
+    moved = (f"{decision.from_status} -> {decision.to_status}" if decision.changed
+             else f"stays {decision.to_status}")
+    raised = f"; raised {', '.join(decision.actions)}" if decision.actions else ""
+    click.echo(f"{supplier_id}: {moved} by {by}, respected by evaluations "
+               f"{f'until {until}' if until else 'until another decision'}{raised}")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--open", "open_only", is_flag=True, help="Only the actions still open.")
+@CONFIG_OPTION
+@click.pass_context
+def actions(ctx: click.Context, open_only: bool, config_file: Path | None) -> None:
+    """The actions status changes raised: corrective action requests (SCAR) on probation, block-new-orders
+    recommendations on disqualification; close one with its effectiveness check.
+
+    \b
+    Example:
+      supplier-eval actions --open --config demo-work/supplier-eval.toml
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from flows.settings import load_settings
+    from reports.context import actions_context
     from suppliers.store import Store
 
     with Store(load_settings(config_file).store_url, create=False) as store:
-        latest = store.approved_supplier_list()
-    if latest.is_empty():
-        click.echo("No status changes recorded yet: every supplier keeps the status in its supplier record.")
+        frame = store.actions_frame(open_only=open_only)
+    listed = actions_context(frame, as_of=date.today())  # open ones by due date first, with their ids
+    if not listed:
+        click.echo("No open actions." if open_only else "No actions raised yet.")
         return
-    for row in latest.iter_rows(named=True):
-        click.echo(f"{row['supplier_id']:<10} {row['to_status']:<13} since {row['as_of']}  ({row['reason']})")
+    states = dict(zip(frame["number"].to_list(), frame.select("state", "closed_by", "closed_on", "effective")
+                      .to_dicts(), strict=True))
+    for action in listed:
+        state = states[int(action["action_id"].rsplit("-", 1)[1])]
+        if state["state"] == "open":
+            status = f"open, due {action['due']} (OVERDUE)" if action["overdue"] else (
+                f"open, due {action['due']}" if action["due"] else "open")
+        else:
+            status = (f"closed {state['closed_on']} by {state['closed_by']}, "
+                      f"{'effective' if state['effective'] else 'NOT effective'}")
+        click.echo(f"{action['action_id']:<11} {action['supplier_id']:<10} {(action['name'] or '-')[:28]:<28} "
+                   f"{action['label']:<33} raised {action['raised_on']}  {status}  owner {action['owner'] or '-'}")
+
+
+@actions.command("close")
+@click.argument("action_id", metavar="ID")
+@BY_OPTION
+@click.option("--effective", type=click.Choice(["yes", "no"]), required=True,
+              help="Did the action work (the cause removed, the problem not back)?")
+@click.option("--note", metavar="TEXT", help="What the effectiveness check found.")
+@CONFIG_OPTION
+def actions_close(action_id: str, by: str, effective: str, note: str | None, config_file: Path | None) -> None:
+    """Close an action with its effectiveness check.
+
+    \b
+    Example:
+      supplier-eval actions close SCAR-0001 --by "Q. Manager" --effective yes --note "8D report accepted"
+    """
+    from flows.settings import load_settings
+    from rules.asl import close_action
+    from suppliers.store import Store
+
+    with Store(load_settings(config_file).store_url, create=False) as store:
+        name = close_action(store, action_id, by=by, effective=effective == "yes", note=note, today=date.today())
+    click.echo(f"{name} closed by {by}: {'effective' if effective == 'yes' else 'not effective'}")
 
 
 @cli.command()
@@ -469,7 +669,8 @@ def _print_summary(summary: RunSummary, *, store: Any) -> None:
     echo(f"Run {summary.run_id}  as of {summary.as_of}  ({summary.window_days}-day window)")
     recorded = ("already recorded: nothing added" if summary.already_recorded
                 else f"{summary.evaluations_added} new evaluations recorded")
-    echo(f"Suppliers evaluated: {summary.suppliers_evaluated}  ({recorded})")
+    chosen = " due for re-evaluation" if summary.selection == "due" else ""
+    echo(f"Suppliers{chosen} evaluated: {summary.suppliers_evaluated}  ({recorded})")
     if not summary.changes_asl:
         echo("What-if run (another rule set or window than the rules in force): the ASL is left unchanged, and the")
         echo("reports go only to the addresses given with --to.")
@@ -480,6 +681,19 @@ def _print_summary(summary: RunSummary, *, store: Any) -> None:
         echo(f"  {labels.get(band, band):<{width}} {count:>6}  {'#' * min(count, 60)}")
     recorded_before = " (recorded by the first run)" if summary.already_recorded and summary.status_changes else ""
     echo(f"Status changes: {summary.status_changes}{recorded_before}    Quarantined rows: {summary.quarantined_rows}")
+    if summary.unchanged_reason:
+        echo(f"Why no status changed where the scores would have: {summary.unchanged_reason}")
+    if summary.awaiting_approval:
+        echo(f"Awaiting approval: {summary.awaiting_approval} proposed status changes ({summary.proposals} from this "
+             "run); `supplier-eval asl` lists them, `supplier-eval asl approve|reject SUPPLIER --by NAME --reason "
+             "TEXT` decides")
+    if summary.kept_by_manual_decision:
+        echo(f"Kept by a manual decision in force: {summary.kept_by_manual_decision}")
+    if summary.actions_raised:
+        echo(f"Actions raised: {summary.actions_raised} (corrective action requests, block-orders "
+             "recommendations): `supplier-eval actions --open`")
+    if summary.overdue:
+        echo(f"Overdue for re-evaluation and not evaluated in this run: {summary.overdue} (listed in the digest)")
     echo(f"Reports:  {summary.reports_dir}")
     how = "written as .eml files to" if summary.transport == "outbox" else "sent via"
     elsewhere = summary.messages_in_progress_elsewhere

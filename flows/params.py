@@ -84,3 +84,10 @@ class RunSummary(BaseModel):
     transport: str
     delivery_location: str
     already_recorded: bool
+    selection: str = "chosen"  # "due" (the nightly run's due suppliers), "all active", or "chosen" (ad hoc)
+    proposals: int = 0  # changes this run proposed for a person's approval
+    awaiting_approval: int = 0  # every proposal still open after this run, this run's included
+    kept_by_manual_decision: int = 0
+    actions_raised: int = 0
+    overdue: int = 0  # active suppliers overdue for re-evaluation and not evaluated in this run
+    unchanged_reason: str | None = None  # why the run changed no status its scores would have (what-if, back-dated)

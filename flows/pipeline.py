@@ -1,6 +1,8 @@
 """The Prefect flows ``nightly`` and ``adhoc``: each task is a thin shell over one core function.
 
-sources → validate → metrics → score → decide → store → render → deliver. The policies live in the core
+sources → validate → schedule → metrics → score → decide → store → render → deliver. The nightly run evaluates
+the active suppliers due for re-evaluation (or every active one, ``[schedule] evaluate = "all"``); an ad-hoc
+run what it is asked. The policies live in the core
 (``suppliers/``, ``rules/``, ``reports/``); here they are only put in order. One store session serves the
 whole run. Only the store tasks retry, and only on an error that says a retry may succeed (a locked SQLite
 file, a lost PostgreSQL connection); delivery retries per message inside ``deliver_messages``.
@@ -21,9 +23,10 @@ from prefect.cache_policies import NO_CACHE
 from flows.params import RunParameters, RunSummary
 from flows.runtime import fast_flow_runs
 from flows.settings import Settings, load_settings, transport_of
-from reports.bundle import DataQuality, RunReports, failed_run_folder, run_folder, write_run_reports
+from reports.bundle import AslFollowUp, DataQuality, RunReports, failed_run_folder, run_folder, write_run_reports
 from reports.context import band_counts, quarantine_summary_with_reasons
 from reports.outbox import DeliveryOutcome, deliver_run_messages, deliver_stopped_run_report
+from rules.asl import due_suppliers, overdue_suppliers, schedule, with_asl_facts
 from rules.decide import Decisions, changes_asl, decide
 from rules.loader import load_rule_set
 from rules.metrics import SupplierPerformance, measure_suppliers, window_start
@@ -33,6 +36,7 @@ from suppliers.errors import DataQualityError, SupplierEvalError
 from suppliers.mapping import load_inputs
 from suppliers.runs import (
     EVERY_ACTIVE,
+    EVERY_DUE,
     RunRecord,
     choose_suppliers,
     code_version,
@@ -41,10 +45,12 @@ from suppliers.runs import (
     with_current_status,
 )
 from suppliers.sources import LoadedSources
-from suppliers.store import History, Store
+from suppliers.store import AslResults, FollowUp, History, Store
 from suppliers.validate import ValidatedInputs, validate_inputs
 
 __all__ = ["nightly", "adhoc", "run_evaluation", "fast_flow_runs", "NIGHTLY_DEFAULTS"]
+
+SEEN_FIELDS = ("supplier_id", "name", "category", "criticality", "owner_email", "active")  # kept for the ASL
 
 
 def retry_if_transient(_task: Any, _task_run: Any, state: Any) -> bool:
@@ -79,6 +85,11 @@ def read_history(store: Store, run_key: str, run_id: str, as_of: date) -> Histor
     return store.read_history(run_key=run_key, run_id=run_id, as_of=as_of)
 
 
+@task(name="read schedule", cache_policy=NO_CACHE, **STORE_RETRIES)
+def read_schedule(store: Store, as_of: date) -> pl.DataFrame:
+    return store.last_scored(as_of=as_of)
+
+
 @task(name="compute metrics", cache_policy=NO_CACHE)
 def compute_metrics(validated: ValidatedInputs, selected: pl.DataFrame, rule_set: RuleSet, as_of: date,
                     window_days: int) -> SupplierPerformance:
@@ -94,20 +105,27 @@ def score(selected: pl.DataFrame, metrics: pl.DataFrame, rule_set: RuleSet, as_o
 
 @task(name="decide", cache_policy=NO_CACHE)
 def decide_statuses(selected: pl.DataFrame, scored: pl.DataFrame, rule_set: RuleSet, history: History,
-                    as_of: date, official: bool) -> Decisions:
+                    as_of: date, official: bool, officers: tuple[str, ...]) -> Decisions:
     return decide(selected, scored, rule_set, previous=history.previous, official_as_of=history.official_as_of,
-                  as_of=as_of, official=official)
+                  as_of=as_of, official=official, officers=officers)
 
 
 @task(name="store results", cache_policy=NO_CACHE, **STORE_RETRIES)
 def store_results(store: Store, run: RunRecord, decisions: Decisions, quarantine_summary: pl.DataFrame,
-                  window_first_day: date) -> int:
+                  window_first_day: date, seen: pl.DataFrame) -> int:
+    asl = AslResults(outcomes=decisions.evaluated, proposals=decisions.proposals, actions=decisions.actions,
+                     seen=seen)
     added = store.save_results(run.run_key, run.run_id, evaluated=decisions.evaluated, changes=decisions.changes,
                                quarantine_summary=quarantine_summary, as_of=run.as_of, window_start=window_first_day,
-                               rule_set_hash=run.rule_set_hash, approved_by=run.approver)
+                               rule_set_hash=run.rule_set_hash, approved_by=run.approver, asl=asl)
     get_run_logger().info("Stored %s new evaluations (%s already recorded)", added,
                           decisions.evaluated.height - added)
     return added
+
+
+@task(name="read follow-up", cache_policy=NO_CACHE, **STORE_RETRIES)
+def read_follow_up(store: Store) -> FollowUp:
+    return store.open_follow_up()
 
 
 @task(name="report bad data", cache_policy=NO_CACHE)
@@ -126,10 +144,12 @@ def report_bad_data(store: Store, run: RunRecord, settings: Settings, error: Dat
 
 @task(name="render reports", cache_policy=NO_CACHE)
 def render_reports(out_dir: Path, run: RunRecord, rule_set: RuleSet, decisions: Decisions, late_lines: pl.DataFrame,
-                   quality: DataQuality, quarantine_summary: pl.DataFrame, window_first_day: date) -> RunReports:
+                   quality: DataQuality, quarantine_summary: pl.DataFrame, window_first_day: date,
+                   follow_up: AslFollowUp) -> RunReports:
     reports = write_run_reports(out_dir, run=run, rule_set=rule_set, evaluated=decisions.evaluated,
                                 changes=decisions.changes, late_lines=late_lines, quality=quality,
-                                quarantine_summary=quarantine_summary, window_start=window_first_day)
+                                quarantine_summary=quarantine_summary, window_start=window_first_day,
+                                follow_up=follow_up)
     get_run_logger().info("Rendered %s supplier reports and the digest into %s", len(reports.suppliers), out_dir)
     return reports
 
@@ -155,9 +175,10 @@ def run_evaluation(params: RunParameters) -> RunSummary:
     first_day = window_start(as_of, window_days)
     read_from = str(settings.mapping_file or settings.data_dir)  # for the data-quality report
     requested = requested_suppliers(params.trigger, params.suppliers)
+    due_only = params.trigger == "nightly" and settings.schedule.evaluate == "due"
     run = RunRecord(
         run_id=str(uuid.uuid4()), run_key="", trigger=params.trigger, requested_by=params.requested_by,
-        as_of=as_of, window_days=window_days, selection=list(requested) or [EVERY_ACTIVE],
+        as_of=as_of, window_days=window_days, selection=list(requested) or [EVERY_DUE if due_only else EVERY_ACTIVE],
         rule_set_name=rule_set.name, rule_set_version=rule_set.version, rule_set_hash=rule_set.content_hash,
         input_fingerprint="", code_version=code_version(), changes_asl=official,
     )
@@ -178,7 +199,10 @@ def run_evaluation(params: RunParameters) -> RunSummary:
                 except SupplierEvalError as unreported:  # the bad data is what the user must hear about first
                     get_run_logger().warning("The data-quality report could not be sent: %s", unreported)
                 raise
+            plan = schedule(validated.suppliers, read_schedule(store, as_of), in_force, as_of=as_of)
             chosen = choose_suppliers(validated.suppliers, requested)
+            if due_only:  # by the evaluations before the as-of date: a re-run the same day chooses the same
+                chosen = due_suppliers(chosen, plan)
             run = replace(run, run_key=compute_run_key(
                 as_of=as_of, window_days=window_days, tolerance_days=rule_set.evaluation.on_time_tolerance_days,
                 selection=chosen["supplier_id"].to_list(), rule_hash=rule_set.content_hash,
@@ -186,17 +210,24 @@ def run_evaluation(params: RunParameters) -> RunSummary:
             store.start_run(run)
             started = True
             history = read_history(store, run.run_key, run.run_id, as_of)
-            selected = with_current_status(chosen, history.current_statuses)
+            selected = with_asl_facts(with_current_status(chosen, history.current_statuses), manual=history.manual,
+                                      previous_bands=history.recent_bands,
+                                      nonconformances=validated.nonconformances, as_of=as_of)
             performance = compute_metrics(validated, selected, rule_set, as_of, window_days)
             scored = score(selected, performance.metrics, rule_set, as_of)
-            decisions = decide_statuses(selected, scored, rule_set, history, as_of, official)
+            decisions = decide_statuses(selected, scored, rule_set, history, as_of, official, settings.mail.officers)
             quarantine_summary = quarantine_summary_with_reasons(validated.summary, validated.quarantine)
-            added = store_results(store, run, decisions, quarantine_summary, first_day)
+            seen = chosen.select(SEEN_FIELDS) if official else chosen.select(SEEN_FIELDS).clear()
+            added = store_results(store, run, decisions, quarantine_summary, first_day, seen)
+            follow_up = read_follow_up(store)
+            asl_report = AslFollowUp(proposals=follow_up.proposals, actions=follow_up.actions,
+                                     overdue=overdue_suppliers(plan, validated.suppliers, chosen["supplier_id"]),
+                                     unchanged_reason=decisions.unchanged_reason)
             quality = DataQuality(summary=validated.summary, quarantine=validated.quarantine,
                                   previous=history.previous_quality, read_from=read_from,
                                   max_share=settings.validation.max_quarantine_share)
             reports = render_reports(run_folder(settings.output_dir, run), run, rule_set, decisions,
-                                     performance.late_lines, quality, quarantine_summary, first_day)
+                                     performance.late_lines, quality, quarantine_summary, first_day, asl_report)
             delivered = (deliver(store, run, reports, settings, params.recipients) if params.send_email
                          else DeliveryOutcome(messages=0, sent_now=0, elsewhere=0))
             store.finish_run(run.run_id, status="succeeded", evaluations_added=added)
@@ -213,6 +244,12 @@ def run_evaluation(params: RunParameters) -> RunSummary:
         messages=delivered.messages, messages_delivered_now=delivered.sent_now,
         messages_in_progress_elsewhere=delivered.elsewhere, transport=transport.name,
         delivery_location=transport.location, already_recorded=added == 0 and decisions.evaluated.height > 0,
+        selection="due" if due_only else ("chosen" if requested else "all active"),
+        proposals=decisions.proposals.height, awaiting_approval=asl_report.proposals.height,
+        kept_by_manual_decision=decisions.evaluated.filter(
+            (pl.col("outcome") == "manual") & (pl.col("proposed_status") != pl.col("status"))).height,
+        actions_raised=decisions.actions.height, overdue=asl_report.overdue.height,
+        unchanged_reason=decisions.unchanged_reason,
     )
 
 
@@ -231,7 +268,8 @@ NIGHTLY_DEFAULTS = RunParameters(trigger="nightly", requested_by="schedule")
 
 @flow(name="nightly", log_prints=True, validate_parameters=True)
 def nightly(params: RunParameters = NIGHTLY_DEFAULTS) -> RunSummary:
-    """Evaluate every active supplier as of today (or the given date), store the results, email the reports."""
+    """Evaluate the active suppliers due for re-evaluation (or every active one, by the settings) as of today
+    (or the given date), store the results, email the reports."""
     return run_evaluation(params.model_copy(update={"trigger": "nightly", "suppliers": ()}))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -42,6 +42,12 @@ class RulesSettings(_Section):
 
 class OutputSettings(_Section):
     dir: Path = Field(Path("reports-out"), description="Where each run's reports and quarantine are written.")
+
+
+class ScheduleSettings(_Section):
+    evaluate: Literal["due", "all"] = Field(
+        "due", description="What the nightly run evaluates: the active suppliers due for re-evaluation (each "
+        "profile's interval after its last scored evaluation; never scored: due), or every active supplier.")
 
 
 class ValidationSettings(_Section):
@@ -88,6 +94,7 @@ class Settings(_Section):
     output: OutputSettings = OutputSettings()
     validation: ValidationSettings = ValidationSettings()
     mail: MailSettings = MailSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("base_dir")

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from reports.context import digest_context, supplier_context
+from reports.context import asl_follow_up_context, digest_context, supplier_asl_context, supplier_context
 from reports.quality import (
     QUALITY_FILE_NAME,
     quality_attachment,
@@ -31,7 +31,7 @@ from suppliers.errors import ConfigError
 from suppliers.files import csv_bytes, write_csv_safely
 from suppliers.runs import CURRENT_STATUS, RunRecord
 
-__all__ = ["Attachment", "Report", "RunReports", "DataQuality", "run_folder", "failed_run_folder",
+__all__ = ["Attachment", "Report", "RunReports", "DataQuality", "AslFollowUp", "run_folder", "failed_run_folder",
            "write_run_reports", "write_quality_report",
            "evaluations_table", "safe_file_name"]
 
@@ -79,6 +79,18 @@ class DataQuality:
     read_from: str
 
 
+@dataclass(frozen=True)
+class AslFollowUp:
+    """What the reports tell beyond this run's evaluations: every change awaiting approval and every open action
+    in the store (this run's included), the suppliers overdue for re-evaluation, and why the run changed no
+    status its scores would have (what-if, back-dated)."""
+
+    proposals: pl.DataFrame  # Store.open_proposals
+    actions: pl.DataFrame  # Store.actions_frame(open_only=True)
+    overdue: pl.DataFrame  # rules.asl.overdue_suppliers
+    unchanged_reason: str | None = None
+
+
 def write_quality_report(out_dir: Path, run: RunRecord, quality: DataQuality, *, stopped: bool = False) -> Report:
     """Render the data-quality report into ``out_dir`` (``data-quality.html`` and ``.txt``); return it as a report
     that can be mailed (to the data owner when the run stopped for bad data)."""
@@ -92,11 +104,12 @@ def write_quality_report(out_dir: Path, run: RunRecord, quality: DataQuality, *,
 
 def write_run_reports(out_dir: Path, *, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataFrame,
                       changes: pl.DataFrame, late_lines: pl.DataFrame, quality: DataQuality,
-                      quarantine_summary: pl.DataFrame, window_start: date) -> RunReports:
+                      quarantine_summary: pl.DataFrame, window_start: date,
+                      follow_up: AslFollowUp | None = None) -> RunReports:
     """Render the digest (the data-quality report attached) and every supplier's report into ``out_dir``."""
     try:
         return _write(out_dir, run, rule_set, evaluated, changes, late_lines, quality, quarantine_summary,
-                      window_start)
+                      window_start, follow_up)
     except OSError as exc:
         raise ConfigError(f"cannot write the reports ({exc.strerror or exc})", where=str(out_dir),
                           fix="Check output.dir in the settings: it must be a folder you can write to.") from None
@@ -104,13 +117,15 @@ def write_run_reports(out_dir: Path, *, run: RunRecord, rule_set: RuleSet, evalu
 
 def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataFrame, changes: pl.DataFrame,
            late_lines: pl.DataFrame, quality: DataQuality, quarantine_summary: pl.DataFrame,
-           window_start: date) -> RunReports:
+           window_start: date, follow_up: AslFollowUp | None) -> RunReports:
     (out_dir / "suppliers").mkdir(parents=True, exist_ok=True)
     run_info = {"run_id": run.run_id, "trigger": run.trigger, "requested_by": run.requested_by,
                 "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code_version": run.code_version,
                 "what_if": not run.changes_asl}
     rules_info = {"name": rule_set.name, "version": rule_set.version, "content_hash": rule_set.content_hash}
-    bands: list[dict[str, Any]] = [{"band": b.band, "status": b.status, "action": b.action} for b in rule_set.bands]
+    bands: list[dict[str, Any]] = [{"band": b.band, "status": b.status, "action": rule_set.action_for(b.status)}
+                                   for b in rule_set.bands]
+    follow = asl_follow_up_context(follow_up, as_of=run.as_of) if follow_up is not None else None
 
     evaluations_csv = csv_bytes(evaluations_table(evaluated))
     (out_dir / "evaluations.csv").write_bytes(evaluations_csv)
@@ -120,6 +135,8 @@ def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataF
     context = with_quality_report(digest_context(
         run=run_info, rule_set=rules_info, bands=bands, evaluated=evaluated, changes=changes,
         quarantine_summary=quarantine_summary, window_start=window_start, as_of=run.as_of))
+    if follow is not None:
+        context["asl"] = follow
     rendered = render_digest(context)
     (out_dir / "digest.html").write_text(rendered.html, encoding="utf-8")
     (out_dir / "digest.txt").write_text(rendered.text, encoding="utf-8")
@@ -128,11 +145,19 @@ def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataF
 
     late_by_supplier = late_lines.partition_by("supplier_id", as_dict=True)
     no_late_lines = late_lines.clear()
+    if follow_up is not None:
+        proposals_of = follow_up.proposals.partition_by("supplier_id", as_dict=True)
+        actions_of = follow_up.actions.partition_by("supplier_id", as_dict=True)
     reports = []
     for row in evaluated.iter_rows(named=True):
         supplier_late = late_by_supplier.get((row["supplier_id"],), no_late_lines)
         context = supplier_context(run=run_info, rule_set=rules_info, evaluation=row, window_start=window_start,
                                    as_of=run.as_of, late_lines=supplier_late, bands=bands)
+        if follow_up is not None:
+            key = (row["supplier_id"],)
+            context["asl"] = supplier_asl_context(
+                row, proposals=proposals_of.get(key, follow_up.proposals.clear()),
+                actions=actions_of.get(key, follow_up.actions.clear()), as_of=run.as_of)
         rendered = render_supplier_report(context)
         stem = safe_file_name(row["supplier_id"])
         (out_dir / "suppliers" / f"{stem}.html").write_text(rendered.html, encoding="utf-8")
@@ -147,9 +172,10 @@ def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataF
 
 def evaluations_table(evaluated: pl.DataFrame) -> pl.DataFrame:
     """The flat CSV view of a run's evaluations."""
+    asl = [c for c in ("profile", "next_due", "proposed_status", "outcome", "status_note") if c in evaluated.columns]
     return evaluated.select(
         "supplier_id", "name", "category", "criticality", "score", "band", "status",
-        pl.col(CURRENT_STATUS).alias("previous_status"), "score_change",
+        pl.col(CURRENT_STATUS).alias("previous_status"), "score_change", *asl,
         pl.col("gates_hit").list.join("; "), "insufficient_reason",
         pl.col("metrics").struct.field("order_lines", "on_time_rate", "in_full_rate", "otif_rate",
                                        "mean_days_late", "receipts", "acceptance_rate", "ppm_rejected"),

@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 
 from reports.render import MAX_LATE_LINES
+from rules.asl import BLOCK, SCAR, action_ids
 from suppliers.validate import reason_family
 
 INSUFFICIENT = "insufficient data"
@@ -188,6 +189,65 @@ def _not_measured(evaluated: pl.DataFrame) -> list[dict[str, Any]]:
         .select("name", "suppliers", reason=pl.col("not_measured_reason"))
         .to_dicts()
     )
+
+
+ACTION_LABELS = {SCAR: "Corrective action request (SCAR)", BLOCK: "Block new orders"}
+_ACTION_SCHEMA = {"number": pl.Int64, "kind": pl.String, "supplier_id": pl.String, "name": pl.String,
+                  "raised_on": pl.Date, "due": pl.Date, "owner": pl.String, "description": pl.String}
+
+
+def actions_context(actions: pl.DataFrame, *, as_of: date) -> list[dict[str, Any]]:
+    """Open actions for the reports, overdue first, then by due date and number: ``action_id`` (SCAR-0001),
+    ``label``, supplier, ``raised_on``, ``due`` (ISO dates or None), ``owner``, ``description``, ``overdue``."""
+    return (
+        actions.select(*_ACTION_SCHEMA).with_columns(
+            action_id=action_ids(pl.col("kind"), pl.col("number")),
+            label=pl.col("kind").replace_strict(ACTION_LABELS, default=pl.col("kind"), return_dtype=pl.String),
+            overdue=(pl.col("due") < as_of).fill_null(False),
+        )
+        .sort("overdue", "due", "number", descending=[True, False, False], nulls_last=True)
+        .with_columns(pl.col("raised_on", "due").dt.to_string("%Y-%m-%d"))
+        .select("action_id", "label", "kind", "supplier_id", "name", "raised_on", "due", "owner", "description",
+                "overdue")
+        .to_dicts()
+    )
+
+
+def asl_follow_up_context(follow_up: Any, *, as_of: date) -> dict[str, Any]:
+    """The digest's ASL part (``reports.bundle.AslFollowUp``): ``proposals`` awaiting approval (oldest first),
+    ``overdue`` suppliers (never evaluated first, then by due date), open ``actions`` (overdue first) and how many
+    are overdue, and ``unchanged_reason`` (what-if or back-dated: why no status changed)."""
+    actions = actions_context(follow_up.actions, as_of=as_of)
+    return {
+        "unchanged_reason": follow_up.unchanged_reason,
+        "proposals": follow_up.proposals.select(
+            "supplier_id", "name", pl.col("as_of").dt.to_string("%Y-%m-%d"), "from_status", "to_status", "reason",
+        ).to_dicts(),
+        "overdue": follow_up.overdue.select(
+            "supplier_id", "name", "profile", pl.col("last_scored", "next_due").dt.to_string("%Y-%m-%d"),
+        ).to_dicts(),
+        "actions": actions,
+        "actions_overdue": sum(1 for action in actions if action["overdue"]),
+    }
+
+
+def supplier_asl_context(evaluation: Mapping[str, Any], *, proposals: pl.DataFrame, actions: pl.DataFrame,
+                         as_of: date) -> dict[str, Any]:
+    """A supplier report's ASL part: its profile, re-evaluation interval and next due date, what this evaluation
+    did (``outcome``, ``proposed_status``, ``note``), a change of it awaiting approval, and its open actions."""
+    next_due = evaluation.get("next_due")
+    proposal = proposals.select("as_of", "from_status", "to_status", "reason").with_columns(
+        pl.col("as_of").dt.to_string("%Y-%m-%d")).to_dicts()
+    return {
+        "profile": evaluation.get("profile"),
+        "reevaluate_every_days": evaluation.get("reevaluate_every_days"),
+        "next_due": _text(next_due),
+        "outcome": evaluation.get("outcome"),
+        "proposed_status": evaluation.get("proposed_status"),
+        "note": evaluation.get("status_note"),
+        "proposal": proposal[-1] if proposal else None,
+        "actions": actions_context(actions, as_of=as_of),
+    }
 
 
 def band_counts(evaluated: pl.DataFrame, band_names: Sequence[str]) -> dict[str, int]:

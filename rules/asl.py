@@ -37,12 +37,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from rules.model import RuleSet
 from rules.scoring import PROFILE, REEVALUATE_EVERY, per_profile, profile_expression
+from suppliers.errors import ConfigError
 from suppliers.runs import CURRENT_STATUS
+
+if TYPE_CHECKING:
+    from suppliers.store import AslRecords, Store
 
 PENDING = "pending"
 SCAR, BLOCK = "scar", "block_orders"
@@ -79,11 +84,16 @@ def recent_bands(evaluations: pl.DataFrame) -> pl.DataFrame:
         "supplier_id", maintain_order=True).agg(pl.col("band").alias(RECENT_BANDS))
 
 
-def with_asl_facts(selected: pl.DataFrame, *, manual: pl.DataFrame, previous_bands: pl.DataFrame,
+def with_asl_facts(selected: pl.DataFrame, *, manual: pl.DataFrame | None, previous_bands: pl.DataFrame | None,
                    nonconformances: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    """The selected suppliers plus what the gates and transition rules need: the manual decision in force
-    (``manual_*``, null without one), the bands of the previous scored official evaluations (latest first), and
-    the age of the oldest open critical nonconformance."""
+    """The selected suppliers plus what the gates and transition rules need: the latest manual decision
+    (``manual_*``, null without one; ``apply_transitions`` checks it is still in force), the bands of the
+    previous scored official evaluations (latest first), and the age of the oldest open critical nonconformance.
+    """
+    if manual is None:
+        manual = pl.DataFrame(schema={"supplier_id": pl.String(), **MANUAL_COLUMNS})
+    if previous_bands is None:
+        previous_bands = pl.DataFrame(schema={"supplier_id": pl.String, "as_of": pl.Date, "band": pl.String})
     manual = manual.select("supplier_id", *MANUAL_COLUMNS)
     return (
         selected.join(manual, on="supplier_id", how="left")
@@ -326,49 +336,50 @@ def overdue_suppliers(plan: pl.DataFrame, suppliers: pl.DataFrame, evaluated_ids
 # --- the list itself -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AslRecords:
-    """What the store holds for the ASL (``Store.asl_records``)."""
-
-    seen: pl.DataFrame  # supplier_id, name, category, criticality, owner_email, active
-    current: pl.DataFrame  # supplier_id, status, status_as_of, reason, approved_by
-    latest: pl.DataFrame  # latest official evaluation: supplier_id, as_of, score, band, insufficient_reason
-    outcome: pl.DataFrame  # latest official outcome: supplier_id, profile, next_due (of the latest scored one)
-    proposals: pl.DataFrame  # open proposals: supplier_id, to_status
-    manual: pl.DataFrame  # latest manual decision: supplier_id, manual_status, manual_by, manual_until, ...
-    actions: pl.DataFrame  # open actions: supplier_id, action_id, kind, due
+ASL_COLUMNS = ("supplier_id", "name", "status", "since", "why", "score", "band", "evaluated_as_of", "profile",
+               "next_due", "proposed", "open_actions")
 
 
-ASL_COLUMNS = ("supplier_id", "name", "status", "since", "why", "score", "band", "profile", "next_due",
-               "proposed", "open_actions")
+def action_ids(kind: pl.Expr, number: pl.Expr) -> pl.Expr:
+    """``SCAR-0001``: the kind's prefix and the action's number in the store (see ``action_id``)."""
+    prefix = kind.replace_strict(ACTION_PREFIX, default=kind.str.to_uppercase(), return_dtype=pl.String)
+    return pl.format("{}-{}", prefix, number.cast(pl.String).str.zfill(4))
 
 
 def approved_supplier_list(records: AslRecords, *, today: date) -> pl.DataFrame:
     """Every supplier the store knows, one row each (``ASL_COLUMNS``), by supplier id.
 
     ``status`` is its latest recorded status (``pending`` before its first scored evaluation); ``since`` and
-    ``why`` come from the change that set it (with who approved it when a person did), ``score`` and ``band``
-    from its latest official evaluation, ``profile`` and ``next_due`` from its latest scored one (null: due
-    now); ``proposed`` is an open proposal awaiting approval, and ``open_actions`` its open actions by id.
+    ``why`` come from the change that set it (with who approved it when a person did, and a manual decision
+    in force), ``score``, ``band`` and ``evaluated_as_of`` from its latest official evaluation, ``profile`` and
+    ``next_due`` from its latest scored one (null: never scored, due now); ``proposed`` is a change awaiting
+    approval, and ``open_actions`` its open actions by id (overdue ones say since when).
     """
     ids = pl.concat([frame.select("supplier_id") for frame in (records.seen, records.current, records.latest)]
                     ).unique()
     manual = records.manual.filter(pl.col("manual_until").is_null() | (pl.col("manual_until") >= today))
-    actions = records.actions.sort("action_id").group_by("supplier_id").agg(
-        open_actions=pl.format("{}{}", pl.col("action_id"), pl.when(pl.col("due") < today).then(
-            pl.format(" (overdue since {})", pl.col("due").cast(pl.String))).otherwise(pl.lit(""))).str.join(", "))
+    overdue = pl.when(pl.col("due") < today).then(pl.format(" (overdue since {})", pl.col("due").cast(pl.String)))
+    actions = records.actions.sort("number").group_by("supplier_id").agg(
+        open_actions=pl.concat_str([action_ids(pl.col("kind"), pl.col("number")), overdue], ignore_nulls=True)
+        .str.join(", "))
     by_person = ~pl.col("approved_by").str.starts_with("supplier-eval ")
+    never_set = pl.col("reason").is_null() & (pl.col("status").is_null() | (pl.col("status") == PENDING))
     why = (
-        pl.when(pl.col("reason").is_null() & pl.col("insufficient_reason").is_not_null())
+        pl.when(never_set & pl.col("insufficient_reason").is_not_null())
         .then(pl.format("not scored yet: insufficient data ({})", pl.col("insufficient_reason")))
-        .when(pl.col("reason").is_null()).then(pl.lit("not evaluated yet"))
-        .when(by_person).then(pl.format("{} (approved by {})", pl.col("reason"), pl.col("approved_by")))
+        .when(never_set).then(pl.lit("not evaluated yet"))
+        .when(pl.col("reason").is_null()).then(pl.lit("the status its evaluations kept (no change recorded)"))
+        .when(by_person.fill_null(False)).then(pl.format("{} (approved by {})", pl.col("reason"),
+                                                         pl.col("approved_by")))
         .otherwise(pl.col("reason"))
     )
-    manual_note = pl.when(pl.col("manual_status").is_not_null()).then(pl.format(
-        "; manual decision by {} in force {}", pl.col("manual_by"),
-        pl.when(pl.col("manual_until").is_null()).then(pl.lit("with no end date"))
-        .otherwise(pl.format("until {}", pl.col("manual_until").cast(pl.String)))))
+    until = (pl.when(pl.col("manual_until").is_null()).then(pl.lit("with no end date"))
+             .otherwise(pl.format("until {}", pl.col("manual_until").cast(pl.String))))
+    set_by_it = pl.col("reason").str.starts_with("manual decision: ").fill_null(False)
+    manual_note = (pl.when(pl.col("manual_status").is_not_null() & set_by_it)
+                   .then(pl.format("; evaluations respect it {}", until))
+                   .when(pl.col("manual_status").is_not_null())
+                   .then(pl.format("; manual decision by {} in force {}", pl.col("manual_by"), until)))
     return (
         ids.join(records.seen, on="supplier_id", how="left")
         .join(records.current, on="supplier_id", how="left")
@@ -378,11 +389,8 @@ def approved_supplier_list(records: AslRecords, *, today: date) -> pl.DataFrame:
         .join(manual.select("supplier_id", "manual_status", "manual_by", "manual_until"), on="supplier_id",
               how="left")
         .join(actions, on="supplier_id", how="left")
-        .with_columns(
-            status=pl.coalesce("status", pl.lit(PENDING)),
-            since=pl.col("status_as_of"),
-            why=pl.concat_str([why, manual_note], ignore_nulls=True),
-        )
+        .with_columns(why=pl.concat_str([why, manual_note], ignore_nulls=True))
+        .with_columns(status=pl.coalesce("status", pl.lit(PENDING)), since=pl.col("status_as_of"))
         .select(*ASL_COLUMNS)
         .sort("supplier_id")
     )
@@ -391,3 +399,123 @@ def approved_supplier_list(records: AslRecords, *, today: date) -> pl.DataFrame:
 def action_id(kind: str, number: int) -> str:
     """``SCAR-0001``: the kind's prefix and the action's number in the store."""
     return f"{ACTION_PREFIX.get(kind, kind.upper())}-{number:04d}"
+
+
+# --- what a person decides (the CLI's `asl approve|reject|set` and `actions close`) --------------------------------
+
+STATUSES = ("approved", "conditional", "probation", "disqualified")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a person's decision recorded: the status change (None when the status did not move) and the ids of
+    the actions it raised."""
+
+    supplier_id: str
+    from_status: str
+    to_status: str
+    actions: tuple[str, ...] = ()
+    changed: bool = True
+
+
+def _known(store: Store, supplier_id: str, command: str) -> None:
+    if not store.knows_supplier(supplier_id):
+        raise ConfigError(f"unknown supplier {supplier_id!r}: the ASL has no record of it", where=command,
+                          fix="Use a supplier id that `supplier-eval asl` lists (a supplier is listed once evaluated).")
+
+
+def _open_proposal(store: Store, supplier_id: str, command: str) -> dict:
+    _known(store, supplier_id, command)
+    proposal = store.open_proposals(supplier_id)
+    if proposal.is_empty():
+        raise ConfigError(f"nothing proposed for {supplier_id}: no status change of it awaits approval",
+                          where=command, fix="`supplier-eval asl` shows proposed changes in its 'proposed' column; "
+                          "to set a status yourself use `supplier-eval asl set`.")
+    return proposal.row(-1, named=True)
+
+
+def _owners(store: Store, supplier_id: str) -> pl.DataFrame:
+    return store.asl_records().seen.filter(pl.col("supplier_id") == supplier_id)
+
+
+def _action_names(kinds: pl.Series, numbers: Sequence[int]) -> tuple[str, ...]:
+    return tuple(action_id(kind, number) for kind, number in zip(kinds.to_list(), numbers, strict=True))
+
+
+def approve_change(store: Store, supplier_id: str, *, by: str, reason: str, rule_set: RuleSet,
+                   officers: Sequence[str] = ()) -> Decision:
+    """Apply the change proposed for ``supplier_id``: a status change approved by ``by``, dated as of the
+    evaluation that proposed it, and the actions it raises (a SCAR into probation, block orders into
+    disqualified)."""
+    command = "supplier-eval asl approve"
+    proposal = _open_proposal(store, supplier_id, command)
+    change = {"supplier_id": supplier_id, "as_of": proposal["as_of"], "from_status": proposal["from_status"],
+              "to_status": proposal["to_status"], "reason": f"{proposal['reason']}; approved: {reason}"}
+    raised = raise_actions(pl.DataFrame([change]), _owners(store, supplier_id), rule_set, on=proposal["as_of"],
+                           officers=officers)
+    numbers = store.decide_proposal(proposal["proposal_id"], approve=True, decided_by=by, reason=reason,
+                                    change=change, raised=raised)
+    if numbers is None:
+        raise ConfigError(f"the change proposed for {supplier_id} was decided meanwhile", where=command,
+                          fix="Look at `supplier-eval asl` again.")
+    return Decision(supplier_id, proposal["from_status"], proposal["to_status"],
+                    _action_names(raised["kind"], numbers))
+
+
+def reject_change(store: Store, supplier_id: str, *, by: str, reason: str) -> Decision:
+    """Reject the change proposed for ``supplier_id``: it keeps its status (a later evaluation may propose again)."""
+    command = "supplier-eval asl reject"
+    proposal = _open_proposal(store, supplier_id, command)
+    if store.decide_proposal(proposal["proposal_id"], approve=False, decided_by=by, reason=reason) is None:
+        raise ConfigError(f"the change proposed for {supplier_id} was decided meanwhile", where=command,
+                          fix="Look at `supplier-eval asl` again.")
+    return Decision(supplier_id, proposal["from_status"], proposal["to_status"], changed=False)
+
+
+def set_status(store: Store, supplier_id: str, status: str, *, by: str, reason: str, until: date | None,
+               rule_set: RuleSet, officers: Sequence[str] = (), today: date) -> Decision:
+    """Record a person's decision on a supplier's status; runs respect it (change nothing) until ``until``
+    (with none, until another decision). The change is dated ``today`` (or the supplier's latest decision, if
+    that is later, so it is the current one), and raises the actions a change into its status raises."""
+    command = "supplier-eval asl set"
+    if status not in STATUSES:
+        raise ConfigError(f"bad status {status!r}", where=command, fix=f"Use one of {', '.join(STATUSES)}.")
+    if until is not None and until < today:
+        raise ConfigError(f"--until {until.isoformat()} is in the past", where=command,
+                          fix="Give a date from today on, or leave --until out for a decision with no end date.")
+    _known(store, supplier_id, command)
+    current = store.current_statuses(excluding_run_key="").filter(pl.col("supplier_id") == supplier_id)
+    from_status = current["status"].item() if current.height else PENDING
+    as_of = max(today, current["status_as_of"].item()) if current.height else today
+    change = pl.DataFrame([{"supplier_id": supplier_id, "from_status": from_status, "to_status": status,
+                            "reason": f"manual decision: {reason}"}])
+    raised = raise_actions(change, _owners(store, supplier_id), rule_set, on=as_of, officers=officers)
+    _, numbers = store.record_manual_decision(supplier_id=supplier_id, status=status, from_status=from_status,
+                                              decided_by=by, reason=reason, until=until, as_of=as_of, raised=raised)
+    return Decision(supplier_id, from_status, status, _action_names(raised["kind"], numbers),
+                    changed=status != from_status)
+
+
+def close_action(store: Store, action: str, *, by: str, effective: bool, note: str | None, today: date) -> str:
+    """Close an open action (``SCAR-0001``, or its number) with its effectiveness check; returns its id."""
+    command = "supplier-eval actions close"
+    digits = action.rsplit("-", 1)[-1]
+    recorded = store.actions_frame().filter(pl.col("number") == int(digits)) if digits.isdigit() else None
+    if (recorded is None or recorded.is_empty()
+            or not (action.isdigit() or action.upper() == action_id(recorded["kind"].item(), int(digits)))):
+        raise ConfigError(f"unknown action {action!r}", where=command,
+                          fix="Use an id that `supplier-eval actions` lists, e.g. SCAR-0001.")
+    name = action_id(recorded["kind"].item(), int(digits))
+    if recorded["state"].item() != "open" or not store.close_action(int(digits), closed_by=by, effective=effective,
+                                                                   note=note, on=today):
+        raise ConfigError(f"{name} is already closed", where=command,
+                          fix="`supplier-eval actions` shows it with who closed it; raise a new one if it recurred.")
+    return name
+
+
+def read_approved_supplier_list(store_url: str, *, today: date) -> pl.DataFrame:
+    """The ASL (``approved_supplier_list``) of the store at ``store_url``, which must exist (nothing is created)."""
+    from suppliers.store import Store
+
+    with Store(store_url, create=False) as store:
+        return approved_supplier_list(store.asl_records(), today=today)

@@ -15,6 +15,8 @@ from suppliers.errors import ConfigError
 
 CURRENT_STATUS = "current_status"  # the ASL status a supplier had before this run
 EVERY_ACTIVE = "*active*"  # the selection of a run that evaluates every active supplier
+EVERY_DUE = "*due*"  # the selection of a nightly run that evaluates the active suppliers due for re-evaluation
+PENDING = "pending"  # the status of a supplier the ASL has not seen yet
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,14 @@ def choose_suppliers(suppliers: pl.DataFrame, supplier_ids: Sequence[str] = ()) 
 
 
 def with_current_status(chosen: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
-    """The chosen suppliers with their ASL status before this run: the store's, else the supplier record's."""
+    """The chosen suppliers with their ASL status before this run: the store's, else ``pending`` (a supplier
+    the ASL has not seen starts as pending whatever its supplier record says; its first scored evaluation sets
+    its status). ``status_as_of`` is when the store's status was decided (null for a new supplier)."""
+    recorded = current.select("supplier_id", recorded_status="status",
+                              status_as_of=pl.col("status_as_of") if "status_as_of" in current.columns
+                              else pl.lit(None, dtype=pl.Date))
     return (
-        chosen.join(current.select("supplier_id", recorded_status="status"), on="supplier_id", how="left")
-        .with_columns(pl.coalesce("recorded_status", "status").alias(CURRENT_STATUS))
+        chosen.join(recorded, on="supplier_id", how="left")
+        .with_columns(pl.coalesce("recorded_status", pl.lit(PENDING)).alias(CURRENT_STATUS))
         .drop("recorded_status")
     )

@@ -4,6 +4,12 @@ Runs, evaluations, ASL status changes, quarantine summaries and the email outbox
 the default) or PostgreSQL (by URL). Evaluations and status changes are append-only and keyed by the run
 key (as-of date, window, selection, rule-set hash, input fingerprint), so re-running the same evaluation
 adds nothing; the outbox is keyed by message, so nothing is sent twice.
+
+Schema version 2 added, beside the version-1 tables (so a version-1 store migrates by creating them): what
+each evaluation did on the ASL (``evaluation_outcomes``: profile, next due date, verdict, outcome), changes
+proposed for a person's approval (``proposals``), manual decisions (``manual_decisions``), the actions status
+changes raise (``actions``: SCARs, block-orders recommendations, with their closing and effectiveness check),
+and the suppliers the ASL has seen (``suppliers_seen``: names and owners, so the ASL reads from the store alone).
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from suppliers.errors import StoreError
 from suppliers.runs import RunRecord
 
-__all__ = ["Store", "RunRecord", "PendingMessage", "ClaimedMessage", "History", "STALE_CLAIM", "SCHEMA_VERSION",
+__all__ = ["Store", "RunRecord", "PendingMessage", "ClaimedMessage", "History", "AslRecords", "AslResults", "FollowUp",
+           "STALE_CLAIM", "SCHEMA_VERSION",
            "redact_url"]
 
 metadata = sa.MetaData()
 STALE_CLAIM = timedelta(minutes=30)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Any constant: PostgreSQL serialises the runs that create the schema at once on this advisory lock.
 _SCHEMA_LOCK = 84_049_001
 
@@ -114,6 +121,89 @@ quarantine_summaries = sa.Table(
     sa.UniqueConstraint("run_key", "kind", name="uq_quarantine_per_run_key"),
 )
 
+evaluation_outcomes = sa.Table(
+    "evaluation_outcomes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_key", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("supplier_id", sa.String(200), nullable=False),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("profile", sa.Text, nullable=False),
+    sa.Column("reevaluate_every_days", sa.Integer, nullable=False),
+    sa.Column("next_due", sa.Date),
+    sa.Column("proposed_status", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("action", sa.Text),
+    sa.UniqueConstraint("run_key", "supplier_id", name="uq_outcome_per_run_key"),
+    sa.Index("ix_outcomes_supplier", "supplier_id", "as_of"),
+)
+
+proposals = sa.Table(
+    "proposals", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_key", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("supplier_id", sa.String(200), nullable=False),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("from_status", sa.String(16), nullable=False),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # open | approved | rejected | superseded
+    sa.Column("proposed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("decided_by", sa.String(200)),
+    sa.Column("decision_reason", sa.Text),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("run_key", "supplier_id", name="uq_proposal_per_run_key"),
+    sa.Index("ix_proposals_open", "supplier_id", "state"),
+)
+
+manual_decisions = sa.Table(
+    "manual_decisions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("supplier_id", sa.String(200), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("from_status", sa.String(16), nullable=False),
+    sa.Column("decided_by", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("until", sa.Date),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+actions = sa.Table(
+    "actions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),  # the number in SCAR-0001
+    sa.Column("source_key", sa.String(80), nullable=False),  # the run key, or approval-N / manual-N
+    sa.Column("supplier_id", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # scar | block_orders
+    sa.Column("raised_on", sa.Date, nullable=False),
+    sa.Column("due", sa.Date),
+    sa.Column("owner", sa.Text),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # open | closed
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("closed_by", sa.String(200)),
+    sa.Column("closed_on", sa.Date),
+    sa.Column("effective", sa.Boolean),
+    sa.Column("note", sa.Text),
+    sa.UniqueConstraint("source_key", "supplier_id", "kind", name="uq_action_per_source"),
+    sa.Index("ix_actions_supplier", "supplier_id", "state"),
+)
+
+suppliers_seen = sa.Table(
+    "suppliers_seen", metadata,
+    sa.Column("supplier_id", sa.String(200), primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("category", sa.Text),
+    sa.Column("criticality", sa.String(16)),
+    sa.Column("owner_email", sa.Text),
+    sa.Column("active", sa.Boolean),
+    sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen_as_of", sa.Date, nullable=False),
+    sa.Column("last_seen_run_id", sa.String(36), nullable=False),
+)
+
 outbox = sa.Table(
     "outbox", metadata,
     sa.Column("message_key", sa.String(200), primary_key=True),
@@ -169,6 +259,39 @@ class History:
     previous: pl.DataFrame  # supplier_id, previous_as_of, previous_score, previous_band
     official_as_of: pl.DataFrame  # supplier_id, official_as_of
     previous_quality: pl.DataFrame  # the latest earlier run's quarantine summary (see previous_quarantine_summary)
+    manual: pl.DataFrame | None = None  # each supplier's latest manual decision (see latest_manual_decisions)
+    recent_bands: pl.DataFrame | None = None  # scored official evaluations before the as-of date (see recent_bands)
+
+
+@dataclass(frozen=True)
+class AslRecords:
+    """What the store holds for the approved supplier list (``Store.asl_records``; ``rules.asl`` builds it)."""
+
+    seen: pl.DataFrame  # supplier_id, name, category, criticality, owner_email, active
+    current: pl.DataFrame  # supplier_id, status, status_as_of, reason, approved_by (None: kept, version 1)
+    latest: pl.DataFrame  # latest official evaluation: supplier_id, evaluated_as_of, score, band, insufficient_reason
+    outcome: pl.DataFrame  # supplier_id, profile (latest official evaluation), next_due (latest scored one)
+    proposals: pl.DataFrame  # open proposals: supplier_id, to_status
+    manual: pl.DataFrame  # latest manual decision per supplier (see latest_manual_decisions)
+    actions: pl.DataFrame  # open actions: supplier_id, number, kind, due
+
+
+class FollowUp(NamedTuple):
+    """What waits for a person: proposals awaiting approval (``Store.open_proposals``) and open actions
+    (``Store.actions_frame``)."""
+
+    proposals: pl.DataFrame
+    actions: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class AslResults:
+    """What a run records on the ASL besides its evaluations and status changes (``rules.decide.Decisions``)."""
+
+    outcomes: pl.DataFrame  # per evaluated supplier: profile, reevaluate_every_days, next_due, proposed_status, ...
+    proposals: pl.DataFrame  # supplier_id, from_status, to_status, reason
+    actions: pl.DataFrame  # rules.asl.ACTIONS_SCHEMA
+    seen: pl.DataFrame  # supplier_id, name, category, criticality, owner_email, active
 
 
 class Store:
@@ -251,8 +374,8 @@ class Store:
 
     def save_results(self, run_key: str, run_id: str, *, evaluated: pl.DataFrame, changes: pl.DataFrame,
                      quarantine_summary: pl.DataFrame, as_of: date, window_start: date, rule_set_hash: str,
-                     approved_by: str) -> int:
-        """Evaluations, status changes and the quarantine summary of a run, in one transaction.
+                     approved_by: str, asl: AslResults | None = None) -> int:
+        """Evaluations, status changes, the quarantine summary and what the run did on the ASL, in one transaction.
 
         Returns how many evaluations this run recorded, counted by run id, so a retried call still says so.
         """
@@ -262,8 +385,65 @@ class Store:
             self.save_status_changes(run_key, run_id, changes, as_of=as_of, approved_by=approved_by,
                                      connection=connection)
             self.save_quarantine_summary(run_key, run_id, quarantine_summary, connection=connection)
+            if asl is not None:
+                self._save_asl(connection, run_key, run_id, as_of=as_of, asl=asl)
             mine = sa.select(sa.func.count()).select_from(evaluations).where(evaluations.c.run_id == run_id)
             return int(connection.execute(mine).scalar_one())
+
+    def _save_asl(self, connection: sa.Connection, run_key: str, run_id: str, *, as_of: date,
+                  asl: AslResults) -> None:
+        """Outcomes, proposals (an open one of an earlier evaluation is superseded by this one), actions, and the
+        suppliers seen: all keyed like the evaluations, so a re-run adds nothing."""
+        now = _now()
+        outcome_rows = [{"run_key": run_key, "run_id": run_id, "as_of": as_of, **row} for row in asl.outcomes.select(
+            "supplier_id", "profile", "reevaluate_every_days", "next_due", "proposed_status", "outcome",
+            note="status_note", action="action").to_dicts()]
+        self._insert_ignoring_duplicates(evaluation_outcomes, outcome_rows, connection)
+        decided = asl.outcomes.filter(pl.col("outcome").is_in(["changed", "unchanged", "proposed", "manual"]))
+        p = proposals.c
+        for chunk in _chunks(decided["supplier_id"].to_list(), 500):
+            connection.execute(
+                proposals.update()
+                .where(p.state == "open", p.run_key != run_key, p.supplier_id.in_(chunk), p.as_of <= as_of)
+                .values(state="superseded", decided_at=now,
+                        decision_reason=f"superseded by the evaluation as of {as_of.isoformat()}")
+            )
+        proposal_rows = [{"run_key": run_key, "run_id": run_id, "as_of": as_of, "state": "open", "proposed_at": now,
+                          **row} for row in asl.proposals.select("supplier_id", "from_status", "to_status",
+                                                                 "reason").to_dicts()]
+        self._insert_ignoring_duplicates(proposals, proposal_rows, connection)
+        self._insert_actions(connection, run_key, asl.actions)
+        self._upsert_seen(connection, run_id, as_of, asl.seen)
+
+    def _insert_actions(self, connection: sa.Connection, source_key: str, raised: pl.DataFrame) -> list[int]:
+        """Insert the actions raised by one source (a run key, an approval, a manual decision); the numbers of
+        those that are new."""
+        now = _now()
+        rows = [{"source_key": source_key, "state": "open", "created_at": now, **row} for row in raised.select(
+            "supplier_id", "kind", "raised_on", "due", "owner", "description").to_dicts()]
+        if not rows:
+            return []
+        statement = _DIALECTS[self.engine.dialect.name].insert(actions).on_conflict_do_nothing().returning(
+            actions.c.id)
+        return [int(row.id) for row in connection.execute(statement, rows)]
+
+    def _upsert_seen(self, connection: sa.Connection, run_id: str, as_of: date, seen: pl.DataFrame) -> None:
+        """Keep each supplier's record fields as the latest-dated run saw them."""
+        if seen.is_empty():
+            return
+        now = _now()
+        fresh = {"first_seen_at": now, "last_seen_as_of": as_of, "last_seen_run_id": run_id}
+        rows = [{**fresh, **row} for row in seen.select(
+            "supplier_id", "name", "category", "criticality", "owner_email", "active").to_dicts()]
+        statement = _DIALECTS[self.engine.dialect.name].insert(suppliers_seen)
+        fields = ("name", "category", "criticality", "owner_email", "active", "last_seen_as_of", "last_seen_run_id")
+        statement = statement.on_conflict_do_update(
+            index_elements=[suppliers_seen.c.supplier_id],
+            set_={name: statement.excluded[name] for name in fields},
+            where=suppliers_seen.c.last_seen_as_of <= statement.excluded.last_seen_as_of,
+        )
+        for chunk in range(0, len(rows), 500):
+            connection.execute(statement, rows[chunk:chunk + 500])
 
     def save_evaluations(self, run_key: str, run_id: str, evaluated: pl.DataFrame, *, as_of: date,
                          window_start: date, rule_set_hash: str, connection: sa.Connection | None = None) -> int:
@@ -343,20 +523,221 @@ class Store:
         return History(current_statuses=self.current_statuses(excluding_run_key=run_key),
                        previous=self.previous_evaluations(as_of=as_of, excluding_run_key=run_key),
                        official_as_of=self.latest_official_as_of(excluding_run_key=run_key),
-                       previous_quality=self.previous_quarantine_summary(before_run_id=run_id))
+                       previous_quality=self.previous_quarantine_summary(before_run_id=run_id),
+                       manual=self.latest_manual_decisions(),
+                       recent_bands=self.recent_bands(as_of=as_of, excluding_run_key=run_key))
 
-    def current_statuses(self, *, excluding_run_key: str) -> pl.DataFrame:
+    def current_statuses(self, *, excluding_run_key: str, connection: sa.Connection | None = None) -> pl.DataFrame:
         """Per supplier, the ASL status of its latest change by as-of date (supplier_id, status, status_as_of).
 
         Ordered by the evaluation's as-of date, not by when it was recorded: a back-dated evaluation run
-        today does not overwrite a newer decision.
+        today does not overwrite a newer decision. A supplier evaluated but never changed (a version-1 store kept
+        the supplier record's status then) has the status of its latest official evaluation.
         """
+        schema = {"supplier_id": pl.String, "status": pl.String, "status_as_of": pl.Date}
         latest = _latest_per_supplier(
             status_changes, status_changes.c.to_status.label("status"), status_changes.c.as_of.label("status_as_of"),
             where=status_changes.c.run_key != excluding_run_key,
         )
-        query = sa.select(latest.c.supplier_id, latest.c.status, latest.c.status_as_of)
-        return self._frame(query, schema={"supplier_id": pl.String, "status": pl.String, "status_as_of": pl.Date})
+        e = evaluations.c
+        evaluated = _latest_per_supplier(
+            evaluations, e.status.label("status"), e.as_of.label("status_as_of"),
+            join=(runs, runs.c.run_id == e.run_id), where=sa.and_(e.run_key != excluding_run_key, runs.c.changes_asl),
+        )
+        changed = self._frame(sa.select(latest.c.supplier_id, latest.c.status, latest.c.status_as_of), schema,
+                              connection)
+        kept = self._frame(sa.select(evaluated.c.supplier_id, evaluated.c.status, evaluated.c.status_as_of),
+                           schema, connection)
+        return pl.concat([changed, kept.join(changed, on="supplier_id", how="anti")]).sort("supplier_id")
+
+    def latest_manual_decisions(self, connection: sa.Connection | None = None) -> pl.DataFrame:
+        """Each supplier's latest manual decision (supplier_id, manual_status, manual_by, manual_reason,
+        manual_until, manual_as_of); in force while manual_until is empty or not yet past."""
+        m = manual_decisions.c
+        latest = _latest_per_supplier(manual_decisions, m.status.label("manual_status"),
+                                      m.decided_by.label("manual_by"), m.reason.label("manual_reason"),
+                                      m.until.label("manual_until"), m.as_of.label("manual_as_of"))
+        return self._frame(sa.select(latest), schema={
+            "supplier_id": pl.String, "manual_status": pl.String, "manual_by": pl.String, "manual_reason": pl.String,
+            "manual_until": pl.Date, "manual_as_of": pl.Date}, connection=connection)
+
+    def recent_bands(self, *, as_of: date, excluding_run_key: str, limit: int = 10) -> pl.DataFrame:
+        """The latest ``limit`` scored official evaluations of each supplier before ``as_of``, one per as-of date
+        (supplier_id, as_of, band): what the repeated-low-score gate and the disqualification rule count."""
+        e = evaluations.c
+        ranked = (
+            sa.select(e.supplier_id, e.as_of, e.band, sa.func.row_number().over(
+                partition_by=e.supplier_id, order_by=(e.as_of.desc(), e.id.desc())).label("rank"))
+            .join(runs, runs.c.run_id == e.run_id)
+            .where(e.run_key != excluding_run_key, e.as_of < as_of, e.score.is_not(None), runs.c.changes_asl)
+            .subquery()
+        )
+        query = sa.select(ranked.c.supplier_id, ranked.c.as_of, ranked.c.band).where(ranked.c.rank <= limit * 3)
+        frame = self._frame(query, schema={"supplier_id": pl.String, "as_of": pl.Date, "band": pl.String})
+        return (frame.unique(["supplier_id", "as_of"], keep="first", maintain_order=True)
+                .group_by("supplier_id", maintain_order=True).head(limit))
+
+    def last_scored(self, *, as_of: date) -> pl.DataFrame:
+        """Per supplier, the as-of date of its latest scored official evaluation before ``as_of``
+        (``last_scored_before``) and on or before it (``last_scored``): what the re-evaluation schedule runs on."""
+        e = evaluations.c
+        query = (
+            sa.select(e.supplier_id,
+                      sa.func.max(sa.case((e.as_of < as_of, e.as_of))).label("last_scored_before"),
+                      sa.func.max(sa.case((e.as_of <= as_of, e.as_of))).label("last_scored"))
+            .join(runs, runs.c.run_id == e.run_id)
+            .where(runs.c.changes_asl, e.score.is_not(None))
+            .group_by(e.supplier_id)
+        )
+        return self._frame(query, schema={"supplier_id": pl.String, "last_scored_before": pl.Date,
+                                          "last_scored": pl.Date})
+
+    # proposals, manual decisions, actions ----------------------------------------------------------------------
+
+    def open_proposals(self, supplier_id: str | None = None, connection: sa.Connection | None = None) -> pl.DataFrame:
+        """Changes awaiting a person's approval, oldest first: proposal_id, supplier_id, name, as_of, from_status,
+        to_status, reason."""
+        p = proposals.c
+        query = (
+            sa.select(p.id.label("proposal_id"), p.supplier_id, suppliers_seen.c.name, p.as_of, p.from_status,
+                      p.to_status, p.reason)
+            .outerjoin(suppliers_seen, suppliers_seen.c.supplier_id == p.supplier_id)
+            .where(p.state == "open")
+            .order_by(p.as_of, p.id)
+        )
+        if supplier_id is not None:
+            query = query.where(p.supplier_id == supplier_id)
+        return self._frame(query, schema={"proposal_id": pl.Int64, "supplier_id": pl.String, "name": pl.String,
+                                          "as_of": pl.Date, "from_status": pl.String, "to_status": pl.String,
+                                          "reason": pl.String}, connection=connection)
+
+    def decide_proposal(self, proposal_id: int, *, approve: bool, decided_by: str, reason: str,
+                        change: dict[str, Any] | None = None, raised: pl.DataFrame | None = None) -> list[int] | None:
+        """Approve or reject an open proposal, in one transaction; None when it is no longer open.
+
+        Approving records ``change`` (supplier_id, as_of, from_status, to_status, reason) as a status change
+        approved by ``decided_by``, and the actions ``raised`` by it; returns their numbers.
+        """
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                proposals.update().where(proposals.c.id == proposal_id, proposals.c.state == "open").values(
+                    state="approved" if approve else "rejected", decided_by=decided_by, decision_reason=reason,
+                    decided_at=_now()))
+            if updated.rowcount != 1:
+                return None
+            if not approve or change is None:
+                return []
+            key = f"approval-{proposal_id}"
+            self._insert_ignoring_duplicates(status_changes, [{
+                "run_key": key, "run_id": key, "approved_by": decided_by, "changed_at": _now(), **change}], connection)
+            return self._insert_actions(connection, key, raised) if raised is not None else []
+
+    def record_manual_decision(self, *, supplier_id: str, status: str, from_status: str, decided_by: str,
+                               reason: str, until: date | None, as_of: date,
+                               raised: pl.DataFrame | None = None) -> tuple[int, list[int]]:
+        """A person's decision on a supplier's status, in one transaction: the decision (later runs respect it
+        until ``until``), the status change when the status moves, the actions it raises; an open proposal of
+        the supplier is superseded. Returns the decision's number and the new actions' numbers."""
+        now = _now()
+        with self.engine.begin() as connection:
+            decision = int(connection.execute(manual_decisions.insert().returning(manual_decisions.c.id).values(
+                supplier_id=supplier_id, status=status, from_status=from_status, decided_by=decided_by,
+                reason=reason, until=until, as_of=as_of, recorded_at=now)).scalar_one())
+            key = f"manual-{decision}"
+            connection.execute(proposals.update().where(
+                proposals.c.supplier_id == supplier_id, proposals.c.state == "open").values(
+                state="superseded", decided_by=decided_by, decided_at=now,
+                decision_reason=f"superseded by the manual decision {key}"))
+            numbers: list[int] = []
+            if status != from_status:
+                self._insert_ignoring_duplicates(status_changes, [{
+                    "run_key": key, "run_id": key, "supplier_id": supplier_id, "as_of": as_of,
+                    "from_status": from_status, "to_status": status, "approved_by": decided_by, "changed_at": now,
+                    "reason": f"manual decision: {reason}"}], connection)
+                if raised is not None:
+                    numbers = self._insert_actions(connection, key, raised)
+            return decision, numbers
+
+    def actions_frame(self, *, open_only: bool = False, supplier_id: str | None = None,
+                      connection: sa.Connection | None = None) -> pl.DataFrame:
+        """Actions raised by status changes, by number: number, kind, supplier_id, name, raised_on, due, owner,
+        description, state, closed_by, closed_on, effective, note, source_key."""
+        a = actions.c
+        query = (
+            sa.select(a.id.label("number"), a.kind, a.supplier_id, suppliers_seen.c.name, a.raised_on, a.due, a.owner,
+                      a.description, a.state, a.closed_by, a.closed_on, a.effective, a.note, a.source_key)
+            .outerjoin(suppliers_seen, suppliers_seen.c.supplier_id == a.supplier_id)
+            .order_by(a.id)
+        )
+        if open_only:
+            query = query.where(a.state == "open")
+        if supplier_id is not None:
+            query = query.where(a.supplier_id == supplier_id)
+        return self._frame(query, schema={
+            "number": pl.Int64, "kind": pl.String, "supplier_id": pl.String, "name": pl.String, "raised_on": pl.Date,
+            "due": pl.Date, "owner": pl.String, "description": pl.String, "state": pl.String,
+            "closed_by": pl.String, "closed_on": pl.Date, "effective": pl.Boolean, "note": pl.String,
+            "source_key": pl.String}, connection=connection)
+
+    def close_action(self, number: int, *, closed_by: str, effective: bool, note: str | None, on: date) -> bool:
+        """Close an open action with its effectiveness check; False when it is not open (or does not exist)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(actions.update().where(actions.c.id == number, actions.c.state == "open")
+                                        .values(state="closed", closed_by=closed_by, closed_on=on,
+                                                effective=effective, note=note))
+            return result.rowcount == 1
+
+    def knows_supplier(self, supplier_id: str) -> bool:
+        """Whether the ASL has a record of the supplier (seen by an official run, evaluated, or changed)."""
+        with self.engine.connect() as connection:
+            return any(connection.execute(sa.select(table.c.supplier_id).where(table.c.supplier_id == supplier_id)
+                                          .limit(1)).first() is not None
+                       for table in (suppliers_seen, evaluations, status_changes))
+
+    def open_follow_up(self) -> FollowUp:
+        """Every proposal awaiting approval and every open action, read in one transaction (for the reports)."""
+        with self.engine.begin() as connection:
+            return FollowUp(self.open_proposals(connection=connection),
+                            self.actions_frame(open_only=True, connection=connection))
+
+    def asl_records(self) -> AslRecords:
+        """Everything the approved supplier list shows, read in one transaction (see ``rules.asl``)."""
+        e, o = evaluations.c, evaluation_outcomes.c
+        official = (runs, runs.c.run_id == e.run_id)
+        latest = _latest_per_supplier(evaluations, e.as_of.label("evaluated_as_of"), e.score, e.band,
+                                      e.insufficient_reason, join=official, where=runs.c.changes_asl)
+        same_evaluation = (evaluations, sa.and_(e.run_key == o.run_key, e.supplier_id == o.supplier_id))
+        profiled = _latest_per_supplier(evaluation_outcomes, o.profile, where=o.outcome != "what-if")
+        scored = _latest_per_supplier(evaluation_outcomes, o.next_due, join=same_evaluation,
+                                      where=sa.and_(e.score.is_not(None), o.outcome != "what-if"))
+        c = status_changes.c
+        changed = _latest_per_supplier(status_changes, c.to_status.label("status"), c.as_of.label("status_as_of"),
+                                       c.reason, c.approved_by)
+        with self.engine.begin() as connection:  # one transaction: every part as of the same moment
+            current = self._frame(sa.select(changed), {
+                "supplier_id": pl.String, "status": pl.String, "status_as_of": pl.Date, "reason": pl.String,
+                "approved_by": pl.String}, connection)
+            kept = self.current_statuses(excluding_run_key="", connection=connection)  # version-1 unchanged ones
+            return AslRecords(
+                seen=self._frame(sa.select(suppliers_seen.c.supplier_id, suppliers_seen.c.name,
+                                           suppliers_seen.c.category, suppliers_seen.c.criticality,
+                                           suppliers_seen.c.owner_email, suppliers_seen.c.active), {
+                    "supplier_id": pl.String, "name": pl.String, "category": pl.String, "criticality": pl.String,
+                    "owner_email": pl.String, "active": pl.Boolean}, connection),
+                current=pl.concat([current, kept.join(current, on="supplier_id", how="anti").with_columns(
+                    reason=pl.lit(None, pl.String), approved_by=pl.lit(None, pl.String))]),
+                latest=self._frame(sa.select(latest), {
+                    "supplier_id": pl.String, "evaluated_as_of": pl.Date, "score": pl.Float64, "band": pl.String,
+                    "insufficient_reason": pl.String}, connection),
+                outcome=self._frame(sa.select(profiled), {"supplier_id": pl.String, "profile": pl.String},
+                                    connection).join(self._frame(sa.select(scored), {
+                                        "supplier_id": pl.String, "next_due": pl.Date}, connection),
+                                                     on="supplier_id", how="left"),
+                proposals=self.open_proposals(connection=connection).select("supplier_id", "to_status"),
+                manual=self.latest_manual_decisions(connection),
+                actions=self.actions_frame(open_only=True, connection=connection).select(
+                    "supplier_id", "number", "kind", "due"),
+            )
 
     def latest_official_as_of(self, *, excluding_run_key: str) -> pl.DataFrame:
         """Per supplier, the latest as-of date of an official evaluation (supplier_id, official_as_of).
@@ -371,12 +752,6 @@ class Store:
             .group_by(evaluations.c.supplier_id)
         )
         return self._frame(query, schema={"supplier_id": pl.String, "official_as_of": pl.Date})
-
-    def approved_supplier_list(self) -> pl.DataFrame:
-        """Each supplier's status from its latest change by as-of date, with the change's reason and approver."""
-        c = status_changes.c
-        latest = _latest_per_supplier(status_changes, c.to_status, c.as_of, c.reason, c.approved_by)
-        return self._frame(sa.select(latest).order_by(latest.c.supplier_id))
 
     def previous_evaluations(self, *, as_of: date, excluding_run_key: str) -> pl.DataFrame:
         """Per supplier, the latest official evaluation strictly before ``as_of``.
@@ -540,11 +915,14 @@ class Store:
 
     # helpers -----------------------------------------------------------------------------------------------
 
-    def _frame(self, query: sa.Select, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
-        with self.engine.connect() as connection:
-            result = connection.execute(query)
-            columns = list(result.keys())
-            rows = [tuple(row) for row in result]
+    def _frame(self, query: sa.Select, schema: dict[str, Any] | None = None,
+               connection: sa.Connection | None = None) -> pl.DataFrame:
+        if connection is None:
+            with self.engine.connect() as own:
+                return self._frame(query, schema, own)
+        result = connection.execute(query)
+        columns = list(result.keys())
+        rows = [tuple(row) for row in result]
         if schema is not None:
             return pl.DataFrame(rows, schema=schema, orient="row")
         return pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None)

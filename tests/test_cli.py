@@ -129,7 +129,10 @@ def test_evaluate_then_history_and_asl(workspace: Path, capsys: pytest.CaptureFi
     history = capsys.readouterr().out.strip().splitlines()
     assert len(history) == 1 and history[0].startswith(f"{SAMPLE_END}  S0001")
     assert main(["asl", "--config", config]) == 0
-    assert "since 2026-06-30" in capsys.readouterr().out
+    listed = capsys.readouterr().out.splitlines()
+    s0001 = next(line for line in listed if line.startswith("S0001 "))
+    assert " 2026-06-30 " in s0001  # since the evaluation as of 2026-06-30 that set its status
+    assert len([line for line in listed if line.startswith("S0")]) == 24  # every active supplier of the sample
     assert main(["evaluate", "--config", config, "--supplier", "NOPE"]) == 2
     assert "unknown supplier id 'NOPE'" in capsys.readouterr().err
 

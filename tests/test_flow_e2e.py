@@ -225,6 +225,7 @@ def test_scores_through_the_real_flow_match_the_hand_computed_ones(tmp_path: Pat
     #     mean days late over 2 late lines: not measured (the shipped minimum is 3 late lines).
     #     Score (0 + 0 + 3000) / 80 = 37.5 → band D; its first evaluation in band D gives probation
     #     (disqualification needs two in a row).
+    # Both are new to the ASL, so both start as pending: their first scores set their status.
     write_hand_made_data(tmp_path / "data")
     config = tmp_path / "supplier-eval.toml"
     config.write_text('[store]\nurl = "sqlite:///s.db"\n[mail]\nofficers = ["qm@example.org"]\n', encoding="utf-8")
@@ -235,7 +236,7 @@ def test_scores_through_the_real_flow_match_the_hand_computed_ones(tmp_path: Pat
         changes = store.status_history().select("supplier_id", "from_status", "to_status").rows()
     assert (stored["H1"]["score"], stored["H1"]["band"], stored["H1"]["status"]) == (100.0, "A", "approved")
     assert (stored["H2"]["score"], stored["H2"]["band"], stored["H2"]["status"]) == (37.5, "D", "probation")
-    assert changes == [("H2", "approved", "probation")]
+    assert changes == [("H1", "pending", "approved"), ("H2", "pending", "probation")]
     subjects = {message_subject(p) for p in (tmp_path / "outbox").glob("*.eml")}
     assert "Supplier evaluation: Tardy & Co (H2) as of 2026-06-30: band D" in subjects
 
@@ -272,7 +273,7 @@ def test_back_dated_and_what_if_runs_do_not_overwrite_the_approved_supplier_list
     write_hand_made_data(tmp_path / "data")
     config = tmp_path / "supplier-eval.toml"
     config.write_text('[store]\nurl = "sqlite:///s.db"\n', encoding="utf-8")
-    assert run("nightly", config).status_changes == 1  # H2 → probation as of 2026-06-30
+    assert run("nightly", config).status_changes == 2  # H1 → approved, H2 → probation as of 2026-06-30
     from flows.pipeline import adhoc
     from flows.runtime import fast_flow_runs
 
@@ -283,9 +284,10 @@ def test_back_dated_and_what_if_runs_do_not_overwrite_the_approved_supplier_list
         what_if = adhoc(RunParameters(config_file=str(config), as_of=SAMPLE_END, window_days=30))
     assert back.status_changes == 0
     assert what_if.changes_asl is False and what_if.status_changes == 0 and what_if.evaluations_added == 2
+    assert what_if.unchanged_reason.startswith("what-if: another rule set or window")
     with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
         current = dict(store.current_statuses(excluding_run_key="-").select("supplier_id", "status").rows())
-    assert current == {"H2": "probation"}
+    assert current == {"H1": "approved", "H2": "probation"}
 
 
 def test_a_crash_after_storing_sends_every_message_exactly_once_on_the_re_run(
@@ -447,3 +449,91 @@ def test_the_digest_carries_the_data_quality_report(workspace: Path) -> None:
     names = [part.get_filename() for part in digest.iter_attachments()]
     assert names == ["evaluations.csv", "data-quality.html"]
     assert "data-quality.html" in parts(digest)[0]
+
+
+def write_profiled_data(folder: Path) -> None:
+    """Three perfect suppliers, one per criticality (profiles critical 90, major 180, minor 365 days)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = "supplier_id,name,category,criticality,contact_email,owner_email,status,certificate_expiry,active\n"
+    rows = [f"{sid},{name},parts,{crit},,buyer@example.org,approved,2028-01-01,true\n"
+            for sid, name, crit in (("C1", "Critical Castings", "critical"), ("M1", "Major Metals", "major"),
+                                    ("N1", "Minor Nuts", "minor"))]
+    (folder / "suppliers.csv").write_text(header + "".join(rows), encoding="utf-8")
+    lines = ["po_id,line_no,supplier_id,item_id,category,order_date,promised_date,quantity_ordered,unit_price,currency"]
+    receipts = ["receipt_id,po_id,line_no,received_date,quantity_received,quantity_accepted,quantity_rejected"]
+    for supplier in ("C1", "M1", "N1"):
+        for n in range(1, 6):
+            po, promised = f"{supplier}-P{n}", date(2026, 5, n)
+            lines.append(f"{po},1,{supplier},I1,parts,2026-04-01,{promised},10,2.5,EUR")
+            receipts.append(f"{po}-R,{po},1,{promised},10,10,0")
+    (folder / "purchase_order_lines.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "receipts.csv").write_text("\n".join(receipts) + "\n", encoding="utf-8")
+
+
+def test_the_nightly_run_evaluates_only_the_suppliers_due(tmp_path: Path) -> None:
+    write_profiled_data(tmp_path / "data")
+    config = tmp_path / "supplier-eval.toml"
+    config.write_text('[store]\nurl = "sqlite:///s.db"\n[mail]\nofficers = ["qm@example.org"]\n', encoding="utf-8")
+    first = run("nightly", config)  # never evaluated: every one is due
+    assert (first.selection, first.suppliers_evaluated, first.status_changes) == ("due", 3, 3)
+    again = run("nightly", config)  # the same night again: the same suppliers, the same evaluation
+    assert again.run_key == first.run_key and again.already_recorded and again.messages_delivered_now == 0
+    # 90 days on: only the critical supplier is due (2026-06-30 + 90 = 2026-09-28)
+    assert run("nightly", config, as_of_override=date(2026, 9, 28)).suppliers_evaluated == 1
+    assert run("nightly", config, as_of_override=date(2026, 10, 28)).suppliers_evaluated == 0  # nobody due
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        evaluated_on = store.evaluation_history().select("supplier_id", "as_of").sort("as_of", "supplier_id").rows()
+    assert evaluated_on == [("C1", SAMPLE_END), ("M1", SAMPLE_END), ("N1", SAMPLE_END), ("C1", date(2026, 9, 28))]
+    # An ad-hoc run for C1 as of 2027-01-10: M1 was due 2026-12-27 (180 days) and is overdue; N1 is due 2027-06-30.
+    adhoc_run = run("adhoc", config, as_of_override=date(2027, 1, 10), suppliers=("C1",))
+    assert (adhoc_run.selection, adhoc_run.suppliers_evaluated, adhoc_run.overdue) == ("chosen", 1, 1)
+    digest = (Path(adhoc_run.reports_dir) / "digest.txt").read_text(encoding="utf-8")
+    assert "Re-evaluation overdue" in digest and "- Major Metals (M1), major: due 2026-12-27, last scored 2026-06-30" \
+        in digest and "Minor Nuts (N1)" not in digest.split("Re-evaluation overdue")[1].split("\n\n")[0]
+    # with [schedule] evaluate = "all" the nightly run evaluates every active supplier again
+    config.write_text(config.read_text(encoding="utf-8") + '[schedule]\nevaluate = "all"\n', encoding="utf-8")
+    assert run("nightly", config, as_of_override=date(2026, 10, 29)).suppliers_evaluated == 3
+
+
+def test_two_d_evaluations_a_scar_an_approval_from_the_cli_and_a_manual_decision(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from flows.cli import main
+
+    write_hand_made_data(tmp_path / "data")
+    config = tmp_path / "supplier-eval.toml"
+    config.write_text('[store]\nurl = "sqlite:///s.db"\n[mail]\nofficers = ["qm@example.org"]\n', encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    first = run("nightly", config)  # H2's first D: probation, and a SCAR for it
+    assert (first.status_changes, first.actions_raised) == (2, 1)
+    assert run("nightly", config).already_recorded  # the same evaluation again raises no second SCAR
+    with Store(url) as store:
+        assert store.actions_frame().select("number", "kind", "supplier_id").rows() == [(1, "scar", "H2")]
+    # a month later H2 is in band D again: disqualified, but leaving probation needs a person: proposed
+    second = run("adhoc", config, as_of_override=date(2026, 7, 31), suppliers=("H2",))
+    assert (second.status_changes, second.proposals, second.awaiting_approval) == (0, 1, 1)
+    digest = (Path(second.reports_dir) / "digest.txt").read_text(encoding="utf-8")
+    top = digest.split("Suppliers evaluated")[0]
+    assert "AWAITING YOUR APPROVAL" in top and "- Tardy & Co (H2): probation -> disqualified, as of 2026-07-31." in top
+    report = (Path(second.reports_dir) / "suppliers" / "H2.txt").read_text(encoding="utf-8")
+    assert "Awaiting       probation -> disqualified, proposed as of 2026-07-31" in report
+    assert "SCAR-0001 Corrective action request (SCAR), raised 2026-06-30, due 2026-07-30 (OVERDUE)" in report
+
+    assert main(["asl", "approve", "H2", "--by", "Q. Manager", "--reason", "two D in a row", "--config",
+                 str(config)]) == 0
+    assert "H2: probation -> disqualified, approved by Q. Manager; raised BLOCK-0002" in capsys.readouterr().out
+    assert main(["actions", "close", "SCAR-0001", "--by", "Q. Manager", "--effective", "no", "--config",
+                 str(config)]) == 0
+    capsys.readouterr()
+    # a manual decision: conditional for 30 days from today, whatever the evaluations say
+    today = date.today()
+    assert main(["asl", "set", "H2", "conditional", "--by", "Q. Manager", "--reason", "new owner, audit passed",
+                 "--until", (today + timedelta(days=30)).isoformat(), "--config", str(config)]) == 0
+    assert capsys.readouterr().out.startswith("H2: disqualified -> conditional by Q. Manager")
+    kept = run("adhoc", config, as_of_override=today + timedelta(days=10), suppliers=("H2",))
+    assert (kept.status_changes, kept.proposals, kept.kept_by_manual_decision) == (0, 0, 1)
+    # once it has expired, the evaluations decide again: a third D in a row proposes disqualification again
+    after = run("adhoc", config, as_of_override=today + timedelta(days=40), suppliers=("H2",))
+    assert (after.kept_by_manual_decision, after.proposals) == (0, 1)
+    assert main(["asl", "--config", str(config)]) == 0
+    h2 = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("H2 "))
+    assert "conditional" in h2 and "proposed: disqualified (awaiting approval)" in h2 and "BLOCK-0002" in h2

@@ -11,9 +11,26 @@ from pathlib import Path
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.schema import CreateTable
 
 from suppliers.errors import StoreError
-from suppliers.store import SCHEMA_VERSION, PendingMessage, RunRecord, Store, evaluations, outbox, status_changes
+from suppliers.store import (
+    SCHEMA_VERSION,
+    AslResults,
+    PendingMessage,
+    RunRecord,
+    Store,
+    actions,
+    evaluation_outcomes,
+    evaluations,
+    outbox,
+    proposals,
+    quarantine_summaries,
+    runs,
+    schema_info,
+    status_changes,
+    suppliers_seen,
+)
 
 AS_OF = date(2026, 6, 30)
 
@@ -355,3 +372,170 @@ def test_reading_an_empty_database_creates_no_tables(store_url: str) -> None:
             assert sa.inspect(engine).get_table_names() == []
         finally:
             engine.dispose()
+
+
+# --- schema version 2: the ASL's own records ---------------------------------------------------------------------
+
+def asl_results(outcomes: dict[str, tuple[str, str]], *, proposals: dict[str, tuple[str, str]] | None = None,
+                actions: list[tuple[str, str]] | None = None) -> AslResults:
+    """outcomes: supplier → (outcome, proposed_status); proposals: supplier → (from, to); actions: (supplier, kind)."""
+    ids = list(outcomes)
+    return AslResults(
+        outcomes=pl.DataFrame({
+            "supplier_id": ids, "profile": ["major"] * len(ids), "reevaluate_every_days": [180] * len(ids),
+            "next_due": [date(2026, 12, 27)] * len(ids), "proposed_status": [outcomes[i][1] for i in ids],
+            "outcome": [outcomes[i][0] for i in ids], "status_note": [None] * len(ids), "action": ["Keep."] * len(ids),
+        }, schema_overrides={"status_note": pl.String}),
+        proposals=pl.DataFrame([{"supplier_id": s, "from_status": f, "to_status": t, "reason": "score 40.0"}
+                                for s, (f, t) in (proposals or {}).items()],
+                               schema={"supplier_id": pl.String, "from_status": pl.String, "to_status": pl.String,
+                                       "reason": pl.String}),
+        actions=pl.DataFrame([{"supplier_id": s, "kind": k, "raised_on": AS_OF, "due": AS_OF + timedelta(days=30),
+                               "owner": "buyer@example.org", "description": "do it"} for s, k in (actions or [])],
+                             schema={"supplier_id": pl.String, "kind": pl.String, "raised_on": pl.Date,
+                                     "due": pl.Date, "owner": pl.String, "description": pl.String}),
+        seen=pl.DataFrame({"supplier_id": ids, "name": [f"Name {i}" for i in ids], "category": ["parts"] * len(ids),
+                           "criticality": ["major"] * len(ids), "owner_email": ["buyer@example.org"] * len(ids),
+                           "active": [True] * len(ids)}),
+    )
+
+
+def save(store: Store, key: str, as_of: date, scores: dict[str, float | None], asl: AslResults,
+         changes: pl.DataFrame | None = None) -> int:
+    store.start_run(replace(run_record(f"run-{key}", key, as_of)))
+    empty_changes = pl.DataFrame(schema={"supplier_id": pl.String, "from_status": pl.String, "to_status": pl.String,
+                                         "reason": pl.String})
+    summary = pl.DataFrame(schema={"kind": pl.String, "source": pl.String, "rows_read": pl.Int64,
+                                   "rows_quarantined": pl.Int64, "top_reasons": pl.List(pl.String)})
+    return store.save_results(key, f"run-{key}", evaluated=evaluated(scores), changes=changes if changes is not None
+                              else empty_changes, quarantine_summary=summary, as_of=as_of,
+                              window_start=as_of - timedelta(days=364), rule_set_hash="h", approved_by="run",
+                              asl=asl)
+
+
+def test_a_run_records_its_outcomes_proposals_actions_and_suppliers_once(store: Store) -> None:
+    asl = asl_results({"S1": ("proposed", "disqualified"), "S2": ("changed", "probation")},
+                      proposals={"S1": ("probation", "disqualified")}, actions=[("S2", "scar")])
+    changes = pl.DataFrame({"supplier_id": ["S2"], "from_status": ["approved"], "to_status": ["probation"],
+                            "reason": ["score 55.0 puts it in band C"]})
+    assert save(store, "k1", AS_OF, {"S1": 40.0, "S2": 55.0}, asl, changes) == 2
+    store.start_run(run_record("run-k1-again", "k1"))
+    store.save_results("k1", "run-k1-again", evaluated=evaluated({"S1": 40.0, "S2": 55.0}), changes=changes,
+                       quarantine_summary=pl.DataFrame(schema={"kind": pl.String, "source": pl.String,
+                                                               "rows_read": pl.Int64, "rows_quarantined": pl.Int64,
+                                                               "top_reasons": pl.List(pl.String)}),
+                       as_of=AS_OF, window_start=date(2025, 7, 1), rule_set_hash="h", approved_by="run", asl=asl)
+    for table, rows in ((evaluation_outcomes, 2), (proposals, 1), (actions, 1), (suppliers_seen, 2)):
+        assert store.count(table) == rows, table.name  # the re-run of the same evaluation added nothing
+    open_now = store.open_proposals()
+    assert open_now.select("supplier_id", "name", "from_status", "to_status").rows() == [
+        ("S1", "Name S1", "probation", "disqualified")]
+    raised = store.actions_frame(open_only=True)
+    assert raised.select("number", "kind", "supplier_id", "due", "state").rows() == [
+        (1, "scar", "S2", date(2026, 7, 30), "open")]
+    # a later evaluation that decides S1 again supersedes the open proposal and makes its own
+    later = asl_results({"S1": ("proposed", "approved")}, proposals={"S1": ("probation", "approved")})
+    save(store, "k2", date(2026, 9, 30), {"S1": 90.0}, later)
+    assert store.open_proposals().select("supplier_id", "to_status", "as_of").rows() == [
+        ("S1", "approved", date(2026, 9, 30))]
+    with store.engine.connect() as connection:
+        states = connection.execute(sa.select(proposals.c.run_key, proposals.c.state).order_by(proposals.c.id)).all()
+    assert [tuple(row) for row in states] == [("k1", "superseded"), ("k2", "open")]
+
+
+def test_approving_and_rejecting_a_proposal_once(store: Store) -> None:
+    save(store, "k1", AS_OF, {"S1": 40.0, "S2": 40.0},
+         asl_results({"S1": ("proposed", "disqualified"), "S2": ("proposed", "disqualified")},
+                     proposals={"S1": ("probation", "disqualified"), "S2": ("probation", "disqualified")}))
+    first, second = store.open_proposals()["proposal_id"].to_list()
+    change = {"supplier_id": "S1", "as_of": AS_OF, "from_status": "probation", "to_status": "disqualified",
+              "reason": "score 40.0; approved: confirmed"}
+    raised = asl_results({}, actions=[("S1", "block_orders")]).actions
+    assert store.decide_proposal(first, approve=True, decided_by="Q. Manager", reason="confirmed", change=change,
+                                 raised=raised) == [1]
+    assert store.decide_proposal(first, approve=True, decided_by="Q. Manager", reason="again", change=change) is None
+    assert store.decide_proposal(second, approve=False, decided_by="Q. Manager", reason="sole source") == []
+    assert store.open_proposals().is_empty()
+    assert store.current_statuses(excluding_run_key="-").rows() == [
+        ("S1", "disqualified", AS_OF), ("S2", "approved", AS_OF)]  # S2 keeps the status its evaluation recorded
+    history = store.status_history("S1").row(0, named=True)
+    assert (history["approved_by"], history["run_key"]) == ("Q. Manager", f"approval-{first}")
+
+
+def test_a_manual_decision_changes_the_status_and_supersedes_an_open_proposal(store: Store) -> None:
+    save(store, "k1", AS_OF, {"S1": 40.0}, asl_results({"S1": ("proposed", "disqualified")},
+                                                       proposals={"S1": ("probation", "disqualified")}))
+    raised = asl_results({}, actions=[("S1", "scar")]).actions
+    decision, numbers = store.record_manual_decision(
+        supplier_id="S1", status="conditional", from_status="probation", decided_by="Q. Manager",
+        reason="sole source", until=date(2026, 12, 31), as_of=date(2026, 7, 1), raised=raised)
+    assert (decision, numbers) == (1, [1])
+    assert store.open_proposals().is_empty()
+    assert store.current_statuses(excluding_run_key="-").rows() == [("S1", "conditional", date(2026, 7, 1))]
+    manual = store.latest_manual_decisions().row(0, named=True)
+    assert (manual["manual_status"], manual["manual_by"], manual["manual_until"]) == (
+        "conditional", "Q. Manager", date(2026, 12, 31))
+    assert store.close_action(1, closed_by="Q. Manager", effective=False, note="recurred", on=date(2026, 8, 1))
+    assert not store.close_action(1, closed_by="Q. Manager", effective=True, note=None, on=date(2026, 8, 2))
+    closed = store.actions_frame().row(0, named=True)
+    assert (closed["state"], closed["effective"], closed["note"]) == ("closed", False, "recurred")
+
+
+def test_the_schedule_and_the_recent_bands_come_from_scored_official_evaluations(store: Store) -> None:
+    for key, as_of, score in [("a", date(2026, 1, 31), 45.0), ("b", date(2026, 3, 31), None),
+                              ("c", date(2026, 4, 30), 60.0), ("d", AS_OF, 40.0)]:
+        save(store, key, as_of, {"S1": score}, asl_results({"S1": ("unchanged", "approved")}))
+    store.start_run(replace(run_record("run-w", "w", date(2026, 5, 31)), changes_asl=False))  # a what-if
+    store.save_evaluations("w", "run-w", evaluated({"S1": 99.0}), as_of=date(2026, 5, 31),
+                           window_start=date(2025, 6, 1), rule_set_hash="h")
+    assert store.last_scored(as_of=AS_OF).rows() == [("S1", date(2026, 4, 30), AS_OF)]
+    bands = store.recent_bands(as_of=AS_OF, excluding_run_key="d")
+    assert bands.select("as_of").to_series().to_list() == [date(2026, 4, 30), date(2026, 1, 31)]
+
+
+def v1_store(url: str) -> None:
+    """A store as supplier-eval wrote it before schema version 2: the version-1 tables only, with records."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            for table in (schema_info, runs, evaluations, status_changes, quarantine_summaries, outbox):
+                connection.execute(CreateTable(table))
+            connection.execute(schema_info.insert().values(version=1, created_at=datetime.now(UTC)))
+            values = {**run_record("run-1", "k1").__dict__, "selection": "[]", "status": "succeeded",
+                      "started_at": datetime.now(UTC)}
+            connection.execute(runs.insert().values(**values))
+            for supplier, status, band in (("S1", "approved", "A"), ("S2", "probation", "C")):
+                connection.execute(evaluations.insert().values(
+                    run_key="k1", run_id="run-1", supplier_id=supplier, as_of=AS_OF, window_start=date(2025, 7, 1),
+                    score=90.0 if band == "A" else 60.0, band=band, status=status, previous_status="approved",
+                    insufficient_reason=None, gates_hit="[]", metrics="{}", criteria="[]", rule_set_hash="h",
+                    recorded_at=datetime.now(UTC)))
+            connection.execute(status_changes.insert().values(
+                run_key="k1", run_id="run-1", supplier_id="S2", as_of=AS_OF, from_status="approved",
+                to_status="probation", reason="score 60.0 puts it in band C", approved_by="supplier-eval nightly run",
+                changed_at=datetime.now(UTC)))
+    finally:
+        engine.dispose()
+
+
+def test_a_version_1_store_opens_and_migrates_to_version_2(store_url: str) -> None:
+    from rules.asl import approved_supplier_list
+
+    v1_store(store_url)
+    with Store(store_url) as store:  # opening migrates: the new tables are created, the records kept
+        with store.engine.connect() as connection:
+            assert connection.execute(sa.select(sa.func.max(schema_info.c.version))).scalar() == SCHEMA_VERSION == 2
+            names = set(sa.inspect(connection).get_table_names())
+        assert {"proposals", "manual_decisions", "actions", "suppliers_seen", "evaluation_outcomes"} <= names
+        # S1 never changed in version 1 (it kept its supplier record's status): its evaluation's status stands
+        assert store.current_statuses(excluding_run_key="-").rows() == [("S1", "approved", AS_OF),
+                                                                         ("S2", "probation", AS_OF)]
+        table = approved_supplier_list(store.asl_records(), today=AS_OF)
+        assert table.select("supplier_id", "status", "score", "band", "profile").rows() == [
+            ("S1", "approved", 90.0, "A", None), ("S2", "probation", 60.0, "C", None)]
+        assert table["why"].to_list() == ["the status its evaluations kept (no change recorded)",
+                                          "score 60.0 puts it in band C"]
+        save(store, "k2", date(2026, 9, 30), {"S1": 91.0}, asl_results({"S1": ("unchanged", "approved")}))
+        assert store.count(evaluation_outcomes) == 1 and store.count(evaluations) == 3
+    with Store(store_url) as again, again.engine.connect() as connection:  # and later opens only check it
+        assert sorted(connection.execute(sa.select(schema_info.c.version)).scalars()) == [1, 2]
