@@ -80,7 +80,9 @@ def demo(work_dir: Path, supplier_count: int, lines: int, seed: int) -> None:
     with runtime.fast_flow_runs():
         summary = nightly(params)
     _print_summary(summary, store=str(work_dir / "supplier-eval.db"))
-    click.echo(f"\nRun it again (nothing is duplicated):  supplier-eval evaluate --config {config}")
+    click.echo(f"\nThe approved supplier list:            supplier-eval asl --config {config}")
+    click.echo(f"Open corrective actions:               supplier-eval actions --open --config {config}")
+    click.echo(f"Run it again (nothing is duplicated):  supplier-eval evaluate --config {config}")
 
 
 @cli.command()
