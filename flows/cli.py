@@ -671,8 +671,8 @@ def _print_summary(summary: RunSummary, *, store: Any) -> None:
     echo(f"Run {summary.run_id}  as of {summary.as_of}  ({summary.window_days}-day window)")
     recorded = ("already recorded: nothing added" if summary.already_recorded
                 else f"{summary.evaluations_added} new evaluations recorded")
-    chosen = " due for re-evaluation" if summary.selection == "due" else ""
-    echo(f"Suppliers{chosen} evaluated: {summary.suppliers_evaluated}  ({recorded})")
+    chosen = "the active suppliers due for re-evaluation; " if summary.selection == "due" else ""
+    echo(f"Suppliers evaluated: {summary.suppliers_evaluated}  ({chosen}{recorded})")
     if not summary.changes_asl:
         echo("What-if run (another rule set or window than the rules in force): the ASL is left unchanged, and the")
         echo("reports go only to the addresses given with --to.")
@@ -686,9 +686,10 @@ def _print_summary(summary: RunSummary, *, store: Any) -> None:
     if summary.unchanged_reason:
         echo(f"Why no status changed where the scores would have: {summary.unchanged_reason}")
     if summary.awaiting_approval:
-        echo(f"Awaiting approval: {summary.awaiting_approval} proposed status changes ({summary.proposals} from this "
-             "run); `supplier-eval asl` lists them, `supplier-eval asl approve|reject SUPPLIER --by NAME --reason "
-             "TEXT` decides")
+        plural = "s" if summary.awaiting_approval != 1 else ""
+        echo(f"Awaiting approval: {summary.awaiting_approval} proposed status change{plural} ({summary.proposals} "
+             "from this run); `supplier-eval asl` lists them, `supplier-eval asl approve|reject SUPPLIER --by NAME "
+             "--reason TEXT` decides")
     if summary.kept_by_manual_decision:
         echo(f"Kept by a manual decision in force: {summary.kept_by_manual_decision}")
     if summary.actions_raised:
