@@ -95,7 +95,7 @@ def compute_metrics(validated: ValidatedInputs, selected: pl.DataFrame, rule_set
                     window_days: int) -> SupplierPerformance:
     return measure_suppliers(selected, validated.purchase_order_lines, validated.receipts,
                              validated.nonconformances, validated.feedback, as_of=as_of, window_days=window_days,
-                             **rule_set.evaluation.measure_options())
+                             with_records=True, **rule_set.evaluation.measure_options())
 
 
 @task(name="score", cache_policy=NO_CACHE)
@@ -143,13 +143,13 @@ def report_bad_data(store: Store, run: RunRecord, settings: Settings, error: Dat
 
 
 @task(name="render reports", cache_policy=NO_CACHE)
-def render_reports(out_dir: Path, run: RunRecord, rule_set: RuleSet, decisions: Decisions, late_lines: pl.DataFrame,
-                   quality: DataQuality, quarantine_summary: pl.DataFrame, window_first_day: date,
-                   follow_up: AslFollowUp) -> RunReports:
+def render_reports(out_dir: Path, run: RunRecord, rule_set: RuleSet, decisions: Decisions,
+                   performance: SupplierPerformance, quality: DataQuality, quarantine_summary: pl.DataFrame,
+                   window_first_day: date, follow_up: AslFollowUp) -> RunReports:
     reports = write_run_reports(out_dir, run=run, rule_set=rule_set, evaluated=decisions.evaluated,
-                                changes=decisions.changes, late_lines=late_lines, quality=quality,
+                                changes=decisions.changes, late_lines=performance.late_lines, quality=quality,
                                 quarantine_summary=quarantine_summary, window_start=window_first_day,
-                                follow_up=follow_up)
+                                follow_up=follow_up, records=performance.records)
     get_run_logger().info("Rendered %s supplier reports and the digest into %s", len(reports.suppliers), out_dir)
     return reports
 
@@ -226,8 +226,8 @@ def run_evaluation(params: RunParameters) -> RunSummary:
             quality = DataQuality(summary=validated.summary, quarantine=validated.quarantine,
                                   previous=history.previous_quality, read_from=read_from,
                                   max_share=settings.validation.max_quarantine_share)
-            reports = render_reports(run_folder(settings.output_dir, run), run, rule_set, decisions,
-                                     performance.late_lines, quality, quarantine_summary, first_day, asl_report)
+            reports = render_reports(run_folder(settings.output_dir, run), run, rule_set, decisions, performance,
+                                     quality, quarantine_summary, first_day, asl_report)
             delivered = (deliver(store, run, reports, settings, params.recipients) if params.send_email
                          else DeliveryOutcome(messages=0, sent_now=0, elsewhere=0))
             store.finish_run(run.run_id, status="succeeded", evaluations_added=added)

@@ -15,7 +15,13 @@ from typing import Any
 
 import polars as pl
 
-from reports.context import asl_follow_up_context, digest_context, supplier_asl_context, supplier_context
+from reports.context import (
+    asl_follow_up_context,
+    digest_context,
+    records_summary,
+    supplier_asl_context,
+    supplier_context,
+)
 from reports.quality import (
     QUALITY_FILE_NAME,
     quality_attachment,
@@ -26,6 +32,7 @@ from reports.quality import (
 )
 from reports.quality import write_quality_report as write_quality_files
 from reports.render import Rendered, digest_subject, render_digest, render_supplier_report, supplier_report_subject
+from rules.metrics import RECORD_SCHEMA
 from rules.model import RuleSet
 from suppliers.errors import ConfigError
 from suppliers.files import csv_bytes, write_csv_safely
@@ -33,7 +40,7 @@ from suppliers.runs import CURRENT_STATUS, RunRecord
 
 __all__ = ["Attachment", "Report", "RunReports", "DataQuality", "AslFollowUp", "run_folder", "failed_run_folder",
            "write_run_reports", "write_quality_report",
-           "evaluations_table", "safe_file_name"]
+           "evaluations_table", "records_file_name", "safe_file_name"]
 
 Attachment = tuple[str, bytes, str]  # file name, content, MIME type
 
@@ -105,11 +112,16 @@ def write_quality_report(out_dir: Path, run: RunRecord, quality: DataQuality, *,
 def write_run_reports(out_dir: Path, *, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataFrame,
                       changes: pl.DataFrame, late_lines: pl.DataFrame, quality: DataQuality,
                       quarantine_summary: pl.DataFrame, window_start: date,
-                      follow_up: AslFollowUp | None = None) -> RunReports:
-    """Render the digest (the data-quality report attached) and every supplier's report into ``out_dir``."""
+                      follow_up: AslFollowUp | None = None, records: pl.DataFrame | None = None) -> RunReports:
+    """Render the digest (the data-quality report attached) and every supplier's report into ``out_dir``.
+
+    ``late_lines`` are the lines not on time and ``records`` the records behind the metrics
+    (``rules.metrics.SupplierPerformance``), of every supplier evaluated. A supplier with records gets them as
+    ``suppliers/records-<supplier>.csv`` next to its report and attached to its mail (:func:`records_file_name`).
+    """
     try:
         return _write(out_dir, run, rule_set, evaluated, changes, late_lines, quality, quarantine_summary,
-                      window_start, follow_up)
+                      window_start, follow_up, records)
     except OSError as exc:
         raise ConfigError(f"cannot write the reports ({exc.strerror or exc})", where=str(out_dir),
                           fix="Check output.dir in the settings: it must be a folder you can write to.") from None
@@ -117,7 +129,7 @@ def write_run_reports(out_dir: Path, *, run: RunRecord, rule_set: RuleSet, evalu
 
 def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataFrame, changes: pl.DataFrame,
            late_lines: pl.DataFrame, quality: DataQuality, quarantine_summary: pl.DataFrame,
-           window_start: date, follow_up: AslFollowUp | None) -> RunReports:
+           window_start: date, follow_up: AslFollowUp | None, records: pl.DataFrame | None) -> RunReports:
     (out_dir / "suppliers").mkdir(parents=True, exist_ok=True)
     run_info = {"run_id": run.run_id, "trigger": run.trigger, "requested_by": run.requested_by,
                 "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code_version": run.code_version,
@@ -125,7 +137,8 @@ def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataF
     rules_info = {"name": rule_set.name, "version": rule_set.version, "content_hash": rule_set.content_hash}
     bands: list[dict[str, Any]] = [{"band": b.band, "status": b.status, "action": rule_set.action_for(b.status)}
                                    for b in rule_set.bands]
-    follow = asl_follow_up_context(follow_up, as_of=run.as_of) if follow_up is not None else None
+    follow = (asl_follow_up_context(follow_up, as_of=run.as_of, evaluated=evaluated) if follow_up is not None
+              else None)
 
     evaluations_csv = csv_bytes(evaluations_table(evaluated))
     (out_dir / "evaluations.csv").write_bytes(evaluations_csv)
@@ -145,29 +158,44 @@ def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataF
 
     late_by_supplier = late_lines.partition_by("supplier_id", as_dict=True)
     no_late_lines = late_lines.clear()
+    if records is None:
+        records = pl.DataFrame(schema=RECORD_SCHEMA)
+    records_by_supplier = records.partition_by("supplier_id", as_dict=True)
+    no_records = records.clear()
     if follow_up is not None:
         proposals_of = follow_up.proposals.partition_by("supplier_id", as_dict=True)
         actions_of = follow_up.actions.partition_by("supplier_id", as_dict=True)
     reports = []
     for row in evaluated.iter_rows(named=True):
         supplier_late = late_by_supplier.get((row["supplier_id"],), no_late_lines)
+        stem = safe_file_name(row["supplier_id"])
+        supplier_records = records_by_supplier.get((row["supplier_id"],), no_records)
+        records_name = records_file_name(stem)
         context = supplier_context(run=run_info, rule_set=rules_info, evaluation=row, window_start=window_start,
-                                   as_of=run.as_of, late_lines=supplier_late, bands=bands)
+                                   as_of=run.as_of, late_lines=supplier_late, bands=bands,
+                                   records=records_summary(supplier_records, records_name))
         if follow_up is not None:
             key = (row["supplier_id"],)
             context["asl"] = supplier_asl_context(
                 row, proposals=proposals_of.get(key, follow_up.proposals.clear()),
                 actions=actions_of.get(key, follow_up.actions.clear()), as_of=run.as_of)
         rendered = render_supplier_report(context)
-        stem = safe_file_name(row["supplier_id"])
         (out_dir / "suppliers" / f"{stem}.html").write_text(rendered.html, encoding="utf-8")
         (out_dir / "suppliers" / f"{stem}.txt").write_text(rendered.text, encoding="utf-8")
         attachments: tuple[Attachment, ...] = ()
-        if supplier_late.height:
-            attachments = ((f"late-lines-{stem}.csv", csv_bytes(supplier_late.drop("supplier_id")), "text/csv"),)
+        if supplier_records.height:
+            content = csv_bytes(supplier_records.drop("supplier_id"))
+            (out_dir / "suppliers" / records_name).write_bytes(content)
+            attachments = ((records_name, content, "text/csv"),)
         reports.append(Report("supplier", row["supplier_id"], row["owner_email"], supplier_report_subject(context),
                               rendered, attachments))
     return RunReports(out_dir=out_dir, digest=digest, suppliers=tuple(reports))
+
+
+def records_file_name(stem: str) -> str:
+    """The name of a supplier's records attachment (``stem`` is its :func:`safe_file_name`): the late, short and
+    not-yet-delivered lines, and the rejected receipts, behind its metrics."""
+    return f"records-{stem}.csv"
 
 
 def evaluations_table(evaluated: pl.DataFrame) -> pl.DataFrame:

@@ -12,8 +12,9 @@ from typing import Any
 
 import polars as pl
 
-from reports.render import MAX_LATE_LINES
+from reports.render import MAX_LATE_LINES, _signed, format_value
 from rules.asl import BLOCK, SCAR, action_ids
+from rules.metrics import EARLY, LATE, NOT_DELIVERED, SHORT
 from suppliers.validate import reason_family
 
 INSUFFICIENT = "insufficient data"
@@ -27,6 +28,55 @@ def _band_names(bands: Sequence[Mapping[str, Any]]) -> list[str]:
     return [str(band["band"]) for band in bands]
 
 
+MAX_SCORE_CHANGES = 10  # the digest's largest score changes
+
+
+def _criterion_value(value: Any, measured: bool | None, unit: str | None) -> str:
+    if measured is None:
+        return "not in the rules"
+    return format_value(value, unit or "") if measured else "not measured"
+
+
+def _cause(cause: Mapping[str, Any]) -> dict[str, Any]:
+    """One cause of a score change (``rules.decide.CHANGE_CAUSE``) in words: ``On-time delivery (−9.0 points:
+    91.0 % → 84.0 %)``; a value that did not move says so, with the weight it counted with then and now."""
+    was = _criterion_value(cause["previous_value"], cause["previous_measured"], cause["unit"])
+    now = _criterion_value(cause["value"], cause["measured"], cause["unit"])
+    points = f"{_signed(cause['points_change'])} points"
+    if was == now and cause["measured"]:
+        moved = f"{now} both times, weight counted {format_value(cause['previous_weight'], 'score')} → " \
+                f"{format_value(cause['weight'], 'score')}"
+    else:
+        moved = f"{was} → {now}"
+    return {"name": cause["name"], "points_change": cause["points_change"], "was": was, "now": now,
+            "text": f"{cause['name']} ({points}: {moved})"}
+
+
+def change_context(evaluation: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The change since the previous evaluation and its main causes, or None without a score then and now.
+
+    ``summary`` is one sentence: ``−12.4 since 2026-03-31, mostly On-time delivery (−9.0 points: 91.0 % →
+    84.0 %)``, ``explanation`` the same without the change itself (``since 2026-03-31, mostly ...``). ``lead``
+    says ``mostly`` when the largest cause moved the score the way it went (else ``largest moves:``),
+    ``causes`` (see ``rules.decide.change_causes``) each have ``text``. ``since`` is the previous evaluation's
+    as-of date (None when not known).
+    """
+    change = evaluation.get("score_change")
+    if change is None:
+        return None
+    since = _text(evaluation.get("previous_as_of"))
+    causes = [_cause(cause) for cause in evaluation.get("change_causes") or ()]
+    lead = None
+    if causes:
+        same_way = change != 0 and (causes[0]["points_change"] < 0) == (change < 0)
+        lead = "mostly" if same_way else "largest moves:"
+    explanation = f"since {since or 'the previous evaluation'}"
+    if causes:
+        explanation += f", {lead} " + " and ".join(cause["text"] for cause in causes)
+    return {"score_change": change, "since": since, "lead": lead, "causes": causes,
+            "summary": f"{_signed(change)} {explanation}", "explanation": explanation}
+
+
 def supplier_context(
     *,
     run: Mapping[str, Any],
@@ -36,8 +86,14 @@ def supplier_context(
     as_of: date,
     late_lines: pl.DataFrame,
     bands: Sequence[Mapping[str, Any]] | None = None,
+    records: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Context for one supplier's report; ``evaluation`` is one row of the assembled evaluations.
+
+    ``late_lines`` are the supplier's lines not on time (``rules.metrics.SupplierPerformance.late_lines``), each
+    shown with why it is not on time. ``records`` says what the records attachment holds: ``file`` (its name,
+    None when there is nothing to attach) and ``counts`` (rows per metric, in order), see
+    :func:`records_summary`. ``evaluation.change`` is :func:`change_context`.
 
     ``evaluation["band_rank"]`` is the band's position in the rule set (0 = best band, None when there is no
     band); ``bands`` (the rule set's bands, best first), when given, takes precedence over it and also supplies
@@ -84,6 +140,7 @@ def supplier_context(
             "measured_weight": sum(c["weight"] for c in criteria if c["measured"]),
             "total_weight": sum(c["weight"] for c in criteria),
             "renormalised": bool(not_measured) and evaluation["score"] is not None,
+            "change": change_context(evaluation),
         },
         "criteria": criteria,
         "late_lines": [
@@ -93,11 +150,35 @@ def supplier_context(
                 "promised_date": _text(row["promised_date"]),
                 "completed_date": _text(row["completed_date"]),
                 "days_late": row["days_late"],
+                "why": row.get("why"),
             }
             for row in late_lines.head(MAX_LATE_LINES).iter_rows(named=True)
         ],
         "late_lines_total": late_lines.height,
+        "late_kinds": _late_kinds(late_lines),
+        "records": dict(records) if records is not None else {"file": None, "counts": []},
     }
+
+
+# How reports name the reasons a line is not on time (rules.metrics.NOT_ON_TIME_REASONS), in the order they list them.
+LATE_KINDS = {LATE: "late", SHORT: "short", NOT_DELIVERED: "not yet delivered", EARLY: "early"}
+
+
+def _late_kinds(late_lines: pl.DataFrame) -> list[dict[str, Any]]:
+    """How many lines not on time are of each kind (late, short, not yet delivered, early): ``kind``, ``lines``."""
+    if "reason" not in late_lines.columns:
+        return []
+    counts = dict(late_lines.group_by("reason").len().iter_rows())
+    return [{"kind": label, "lines": counts[reason]} for reason, label in LATE_KINDS.items() if counts.get(reason)]
+
+
+def records_summary(records: pl.DataFrame, file_name: str | None) -> dict[str, Any]:
+    """What a supplier's records attachment holds (``rules.metrics.records_behind_metrics`` rows of one supplier):
+    ``file`` (None when there are no records: nothing is attached) and ``counts``, one ``{"metric", "rows"}`` per
+    metric in the order of the rows."""
+    counts = records.group_by("metric", maintain_order=True).len().rows()
+    return {"file": file_name if records.height else None,
+            "counts": [{"metric": metric, "rows": rows} for metric, rows in counts]}
 
 
 def digest_context(
@@ -111,8 +192,8 @@ def digest_context(
     as_of: date,
     bands: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """Context for the officer digest: everyone by band, status changes, insufficient data, criteria not
-    measured, data quality.
+    """Context for the officer digest: everyone by band, status changes, the largest score changes, insufficient
+    data, criteria not measured, data quality.
 
     ``bands`` are the rule set's bands best first, each ``{"band": str, "status": str, "action": str}``. Every
     band is listed in that order, with its own status from the rule set (not a member's status, which a gate
@@ -120,6 +201,10 @@ def digest_context(
     is listed after them (status and rank None) rather than silently dropped. A member scored over part of
     the criteria is ``partial``; ``totals.partially_scored`` counts them. ``not_measured`` has one entry per
     criterion and reason: ``name``, ``reason`` and the number of ``suppliers``, in the rule set's order.
+    ``score_changes`` are the largest score changes since the previous evaluations (at most
+    ``MAX_SCORE_CHANGES``); they and ``status_changes`` each have ``change``, the change and its main causes in
+    one sentence, and ``change_explained``, the same without the change itself (both None without a score then
+    and now, see :func:`change_context`).
     """
     names = evaluated.select("supplier_id", "name")
     criterion = pl.element().struct
@@ -150,6 +235,11 @@ def digest_context(
     status_rows = changes.join(names, on="supplier_id", how="left").select(
         "supplier_id", "name", "from_status", "to_status", "reason"
     ).to_dicts()
+    movers = _largest_changes(evaluated)
+    explained = _change_summaries(evaluated, {row["supplier_id"] for row in status_rows}
+                                  | {row["supplier_id"] for row in movers})
+    for row in (*status_rows, *movers):
+        row["change"], row["change_explained"] = explained.get(row["supplier_id"], (None, None))
     not_measured = _not_measured(evaluated)
     quarantine_rows = quarantine_summary.to_dicts()
     return {
@@ -171,8 +261,35 @@ def digest_context(
         "insufficient": insufficient,
         "not_measured": not_measured,
         "status_changes": status_rows,
+        "score_changes": movers,
         "quarantine": quarantine_rows,
     }
+
+
+def _largest_changes(evaluated: pl.DataFrame, top: int = MAX_SCORE_CHANGES) -> list[dict[str, Any]]:
+    """The ``top`` suppliers whose score moved most since their previous evaluation (by at least 0.1), largest
+    first: supplier_id, name, score, score_change."""
+    if "score_change" not in evaluated.columns:
+        return []
+    return (
+        evaluated.filter(pl.col("score_change").abs() >= 0.1)
+        .sort(pl.col("score_change").abs(), pl.col("supplier_id"), descending=[True, False])
+        .head(top)
+        .select("supplier_id", "name", "score", "score_change")
+        .to_dicts()
+    )
+
+
+def _change_summaries(evaluated: pl.DataFrame, supplier_ids: set[str]) -> dict[str, tuple[str, str]]:
+    """Each chosen supplier's change since its previous evaluation in one sentence, with and without the change
+    itself (:func:`change_context`'s summary and explanation)."""
+    wanted = [c for c in ("supplier_id", "score_change", "previous_as_of", "change_causes") if c in evaluated.columns]
+    summaries = {}
+    for row in evaluated.filter(pl.col("supplier_id").is_in(list(supplier_ids))).select(wanted).iter_rows(named=True):
+        change = change_context(row)
+        if change is not None:
+            summaries[row["supplier_id"]] = (change["summary"], change["explanation"])
+    return summaries
 
 
 def _not_measured(evaluated: pl.DataFrame) -> list[dict[str, Any]]:
@@ -213,16 +330,24 @@ def actions_context(actions: pl.DataFrame, *, as_of: date) -> list[dict[str, Any
     )
 
 
-def asl_follow_up_context(follow_up: Any, *, as_of: date) -> dict[str, Any]:
+def asl_follow_up_context(follow_up: Any, *, as_of: date, evaluated: pl.DataFrame | None = None) -> dict[str, Any]:
     """The digest's ASL part (``reports.bundle.AslFollowUp``): ``proposals`` awaiting approval (oldest first),
     ``overdue`` suppliers (never evaluated first, then by due date), open ``actions`` (overdue first) and how many
-    are overdue, and ``unchanged_reason`` (what-if or back-dated: why no status changed)."""
+    are overdue, and ``unchanged_reason`` (what-if or back-dated: why no status changed).
+
+    Each proposal of a supplier in ``evaluated`` (this run's evaluations) has ``change``: its score change since
+    the previous evaluation and the main causes, in one sentence (:func:`change_context`); None otherwise."""
     actions = actions_context(follow_up.actions, as_of=as_of)
+    proposals = follow_up.proposals.select(
+        "supplier_id", "name", pl.col("as_of").dt.to_string("%Y-%m-%d"), "from_status", "to_status", "reason",
+    ).to_dicts()
+    explained = (_change_summaries(evaluated, {row["supplier_id"] for row in proposals})
+                 if evaluated is not None else {})
+    for row in proposals:
+        row["change"] = explained.get(row["supplier_id"], (None, None))[0]
     return {
         "unchanged_reason": follow_up.unchanged_reason,
-        "proposals": follow_up.proposals.select(
-            "supplier_id", "name", pl.col("as_of").dt.to_string("%Y-%m-%d"), "from_status", "to_status", "reason",
-        ).to_dicts(),
+        "proposals": proposals,
         "overdue": follow_up.overdue.select(
             "supplier_id", "name", "profile", pl.col("last_scored", "next_due").dt.to_string("%Y-%m-%d"),
         ).to_dicts(),

@@ -32,7 +32,8 @@ from rules.scoring import (
     weight_column,
 )
 
-__all__ = ["Decisions", "assemble_evaluations", "changes_asl", "decide", "status_changes"]
+__all__ = ["CHANGE_CAUSE", "Decisions", "assemble_evaluations", "change_causes", "changes_asl", "decide",
+           "status_changes"]
 
 
 def _criteria_column(rule_set: RuleSet) -> pl.Expr:
@@ -85,8 +86,16 @@ def _status_actions(rule_set: RuleSet) -> pl.Expr:
 
 
 def assemble_evaluations(scored: pl.DataFrame, rule_set: RuleSet, previous: pl.DataFrame) -> pl.DataFrame:
-    """Scored rows plus the audit detail: metrics, criteria, previous score and change, the action of the status."""
-    return (
+    """Scored rows plus the audit detail: metrics, criteria, previous score and change and its main causes
+    (``change_causes``), the action of the status.
+
+    ``previous`` has supplier_id, previous_score and optionally previous_as_of, previous_band and
+    previous_criteria (the previous evaluation's criteria as stored, JSON text).
+    """
+    optional = {"previous_as_of": pl.Date, "previous_criteria": pl.String}
+    previous = previous.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in optional.items()
+                                     if name not in previous.columns)
+    evaluated = (
         scored.with_columns(
             metrics=pl.struct(*METRIC_COLUMNS),
             criteria=_criteria_column(rule_set),
@@ -94,6 +103,70 @@ def assemble_evaluations(scored: pl.DataFrame, rule_set: RuleSet, previous: pl.D
         )
         .join(previous, on="supplier_id", how="left")
         .with_columns(score_change=(pl.col("score") - pl.col("previous_score")).round(1))
+    )
+    return (
+        evaluated.join(change_causes(evaluated), on="supplier_id", how="left")
+        .with_columns(pl.col("change_causes").fill_null(pl.lit([], dtype=pl.List(CHANGE_CAUSE))))
+        .drop("previous_criteria")
+    )
+
+
+# What a change is explained by: each criterion's contribution to the score (weighted points) then and now.
+_STORED_CRITERIA = pl.List(pl.Struct({"name": pl.String, "unit": pl.String, "value": pl.Float64,
+                                      "measured": pl.Boolean, "effective_weight": pl.Float64,
+                                      "weighted_points": pl.Float64}))
+CHANGE_CAUSE = pl.Struct({"name": pl.String, "points_change": pl.Float64, "unit": pl.String,
+                          "previous_value": pl.Float64, "previous_measured": pl.Boolean,
+                          "previous_weight": pl.Float64, "value": pl.Float64, "measured": pl.Boolean,
+                          "weight": pl.Float64})
+SMALLEST_CAUSE = 0.05  # points of score: a criterion that moved the score less is no cause worth naming
+
+
+def change_causes(evaluated: pl.DataFrame, *, top: int = 2) -> pl.DataFrame:
+    """The main causes of each supplier's score change since its previous evaluation: supplier_id, change_causes.
+
+    A criterion's part of the change is ``points_change`` = weighted points now − weighted points then (a
+    criterion not measured, or not in the rule set, counts 0), so the parts add up to the score change (to
+    rounding). The causes are the ``top`` criteria (matched by name) whose part is largest in size and at least
+    ``SMALLEST_CAUSE``, largest first (ties in the rule set's order), each with its metric's value, whether it
+    was measured and the weight it counted with then (``previous_value``, ``previous_measured``,
+    ``previous_weight``) and now (``value``, ``measured``, ``weight``; ``measured`` null when the criterion is not
+    in that evaluation): a criterion whose value did not move can still move the score when another criterion
+    is measured in one evaluation and not the other (its weight counts more or less). Only suppliers scored now
+    and then (a ``score_change``) are listed; ``previous_criteria`` is the previous evaluation's criteria as
+    stored (JSON text).
+    """
+    changed = evaluated.filter(pl.col("score_change").is_not_null())
+    now = (
+        changed.select("supplier_id", pl.col("criteria").list.eval(
+            pl.element().struct.with_fields(position=pl.int_range(pl.len()))))
+        .explode("criteria").unnest("criteria")
+        .select("supplier_id", "name", "unit", "value", "measured", "weighted_points", "position",
+                weight="effective_weight")
+        .filter(pl.col("name").is_not_null())
+    )
+    # json.dumps writes a float that is not finite as a bare NaN or Infinity, which is not JSON: read it as null.
+    stored = pl.col("previous_criteria").str.replace_all(r"(: )(?:NaN|-?Infinity)([,}])", "${1}null${2}")
+    then = (
+        changed.select("supplier_id", criteria=stored.str.json_decode(_STORED_CRITERIA))
+        .explode("criteria").unnest("criteria")
+        .filter(pl.col("name").is_not_null())
+        .select("supplier_id", "name", previous_unit="unit", previous_value="value", previous_measured="measured",
+                previous_weight="effective_weight", previous_weighted_points="weighted_points")
+        .unique(["supplier_id", "name"], keep="first", maintain_order=True)
+    )
+    part = (pl.col("weighted_points").fill_null(0.0) - pl.col("previous_weighted_points").fill_null(0.0)).round(2)
+    return (
+        now.join(then, on=["supplier_id", "name"], how="full", coalesce=True)
+        .with_columns(points_change=part, unit=pl.coalesce("unit", "previous_unit"),
+                      position=pl.col("position").fill_null(pl.len()))
+        .filter(pl.col("points_change").abs() >= SMALLEST_CAUSE)
+        .sort(pl.col("supplier_id"), pl.col("points_change").abs(), pl.col("position"), pl.col("name"),
+              descending=[False, True, False, False])
+        .group_by("supplier_id", maintain_order=True).head(top)
+        .group_by("supplier_id", maintain_order=True)
+        .agg(change_causes=pl.struct(*CHANGE_CAUSE.to_schema()))
+        .with_columns(pl.col("change_causes").cast(pl.List(CHANGE_CAUSE)))
     )
 
 
@@ -122,7 +195,8 @@ def decide(selected: pl.DataFrame, scored: pl.DataFrame, rule_set: RuleSet, *, p
     """Evaluations plus what they do to the ASL (``rules.asl.apply_transitions``).
 
     ``previous`` is each supplier's latest official evaluation before ``as_of`` (supplier_id, previous_as_of,
-    previous_score, previous_band); ``official_as_of`` each supplier's latest official as-of date. ``selected``
+    previous_score, previous_band, optionally previous_criteria: what the change is explained by, see
+    :func:`change_causes`); ``official_as_of`` each supplier's latest official as-of date. ``selected``
     may carry status_as_of (when the current status was decided) and the manual decision in force
     (``rules.asl.MANUAL_COLUMNS``). ``officers`` own the actions of suppliers without a buyer.
     """

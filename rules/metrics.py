@@ -28,7 +28,7 @@ in words.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import polars as pl
@@ -38,6 +38,9 @@ from rules.catalogue import OnTimeBasis
 Z_95 = 1.959963984540054
 
 RECEIPT_KEYS = ("po_id", "line_no")
+# Why a judged line is not on time (``line_facts``' reason), in the order the first that applies is taken.
+NOT_DELIVERED, SHORT, LATE, EARLY = "not delivered", "short", "late", "early"
+NOT_ON_TIME_REASONS = (NOT_DELIVERED, SHORT, LATE, EARLY)
 MICRO = 1_000_000  # quantities are compared to a millionth of a unit
 
 
@@ -73,6 +76,16 @@ def line_facts(
     - ``days_late`` (late lines) = max(0, last_delivery − promised_date), where last_delivery is the
       completed date, else (a short line) its latest receipt, else (nothing received yet) the as-of date.
       A short line's lateness is what it delivered late; its shortfall is the in-full rate's business.
+    - ``quantity_missing`` = max(0, quantity_ordered − received_total)
+    - ``reason`` (lines not on time; null for a line on time) = ``not delivered``, ``short``, ``late`` or ``early``,
+      and ``why`` the same in words, the first that applies:
+      ``not yet delivered (N days past the deadline)`` when nothing was received by the as-of date (N = as_of −
+      deadline; ``(the deadline is the as-of date)`` when N = 0); ``short: M of Q units received (K missing)``
+      when received_total < quantity_ordered, followed by ``, the last N days after the promised date`` when
+      days_late > 0; ``late: N days after the promised
+      date`` (N = days_late) for a line completed after its deadline; ``early: first receipt N days before the
+      promised date (up to T days early is on time)`` for a line not on time only because units came before its
+      on-time window (T = early_tolerance_days)
     - ``lead_time_days`` = completed_date − order_date (null without either)
     - ``promised_lead_time_days`` = promised_date − order_date (null without an order date)
     - ``lead_time_met`` = lead_time_days ≤ promised_lead_time_days, false for a line not completed by the as-of
@@ -130,6 +143,7 @@ def line_facts(
             rejected_total=pl.col("rejected_micro").sum(),
             accepted_total=pl.col("accepted_micro").sum(),
             completed_date=pl.col("received_date").filter(pl.col("received_so_far") >= ordered_micro).min(),
+            first_receipt_date=pl.col("received_date").min(),
             last_receipt_date=pl.col("received_date").max(),
             inspected=~pl.col("uninspected").any(),
             has_inspection_results=(pl.col("received_date").is_not_null() & _receipt_inspected()).any(),
@@ -146,11 +160,13 @@ def line_facts(
                 ordered_micro - pl.col("received_total"),
                 pl.col("received_total") - pl.col("rejected_total") - ordered_micro,
             ) <= (ordered_micro * quantity_accuracy_tolerance).round().cast(pl.Int64),
+            quantity_missing=(ordered_micro - pl.col("received_total")).clip(lower_bound=0),
         )
         .drop("ordered_micro")
         .with_columns(
             (pl.col(c) / MICRO).alias(c)
-            for c in ("received_by_deadline", "received_in_window", "received_total", "rejected_total", "units_on_time")
+            for c in ("received_by_deadline", "received_in_window", "received_total", "rejected_total", "units_on_time",
+                      "quantity_missing")
         )
         .with_columns(
             pl.when("inspected").then(pl.col(c) / MICRO).alias(c) for c in ("accepted_by_deadline", "accepted_total")
@@ -167,8 +183,61 @@ def line_facts(
         .with_columns(
             lead_time_met=pl.when(pl.col("order_date").is_not_null()).then(
                 (pl.col("lead_time_days") <= pl.col("promised_lead_time_days")).fill_null(False)
-            )
+            ),
+            reason=_not_on_time_reason(early_tolerance_days=early_tolerance_days),
         )
+        .with_columns(why=_why_not_on_time(as_of=as_of, early_tolerance_days=early_tolerance_days))
+    )
+
+
+def _quantity_text(quantity: pl.Expr) -> pl.Expr:
+    """A quantity as people write it: ``50`` for 50.0, ``0.25`` for 0.25 (to a millionth of a unit)."""
+    return (
+        pl.when(quantity == quantity.round(0)).then(quantity.cast(pl.Int64).cast(pl.String))
+        .otherwise(quantity.round(6).cast(pl.String))
+    )
+
+
+def _days_text(days: pl.Expr) -> pl.Expr:
+    """``1 day``, ``9 days``."""
+    return pl.format("{} {}", days, pl.when(days == 1).then(pl.lit("day")).otherwise(pl.lit("days")))
+
+
+def _not_on_time_reason(*, early_tolerance_days: int | None) -> pl.Expr:
+    """``not delivered``, ``short``, ``late`` or ``early``: the first that applies to a line not on time (see
+    :func:`line_facts`); null for a line on time."""
+    reason = (
+        pl.when(pl.col("on_time")).then(pl.lit(None, pl.String))
+        .when(pl.col("late") & (pl.col("received_total") == 0)).then(pl.lit(NOT_DELIVERED))
+        .when(pl.col("late") & (pl.col("quantity_missing") > 0)).then(pl.lit(SHORT))
+        .when(pl.col("late")).then(pl.lit(LATE))
+    )
+    if early_tolerance_days is not None:  # without one nothing is ever too early
+        reason = reason.when(pl.col("early")).then(pl.lit(EARLY))
+    return reason.otherwise(pl.lit(None, pl.String))
+
+
+def _why_not_on_time(*, as_of: date, early_tolerance_days: int | None) -> pl.Expr:
+    """Why a judged line is not on time, in words (see :func:`line_facts`), by its ``reason``."""
+    days_late = pl.col("days_late")
+    past_deadline = (pl.lit(as_of) - pl.col("deadline")).dt.total_days()
+    short = pl.format("short: {} of {} units received ({} missing)", _quantity_text(pl.col("received_total")),
+                      _quantity_text(pl.col("quantity_ordered")), _quantity_text(pl.col("quantity_missing")))
+    short_and_late = pl.concat_str(
+        short, pl.when(days_late > 0).then(pl.format(", the last {} after the promised date", _days_text(days_late)))
+        .otherwise(pl.lit("")))
+    early_by = (pl.col("promised_date") - pl.col("first_receipt_date")).dt.total_days()
+    reason = pl.col("reason")
+    return (
+        pl.when((reason == NOT_DELIVERED) & (past_deadline == 0))
+        .then(pl.lit("not yet delivered (the deadline is the as-of date)"))
+        .when(reason == NOT_DELIVERED).then(pl.format("not yet delivered ({} past the deadline)",
+                                                      _days_text(past_deadline)))
+        .when(reason == SHORT).then(short_and_late)
+        .when(reason == LATE).then(pl.format("late: {} after the promised date", _days_text(days_late)))
+        .when(reason == EARLY).then(pl.format(
+            "early: first receipt {} before the promised date (up to {} early is on time)", _days_text(early_by),
+            _days_text(pl.lit(early_tolerance_days or 0))))
     )
 
 
@@ -582,12 +651,33 @@ def not_measured_reason(metric: str) -> pl.Expr:
     return pl.when(pl.col(metric).is_null()).then(reasons.get(metric, pl.lit("no data")))
 
 
+# The records behind the metrics (``records_behind_metrics``): one row per record and metric.
+RECORD_SCHEMA: dict[str, pl.DataType] = {
+    "supplier_id": pl.String(), "metric": pl.String(), "why": pl.String(), "po_id": pl.String(),
+    "line_no": pl.Int64(), "receipt_id": pl.String(), "promised_date": pl.Date(), "received_date": pl.Date(),
+    "quantity_ordered": pl.Float64(), "quantity_received": pl.Float64(), "quantity_missing": pl.Float64(),
+    "quantity_rejected": pl.Float64(), "days_late": pl.Int64(),
+}
+# Which metric each kind of record is behind, as the reports name it (the catalogue's label).
+ON_TIME_RECORDS = "On-time delivery rate"
+QUANTITY_RECORDS = "Quantity accuracy (received vs ordered)"
+REJECTED_RECORDS = "Rejected parts per million"
+
+
 @dataclass(frozen=True)
 class SupplierPerformance:
-    """Every metric per supplier, and the records behind the delivery metrics."""
+    """Every metric per supplier, and the records behind them.
+
+    ``late_lines`` are the judged lines not on time — late, short, not yet delivered, or (with an early tolerance)
+    too early — each with ``why`` (see :func:`line_facts`), latest promise first: supplier_id, po_id, line_no,
+    promised_date, completed_date, days_late (null for a line only too early), quantity_ordered,
+    quantity_received, quantity_missing, reason, why. ``records`` (``RECORD_SCHEMA``; empty unless asked for) lists the
+    records behind the metrics, see :func:`records_behind_metrics`.
+    """
 
     metrics: pl.DataFrame  # one row per supplier; counts 0 and rates null without evidence
-    late_lines: pl.DataFrame  # judged lines not fully received by the deadline: supplier_id, po_id, line_no, ...
+    late_lines: pl.DataFrame
+    records: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RECORD_SCHEMA))
 
 
 def measure_suppliers(
@@ -604,13 +694,15 @@ def measure_suppliers(
     on_time_basis: OnTimeBasis = "lines",
     quantity_accuracy_tolerance: float = 0.0,
     ncr_overdue_days: int = 30,
+    with_records: bool = False,
 ) -> SupplierPerformance:
-    """Metrics for every supplier in ``suppliers`` and their late lines, from one pass over the line facts.
+    """Metrics for every supplier in ``suppliers`` and their lines not on time, from one pass over the line facts.
 
     Only the records of those suppliers are read: a one-supplier evaluation costs that supplier's lines. The
     keyword arguments after ``window_days`` are the rule set's evaluation settings (``on_time_tolerance_days``
     is ``tolerance_days``), with the same defaults. ``suppliers`` may carry ``certificate_expiry``; without it
-    the certificate metrics are null.
+    the certificate metrics are null. ``with_records`` also lists the records behind the metrics (for the
+    reports: :func:`records_behind_metrics`); without it ``records`` is empty and costs nothing.
     """
     chosen = suppliers.lazy().select("supplier_id")
     lines_lazy = lines.lazy().join(chosen, on="supplier_id", how="semi")
@@ -638,14 +730,107 @@ def measure_suppliers(
         .select("supplier_id", *METRIC_COLUMNS)
         .collect()
     )
-    return SupplierPerformance(metrics=metrics, late_lines=_late_lines_of(facts))
+    records = (records_behind_metrics(facts.lazy(), lines_lazy, receipts_lazy, as_of=as_of,
+                                      window_days=window_days).collect()
+               if with_records else pl.DataFrame(schema=RECORD_SCHEMA))
+    return SupplierPerformance(metrics=metrics, late_lines=_lines_not_on_time(facts), records=records)
+
+
+LINE_RECORD_COLUMNS = ("supplier_id", "po_id", "line_no", "promised_date", "completed_date", "days_late",
+                       "quantity_ordered", "quantity_received", "quantity_missing", "reason", "why")
+
+
+def _lines_not_on_time(facts: pl.DataFrame) -> pl.DataFrame:
+    """Judged lines not on time (late, short, not yet delivered, too early), each with why, latest promise first."""
+    return (
+        facts.filter(~pl.col("on_time"))
+        .with_columns(quantity_received=pl.col("received_total"))
+        .select(LINE_RECORD_COLUMNS)
+        .sort("supplier_id", "promised_date", "po_id", "line_no", descending=[False, True, False, False])
+    )
 
 
 def _late_lines_of(facts: pl.DataFrame) -> pl.DataFrame:
+    """Judged lines not fully received by the deadline (a line only too early is not late), with why."""
+    return _lines_not_on_time(facts.filter(pl.col("late")))
+
+
+def rejected_receipts(lines: pl.LazyFrame, receipts: pl.LazyFrame, *, as_of: date, window_days: int) -> pl.LazyFrame:
+    """The records behind acceptance and PPM rejected that lowered them: each inspected receipt received in the
+    window with quantity_rejected > 0, with its line's supplier, promised date and quantity ordered.
+
+    Over the same receipts as :func:`quality_metrics` (``receipt_id`` is null when the frame has none).
+    """
+    start = window_start(as_of, window_days)
+    if "receipt_id" not in receipts.collect_schema().names():
+        receipts = receipts.with_columns(receipt_id=pl.lit(None, pl.String))
+    owners = lines.select(*RECEIPT_KEYS, "supplier_id", "promised_date", "quantity_ordered")
     return (
-        facts.filter(pl.col("late"))
-        .select("supplier_id", "po_id", "line_no", "promised_date", "completed_date", "days_late")
-        .sort("supplier_id", "promised_date", "po_id", "line_no", descending=[False, True, False, False])
+        receipts.filter(pl.col("received_date").is_between(start, as_of), _receipt_inspected(),
+                        pl.col("quantity_rejected") > 0)
+        .join(owners, on=list(RECEIPT_KEYS), how="inner")
+        .select("supplier_id", "receipt_id", *RECEIPT_KEYS, "promised_date", "received_date", "quantity_ordered",
+                "quantity_received", "quantity_accepted", "quantity_rejected")
+    )
+
+
+def records_behind_metrics(facts: pl.LazyFrame, lines: pl.LazyFrame, receipts: pl.LazyFrame, *, as_of: date,
+                           window_days: int) -> pl.LazyFrame:
+    """The records behind each supplier's metrics, one row per record and metric (``RECORD_SCHEMA``):
+
+    - ``metric`` = ``ON_TIME_RECORDS``: every judged line not on time, ``why`` as in :func:`line_facts` (late,
+      short, not yet delivered, early); the lines with ``days_late`` are those the mean days late is over;
+    - ``metric`` = ``QUANTITY_RECORDS``: every judged line whose quantity is not accurate (see
+      :func:`quantity_accuracy_rate`), ``why`` = ``short: M of Q units received (K missing)`` or
+      ``over-delivered: M units kept of Q ordered (E extra)`` (kept = received − rejected); these lines are not
+      in full either, nor OTIF;
+    - ``metric`` = ``REJECTED_RECORDS``: every inspected receipt in the window that rejected units (see
+      :func:`rejected_receipts`), ``why`` = ``rejected: R of N units inspected``; these lower the acceptance
+      rate too.
+
+    A line short and late is listed under both of the first two. For a line, ``received_date`` is its completed
+    date, else its last receipt's; ``quantity_received`` and ``quantity_rejected`` are its totals by the as-of
+    date. For a receipt, they are its own; ``quantity_ordered`` and ``promised_date`` are its line's. Sorted by
+    supplier, then the three kinds in that order, then latest first (lines by promised date, receipts by
+    received date).
+    """
+    line_columns = dict(
+        po_id=pl.col("po_id").cast(pl.String), line_no=pl.col("line_no").cast(pl.Int64),
+        receipt_id=pl.lit(None, pl.String), promised_date="promised_date",
+        received_date=pl.coalesce("completed_date", "last_receipt_date"), quantity_ordered="quantity_ordered",
+        quantity_received="received_total", quantity_missing="quantity_missing", quantity_rejected="rejected_total",
+    )
+    kept = pl.col("received_total") - pl.col("rejected_total")
+    quantity_why = (
+        pl.when(pl.col("quantity_missing") > 0)
+        .then(pl.format("short: {} of {} units received ({} missing)", _quantity_text(pl.col("received_total")),
+                        _quantity_text(pl.col("quantity_ordered")), _quantity_text(pl.col("quantity_missing"))))
+        .otherwise(pl.format("over-delivered: {} units kept of {} ordered ({} extra)", _quantity_text(kept),
+                             _quantity_text(pl.col("quantity_ordered")),
+                             _quantity_text(kept - pl.col("quantity_ordered"))))
+    )
+    not_on_time = facts.filter(~pl.col("on_time")).select(
+        "supplier_id", metric=pl.lit(ON_TIME_RECORDS), why="why", **line_columns, days_late="days_late", kind=0)
+    inaccurate = facts.filter(~pl.col("quantity_accurate")).select(
+        "supplier_id", metric=pl.lit(QUANTITY_RECORDS), why=quantity_why, **line_columns,
+        days_late=pl.lit(None, pl.Int64), kind=1)
+    inspected = pl.col("quantity_accepted") + pl.col("quantity_rejected")
+    rejected = rejected_receipts(lines, receipts, as_of=as_of, window_days=window_days).select(
+        "supplier_id", metric=pl.lit(REJECTED_RECORDS),
+        why=pl.format("rejected: {} of {} units inspected", _quantity_text(pl.col("quantity_rejected")),
+                      _quantity_text(inspected)),
+        po_id=pl.col("po_id").cast(pl.String), line_no=pl.col("line_no").cast(pl.Int64),
+        receipt_id=pl.col("receipt_id").cast(pl.String), promised_date="promised_date", received_date="received_date",
+        quantity_ordered="quantity_ordered", quantity_received="quantity_received",
+        quantity_missing=pl.lit(None, pl.Float64), quantity_rejected="quantity_rejected",
+        days_late=pl.lit(None, pl.Int64), kind=2)
+    schema = {**RECORD_SCHEMA, "kind": pl.Int32()}
+    return (
+        pl.concat([frame.cast(schema).select(list(schema)) for frame in (not_on_time, inaccurate, rejected)])
+        .with_columns(latest=pl.when(pl.col("kind") == 2).then("received_date").otherwise("promised_date"))
+        .sort("supplier_id", "kind", "latest", "po_id", "line_no", "receipt_id",
+              descending=[False, False, True, False, False, False], nulls_last=True)
+        .drop("kind", "latest")
     )
 
 

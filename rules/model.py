@@ -35,7 +35,7 @@ RESERVED_COLUMNS = frozenset({
     "previous_score", "previous_band", "score_change", "action", "name", "category", "criticality", "owner_email",
     "profile", "reevaluate_every_days", "gate_note", "oldest_open_critical_days", "recent_bands",
     "proposed_status", "verdict_note", "outcome", "status_note", "next_due", "status_as_of", "official_as_of",
-    "manual_status", "manual_by", "manual_reason", "manual_until", "active",
+    "manual_status", "manual_by", "manual_reason", "manual_until", "active", "previous_criteria", "change_causes",
 })
 # The custom metric names of the rule file being checked, in file order, for the criteria and formulas in it;
 # and the name (as written) of the custom metric being checked, so that its formula may use those above it.

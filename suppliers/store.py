@@ -256,7 +256,7 @@ class History:
     """What the store knows before a run decides: current statuses, previous evaluations, later decisions."""
 
     current_statuses: pl.DataFrame  # supplier_id, status, status_as_of
-    previous: pl.DataFrame  # supplier_id, previous_as_of, previous_score, previous_band
+    previous: pl.DataFrame  # supplier_id, previous_as_of, previous_score, previous_band, previous_criteria (JSON)
     official_as_of: pl.DataFrame  # supplier_id, official_as_of
     previous_quality: pl.DataFrame  # the latest earlier run's quarantine summary (see previous_quarantine_summary)
     manual: pl.DataFrame | None = None  # each supplier's latest manual decision (see latest_manual_decisions)
@@ -754,7 +754,8 @@ class Store:
         return self._frame(query, schema={"supplier_id": pl.String, "official_as_of": pl.Date})
 
     def previous_evaluations(self, *, as_of: date, excluding_run_key: str) -> pl.DataFrame:
-        """Per supplier, the latest official evaluation strictly before ``as_of``.
+        """Per supplier, the latest official evaluation strictly before ``as_of``: its as-of date, score, band and
+        criteria (``previous_criteria``, the JSON text stored with it: what the change since is explained by).
 
         Strictly before, so a same-day re-run is no "change"; official (a run that may change the ASL), so a
         what-if never becomes the baseline of the next real evaluation.
@@ -762,12 +763,13 @@ class Store:
         c = evaluations.c
         latest = _latest_per_supplier(
             evaluations, c.as_of.label("previous_as_of"), c.score.label("previous_score"),
-            c.band.label("previous_band"),
+            c.band.label("previous_band"), c.criteria.label("previous_criteria"),
             join=(runs, runs.c.run_id == c.run_id),
             where=sa.and_(c.run_key != excluding_run_key, c.as_of < as_of, runs.c.changes_asl),
         )
         return self._frame(sa.select(latest), schema={"supplier_id": pl.String, "previous_as_of": pl.Date,
-                                          "previous_score": pl.Float64, "previous_band": pl.String})
+                                          "previous_score": pl.Float64, "previous_band": pl.String,
+                                          "previous_criteria": pl.String})
 
     def evaluation_history(self, supplier_id: str | None = None, limit: int = 100) -> pl.DataFrame:
         query = (

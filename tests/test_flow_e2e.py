@@ -451,6 +451,31 @@ def test_the_digest_carries_the_data_quality_report(workspace: Path) -> None:
     assert "data-quality.html" in parts(digest)[0]
 
 
+def test_a_supplier_report_carries_its_records_and_the_change_since_the_previous_evaluation(workspace: Path) -> None:
+    import email
+    import email.policy
+
+    earlier = SAMPLE_END - timedelta(days=91)
+    run("adhoc", workspace / "supplier-eval.toml", as_of_override=earlier)  # official: the rules in force
+    for old in (workspace / "outbox").glob("*.eml"):
+        old.unlink()
+    summary = run("adhoc", workspace / "supplier-eval.toml")
+    messages = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                for p in (workspace / "outbox").glob("*.eml")]
+    reports = [m for m in messages if str(m["Subject"]).startswith("Supplier evaluation: ")]
+    attached = {part.get_filename(): part.get_content() for m in reports for part in m.iter_attachments()}
+    assert attached and all(name.startswith("records-") and name.endswith(".csv") for name in attached)
+    folder = Path(summary.reports_dir) / "suppliers"
+    assert {p.name for p in folder.glob("records-*.csv")} == set(attached)
+    header = next(iter(attached.values())).splitlines()[0]
+    assert header.startswith("metric,why,po_id,line_no,receipt_id,")
+    texts = [parts(m)[0] for m in reports]
+    assert any(f"as of {earlier})" in text and "               mostly " in text for text in texts)
+    assert all("Records behind the metrics" in text for text in texts)
+    digest = next(parts(m)[0] for m in messages if str(m["Subject"]).startswith("Supplier evaluation digest"))
+    assert f"since {earlier}, mostly " in digest.split("Largest score changes")[1]
+
+
 def write_profiled_data(folder: Path) -> None:
     """Three perfect suppliers, one per criticality (profiles critical 90, major 180, minor 365 days)."""
     folder.mkdir(parents=True, exist_ok=True)

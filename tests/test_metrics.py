@@ -607,3 +607,111 @@ def test_certificate_validity_and_days_to_expiry() -> None:
 def test_suppliers_without_a_certificate_column_have_no_certificate_metrics() -> None:
     s1 = compute()["S1"]
     assert (s1["certificates"], s1["certificate_valid"], s1["days_to_expiry"]) == (0, None, None)
+
+
+# --- why a line is not on time, and the records behind the metrics
+#
+# The hand-computed table at the top: P2-1 completed 02-10, 9 days after its promise (late); P3-1 got 50 of 80
+# before its promise (short, 30 missing); P4-1 has nothing received by the as-of date 03-31, 19 days past its
+# deadline 03-12 (not yet delivered: 21 days late counted from the promise). Rejected receipts in the window:
+# P2-2 10 of 200, P5-1 5 of 10 (its replacement came later), P0-1 2 of 10 (its line was promised before the window).
+
+
+def test_each_line_not_on_time_says_why_in_words() -> None:
+    facts = metrics.line_facts(LINES.lazy(), RECEIPTS.lazy(), as_of=AS_OF, window_days=90, tolerance_days=2).collect()
+    why = {f"{r['po_id']}-{r['line_no']}": (r["reason"], r["why"]) for r in facts.to_dicts()}
+    assert why == {
+        "P1-1": (None, None), "P1-2": (None, None), "P2-2": (None, None), "P5-1": (None, None),
+        "P2-1": ("late", "late: 9 days after the promised date"),
+        "P3-1": ("short", "short: 50 of 80 units received (30 missing)"),
+        "P4-1": ("not delivered", "not yet delivered (19 days past the deadline)"),
+    }
+    late = metrics.late_lines(LINES, RECEIPTS, as_of=AS_OF, window_days=90, tolerance_days=2)
+    assert late.select("po_id", "days_late", "quantity_received", "quantity_missing", "why").rows() == [
+        ("P4", 21, 0.0, 20.0, "not yet delivered (19 days past the deadline)"),
+        ("P3", 0, 50.0, 30.0, "short: 50 of 80 units received (30 missing)"),
+        ("P2", 9, 50.0, 0.0, "late: 9 days after the promised date"),
+    ]
+
+
+def test_a_short_line_delivered_late_says_both_and_one_day_is_singular() -> None:
+    # Tolerance 0, as of 03-31. Q1: 4 of 10 on 03-06 (promised 03-01). Q2: 1.25 ordered, 0.5 received on the
+    # promised date. Q3: complete one day late. Q4: promised 03-31, nothing yet: its deadline is the as-of date.
+    lines = pl.DataFrame({"po_id": ["Q"] * 4, "line_no": [1, 2, 3, 4], "supplier_id": ["S1"] * 4,
+                          "promised_date": [D("2026-03-01")] * 3 + [AS_OF], "quantity_ordered": [10.0, 1.25, 5.0, 1.0]})
+    receipts = pl.DataFrame({"po_id": ["Q"] * 3, "line_no": [1, 2, 3],
+                             "received_date": [D("2026-03-06"), D("2026-03-01"), D("2026-03-02")],
+                             "quantity_received": [4.0, 0.5, 5.0], "quantity_accepted": [4.0, 0.5, 5.0],
+                             "quantity_rejected": [0.0, 0.0, 0.0]})
+    facts = metrics.line_facts(lines.lazy(), receipts.lazy(), as_of=AS_OF, window_days=90, tolerance_days=0).collect()
+    assert facts.sort("line_no")["why"].to_list() == [
+        "short: 4 of 10 units received (6 missing), the last 5 days after the promised date",
+        "short: 0.5 of 1.25 units received (0.75 missing)",
+        "late: 1 day after the promised date",
+        "not yet delivered (the deadline is the as-of date)",
+    ]
+
+
+def test_early_lines_say_how_early_and_are_reported_but_not_late() -> None:
+    facts = metrics.line_facts(EARLY_LINES.lazy(), EARLY_RECEIPTS.lazy(), as_of=AS_OF, window_days=90,
+                               tolerance_days=2, early_tolerance_days=3).collect()
+    early = "early: first receipt 4 days before the promised date (up to 3 days early is on time)"
+    assert dict(facts.select(pl.format("{}-{}", "po_id", "line_no"), "why").rows()) == {
+        "E-1": None, "E-2": early, "E-3": None, "E-4": "late: 3 days after the promised date", "E-5": early,
+        "E-6": None}
+    performance = metrics.measure_suppliers(pl.DataFrame({"supplier_id": ["E1"]}), EARLY_LINES, EARLY_RECEIPTS,
+                                            EMPTY_NCR, EMPTY_FEEDBACK, as_of=AS_OF, window_days=90, tolerance_days=2,
+                                            early_tolerance_days=3)
+    # the lines not on time, for the report: the early ones too (no days late), latest promise first
+    assert sorted(performance.late_lines.select("line_no", "reason", "days_late").rows()) == [
+        (2, "early", None), (4, "late", 3), (5, "early", None)]
+    # without an early tolerance nothing is too early: only E-4 is not on time
+    assert metrics.line_facts(EARLY_LINES.lazy(), EARLY_RECEIPTS.lazy(), as_of=AS_OF, window_days=90,
+                              tolerance_days=2).collect()["reason"].drop_nulls().to_list() == ["late"]
+
+
+def test_the_records_behind_the_metrics_one_row_per_record_and_metric() -> None:
+    performance = metrics.measure_suppliers(SUPPLIERS, LINES, RECEIPTS.with_columns(
+        receipt_id=pl.format("R{}-{}-{}", "po_id", "line_no", pl.col("received_date").dt.day())), EMPTY_NCR,
+        EMPTY_FEEDBACK, as_of=AS_OF, window_days=90, tolerance_days=2, with_records=True)
+    records = performance.records
+    assert records.schema == pl.Schema(metrics.RECORD_SCHEMA)
+    assert set(records["supplier_id"]) == {"S1"}
+    on_time, quantity, rejects = metrics.ON_TIME_RECORDS, metrics.QUANTITY_RECORDS, metrics.REJECTED_RECORDS
+    assert records.select("metric", "why", "po_id", "line_no", "receipt_id", "received_date", "quantity_received",
+                          "quantity_missing", "quantity_rejected", "days_late").rows() == [
+        (on_time, "not yet delivered (19 days past the deadline)", "P4", 1, None, None, 0.0, 20.0, 0.0, 21),
+        (on_time, "short: 50 of 80 units received (30 missing)", "P3", 1, None, D("2026-02-28"), 50.0, 30.0, 0.0, 0),
+        (on_time, "late: 9 days after the promised date", "P2", 1, None, D("2026-02-10"), 50.0, 0.0, 0.0, 9),
+        (quantity, "short: 0 of 20 units received (20 missing)", "P4", 1, None, None, 0.0, 20.0, 0.0, None),
+        (quantity, "short: 50 of 80 units received (30 missing)", "P3", 1, None, D("2026-02-28"), 50.0, 30.0, 0.0,
+         None),
+        (rejects, "rejected: 10 of 200 units inspected", "P2", 2, "RP2-2-14", D("2026-02-14"), 200.0, None, 10.0,
+         None),
+        (rejects, "rejected: 5 of 10 units inspected", "P5", 1, "RP5-1-14", D("2026-01-14"), 10.0, None, 5.0, None),
+        (rejects, "rejected: 2 of 10 units inspected", "P0", 1, "RP0-1-5", D("2026-01-05"), 10.0, None, 2.0, None),
+    ]
+    # the records counted are the metrics' own: 3 lines not on time, 17 units rejected in the window
+    s1 = performance.metrics.row(0, named=True)
+    assert records.filter(pl.col("metric") == on_time).height == s1["order_lines"] - s1["on_time_lines"]
+    assert records.filter(pl.col("metric") == rejects)["quantity_rejected"].sum() == 17.0
+    # measured without asking for them, there are none (and they cost nothing)
+    plain = metrics.measure_suppliers(SUPPLIERS, LINES, RECEIPTS, EMPTY_NCR, EMPTY_FEEDBACK, as_of=AS_OF,
+                                      window_days=90, tolerance_days=2)
+    assert plain.records.is_empty() and plain.records.schema == records.schema
+
+
+def test_an_over_delivery_is_a_quantity_record_but_a_replacement_for_rejects_is_not() -> None:
+    # O1: 12 of 10 kept; O2: 10 received, 4 rejected, 4 more sent as replacement (14 received, 10 kept).
+    lines = pl.DataFrame({"po_id": ["O", "O"], "line_no": [1, 2], "supplier_id": ["S1", "S1"],
+                          "promised_date": [D("2026-03-01")] * 2, "quantity_ordered": [10.0, 10.0]})
+    receipts = pl.DataFrame({"po_id": ["O"] * 3, "line_no": [1, 2, 2],
+                             "received_date": [D("2026-02-27"), D("2026-02-27"), D("2026-02-28")],
+                             "quantity_received": [12.0, 10.0, 4.0], "quantity_accepted": [12.0, 6.0, 4.0],
+                             "quantity_rejected": [0.0, 4.0, 0.0]})
+    records = metrics.measure_suppliers(SUPPLIERS, lines, receipts, EMPTY_NCR, EMPTY_FEEDBACK, as_of=AS_OF,
+                                        window_days=90, tolerance_days=2, with_records=True).records
+    assert records.select("metric", "line_no", "why").rows() == [
+        (metrics.QUANTITY_RECORDS, 1, "over-delivered: 12 units kept of 10 ordered (2 extra)"),
+        (metrics.REJECTED_RECORDS, 2, "rejected: 4 of 10 units inspected"),
+    ]

@@ -82,6 +82,7 @@ def late_line(i: int) -> dict:
         "promised_date": "2026-03-01",
         "completed_date": None if i == 0 else "2026-03-09",
         "days_late": 8 + i,
+        "why": "short: 5 of 10 units received (5 missing)" if i == 0 else f"late: {8 + i} days after the promised date",
     }
 
 
@@ -112,6 +113,7 @@ def report(**evaluation) -> dict:
             "insufficient_reason": None,
             "gates_hit": ["Quality certificate expired"],
             "action": "Approved with conditions; agree an improvement plan with the supplier.",
+            "change": None,
         },
         "criteria": [
             criterion(
@@ -123,6 +125,8 @@ def report(**evaluation) -> dict:
         ],
         "late_lines": [late_line(i) for i in range(3)],
         "late_lines_total": 3,
+        "late_kinds": [{"kind": "late", "lines": 2}, {"kind": "short", "lines": 1}],
+        "records": {"file": "records-S-001.csv", "counts": [{"metric": "On-time delivery rate", "rows": 3}]},
     }
     context["evaluation"].update(evaluation)
     return with_not_measured(context)
@@ -211,6 +215,8 @@ def digest() -> dict:
                 "from_status": "approved",
                 "to_status": "conditional",
                 "reason": "Score fell into band B",
+                "change": "−3.2 since 2026-05-31, mostly On-time delivery (−3.0 points: 93.5 % → 91.5 %)",
+                "change_explained": "since 2026-05-31, mostly On-time delivery (−3.0 points: 93.5 % → 91.5 %)",
             },
             {
                 "supplier_id": "S-009",
@@ -218,6 +224,18 @@ def digest() -> dict:
                 "from_status": "probation",
                 "to_status": "disqualified",
                 "reason": "Score fell into band D",
+                "change": None,
+                "change_explained": None,
+            },
+        ],
+        "score_changes": [
+            {
+                "supplier_id": "S-001",
+                "name": NAME,
+                "score": 78.44,
+                "score_change": -3.16,
+                "change": "−3.2 since 2026-05-31, mostly On-time delivery (−3.0 points: 93.5 % → 91.5 %)",
+                "change_explained": "since 2026-05-31, mostly On-time delivery (−3.0 points: 93.5 % → 91.5 %)",
             },
         ],
         "quarantine": [
@@ -454,8 +472,11 @@ def late_frame(count: int) -> pl.DataFrame:
             "promised_date": [date(2026, 3, 1)] * count,
             "completed_date": [None if i == 0 else date(2026, 3, 9) for i in range(count)],
             "days_late": [8 + i for i in range(count)],
+            "reason": ["short" if i == 0 else "late" for i in range(count)],
+            "why": ["short: 5 of 10 units received (5 missing), the last 8 days after the promised date" if i == 0
+                    else f"late: {8 + i} days after the promised date" for i in range(count)],
         },
-        schema_overrides={"completed_date": pl.Date},
+        schema_overrides={"completed_date": pl.Date, "reason": pl.String, "why": pl.String},
     )
 
 
@@ -505,9 +526,11 @@ def test_supplier_context_turns_only_the_first_25_late_lines_into_dicts():
         "promised_date": "2026-03-01",
         "completed_date": None,
         "days_late": 8,
+        "why": "short: 5 of 10 units received (5 missing), the last 8 days after the promised date",
     }
+    assert context["late_kinds"] == [{"kind": "late", "lines": 29}, {"kind": "short", "lines": 1}]
     empty = built_report(late_frame(0))
-    assert empty["late_lines"] == [] and empty["late_lines_total"] == 0
+    assert empty["late_lines"] == [] and empty["late_lines_total"] == 0 and empty["late_kinds"] == []
 
 
 def test_late_lines_are_capped_at_25_with_a_count_of_the_rest():
@@ -516,8 +539,9 @@ def test_late_lines_are_capped_at_25_with_a_count_of_the_rest():
     for part in (out.html, out.text):
         assert "PO-00024" in part and "PO-00025" not in part
         assert "5 more not shown" in part
-        assert "30 order lines were not fully received by the deadline" in part
-        assert "not yet complete" in part  # the line with no completion date
+        assert "30 order lines were not on time in this period: 29 late, 1 short." in part
+        assert "not complete" in part  # the line with no completion date
+        assert "short: 5 of 10 units received (5 missing), the last 8 days after the promised date" in part
 
 
 def test_late_line_count_comes_from_the_total_not_the_shown_rows():
@@ -526,20 +550,23 @@ def test_late_line_count_comes_from_the_total_not_the_shown_rows():
     context["late_lines_total"] = 1000
     out = render_supplier_report(context)
     for part in (out.html, out.text):
-        assert "1,000 order lines were not fully received by the deadline" in part
-        assert "975 more not shown" in part
+        assert "1,000 order lines were not on time in this period" in part
+        assert "975 more not shown; every one is in records-S-001.csv" in part
 
 
 def test_one_late_line_is_singular():
     context = built_report(late_frame(1))
     out = render_supplier_report(context)
-    assert "1 order line was not fully received" in out.text and "more not shown" not in out.text
+    assert "1 order line was not on time in this period: 1 short." in out.text
+    assert "more not shown" not in out.text
 
 
 def test_no_late_lines():
     context = built_report(late_frame(0))
     out = render_supplier_report(context)
-    assert "No late deliveries" in out.html and "No late deliveries" in out.text
+    for part in (out.html, out.text):
+        assert "No order line due in this period was late, short or not yet delivered." in part
+        assert "nothing is attached" in part
     assert "more not shown" not in out.text
 
 
@@ -692,6 +719,7 @@ def test_a_gate_capped_top_scorer_does_not_change_the_bands_status():
 def test_digest_with_custom_bands_lists_suppliers_under_each_band():
     out = render_digest(built_digest())
     text = out.text
+    text = text[text.index("Suppliers by band"):]  # the largest score changes name some of them before
     heads = [text.index(f"Band {name} - {status} ") for name, status in
              [("Gold", "approved"), ("Silver", "conditional"), ("Bronze", "disqualified")]]
     assert heads == sorted(heads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from dataclasses import replace
@@ -120,6 +121,8 @@ def test_previous_evaluation_is_the_latest_earlier_one_under_another_key(store: 
     previous = store.previous_evaluations(as_of=AS_OF, excluding_run_key="now")
     assert previous.select("supplier_id", "previous_as_of", "previous_score").rows() == [
         ("S1", date(2026, 3, 31), 70.0)]
+    # its criteria as stored, for the change since it (rules.decide.change_causes)
+    assert json.loads(previous["previous_criteria"].item()) == [{"name": "On time", "points": 90.0}]
 
 
 def test_outbox_ledger_sends_each_message_once(store: Store) -> None:

@@ -98,7 +98,10 @@ def supplier_report(what_if: bool, *, insufficient: bool = False) -> dict[str, A
                     "measured": False, "not_measured_reason": "no inspection results in the data",
                     "effective_weight": None}
     late = [{"po_id": f"PO-{i}", "line_no": 1, "promised_date": "2026-03-01", "completed_date": "2026-03-09",
-             "days_late": 8} for i in range(30)]
+             "days_late": 8, "why": "late: 8 days after the promised date"} for i in range(30)]
+    change = {"score_change": -3.0, "since": "2026-05-31", "lead": "mostly",
+              "causes": [{"text": "On-time delivery (−3.0 points: 93.5 % → 91.5 %)"}],
+              "summary": "−3.0 since 2026-05-31, mostly On-time delivery (−3.0 points: 93.5 % → 91.5 %)"}
     return {
         "run": {**RUN, "what_if": what_if},
         "rule_set": RULE_SET,
@@ -112,10 +115,14 @@ def supplier_report(what_if: bool, *, insufficient: bool = False) -> dict[str, A
                        "gates_hit": [] if insufficient else ["Quality certificate expired"], "action": "Keep.",
                        "not_measured": [] if insufficient else [{"name": "Quality",
                                                                  "reason": "no inspection results in the data"}],
-                       "measured_weight": 60, "total_weight": 100, "renormalised": not insufficient},
+                       "measured_weight": 60, "total_weight": 100, "renormalised": not insufficient,
+                       "change": None if insufficient else change},
         "criteria": [] if insufficient else [criterion, not_measured],
         "late_lines": [] if insufficient else late[:25],
         "late_lines_total": 0 if insufficient else len(late),
+        "late_kinds": [] if insufficient else [{"kind": "late", "lines": len(late)}],
+        "records": {"file": None if insufficient else "records-S-001.csv",
+                    "counts": [] if insufficient else [{"metric": "On-time delivery rate", "rows": len(late)}]},
     }
 
 
@@ -138,7 +145,12 @@ def digest(what_if: bool, *, empty: bool = False) -> dict[str, Any]:
         "not_measured": [] if empty else [{"name": "Quality", "suppliers": 1,
                                            "reason": "no inspection results in the data"}],
         "status_changes": [] if empty else [{"supplier_id": "S-001", "name": "Acme", "from_status": "conditional",
-                                             "to_status": "approved", "reason": "Score rose into band A"}],
+                                             "to_status": "approved", "reason": "Score rose into band A",
+                                             "change": "+1.0 since 2026-05-31",
+                                             "change_explained": "since 2026-05-31"}],
+        "score_changes": [] if empty else [{"supplier_id": "S-001", "name": "Acme", "score": 91.0, "score_change": 1.0,
+                                            "change": "+1.0 since 2026-05-31",
+                                            "change_explained": "since 2026-05-31"}],
         "quarantine": [] if empty else [{"kind": "receipts", "source": "receipts.csv", "rows_read": 100,
                                          "rows_quarantined": 3, "share": 0.03, "top_reasons": ["bad date (3 rows)"]}],
     }
