@@ -1,4 +1,6 @@
-"""Run every benchmark at 1M order lines (the figures the README quotes); pass --lines for other sizes.
+"""Run every benchmark: the timing ones at 1M order lines (the figures the README quotes; --lines for other
+sizes), then loading, mapping and validating 5M receipts from CSV next to Polars' and DuckDB's own reads, and the
+peak memory of reading and validating 10M order lines with their receipts.
 
     make bench                                   # or: .venv/bin/python benchmarks/run.py --lines 10000000
 """
@@ -18,6 +20,8 @@ def main() -> int:
         ["bench_generate.py", "--lines", lines, "--repeat", "1"],
         ["bench_validate.py", "--lines", lines],
         ["bench_scoring.py", "--lines", lines, "--repeat", "3"],
+        ["bench_load.py", "--receipts", "5000000", "--repeat", "3"],
+        ["bench_memory.py", "--lines", "10000000"],
     ]
     for script, *args in runs:
         print(f"== {script} {' '.join(args)}", flush=True)

@@ -71,12 +71,14 @@ def load(data_dir: Path, mapping_file: Path | None) -> LoadedSources:
 
 @task(name="validate", cache_policy=NO_CACHE)
 def validate(loaded: LoadedSources, as_of: date, max_quarantine_share: float,
-             failed_quarantine_path: Path) -> ValidatedInputs:
+             failed_quarantine_path: Path, window: tuple[date, date] | None = None) -> ValidatedInputs:
+    """Validate the rows the run's window (first day, as-of date) can score; every row when it is None."""
     validated = validate_inputs(loaded.raw, as_of=as_of, max_quarantine_share=max_quarantine_share,
-                                quarantine_path=failed_quarantine_path, formats=loaded.formats)
-    get_run_logger().info("Validated: %s rows quarantined of %s read",
+                                quarantine_path=failed_quarantine_path, formats=loaded.formats, window=window)
+    get_run_logger().info("Validated: %s rows quarantined of %s %s",
                           f"{int(validated.summary['rows_quarantined'].sum()):,}",
-                          f"{int(validated.summary['rows_read'].sum()):,}")
+                          f"{int(validated.summary['rows_read'].sum()):,}",
+                          "read" if window is None else f"the window {window[0]} to {window[1]} needs")
     return validated
 
 
@@ -192,7 +194,7 @@ def run_evaluation(params: RunParameters) -> RunSummary:
                 code=run.code_version, changes_asl=official))
             try:
                 validated = validate(loaded, as_of, settings.validation.max_quarantine_share,
-                                     failed_run_folder(settings.output_dir, run) / "quarantine.csv")
+                                     failed_run_folder(settings.output_dir, run) / "quarantine.csv", (first_day, as_of))
             except DataQualityError as bad_data:
                 try:
                     report_bad_data(store, run, settings, bad_data, read_from, params.send_email)

@@ -47,7 +47,7 @@ from suppliers.sources import LoadedSources, Source, load_sources
 from suppliers.yamlfile import Location, load_model, parse_yaml
 
 if TYPE_CHECKING:
-    from suppliers.readers import SourceSpec
+    from suppliers.readers import RawTable, SourceSpec
 
 __all__ = ["MappingFile", "Mapping", "load_mapping", "read_mapped_sources", "load_inputs", "CHECK_COMMAND"]
 
@@ -326,10 +326,9 @@ def read_mapped_sources(mapping: Mapping) -> LoadedSources:
               for name, columns in needed.items() if name in used}
     raw: dict[str, tuple[Source, pl.DataFrame]] = {}
     for kind, record in mapping.file.records.items():
-        table = tables[record.source]
-        frame = _map_record(kind, record, _without_blank_rows(table.frame), table.label)
-        raw[kind] = (Source(kind=kind, path=Path(table.label), format=mapping.spec(record.source).format,
-                            label=table.label), frame)
+        table, fmt = tables[record.source], mapping.spec(record.source).format
+        raw[kind] = (Source(kind=kind, path=Path(table.label), format=fmt, label=table.label),
+                     _mapped(kind, record, table, fmt))
     digest = hashlib.sha256(mapping.content_hash.encode())
     for name in sorted(tables):
         digest.update(f"{name}\0{tables[name].fingerprint}\n".encode())
@@ -337,13 +336,39 @@ def read_mapped_sources(mapping: Mapping) -> LoadedSources:
     return LoadedSources(raw=raw, fingerprint=digest.hexdigest(), formats=formats)
 
 
+def _mapped(kind: str, record: RecordEntry, table: RawTable, fmt: str) -> pl.DataFrame:
+    """The record kind's rows from a source read: its rows with a value (see :func:`_without_blank_rows`), mapped."""
+    # read_table leaves out the blank rows of a CSV or Excel source itself, by the same test.
+    frame = table.frame if fmt in ("csv", "excel") else _without_blank_rows(table.frame)
+    return _map_record(kind, record, frame, table.label)
+
+
 def _without_blank_rows(frame: pl.DataFrame) -> pl.DataFrame:
-    """Rows with at least one cell that holds something (an export's trailing blank lines are not records)."""
+    """Rows with at least one cell that holds something (an export's trailing blank lines are not records).
+
+    A cell holds something when it is not null and, as text, not empty or only whitespace. Only the rows whose
+    fullest column holds nothing can be blank, so the test of every cell runs on those rows only.
+    """
     cells = [c for c in frame.columns if c not in (_ROW, _FILE)]
-    if not cells:
+    if not cells or frame.is_empty():
         return frame
-    filled = [pl.col(c).cast(pl.String).str.strip_chars().str.len_bytes() > 0 for c in cells]
-    return frame.filter(pl.any_horizontal(filled).fill_null(False))
+
+    def empty(column: str) -> pl.Expr:
+        dtype = frame.schema[column]
+        if dtype.is_numeric() or dtype.is_temporal() or dtype == pl.Boolean:  # as text never empty
+            return pl.col(column).is_null()
+        text = pl.col(column).cast(pl.String).str.strip_chars()
+        return text.is_null() | (text.str.len_bytes() == 0)
+
+    pivot = min(cells, key=lambda c: frame.get_column(c).null_count())
+    at = "__position__"
+    maybe = frame.with_row_index(at).filter(empty(pivot))
+    if maybe.is_empty():
+        return frame
+    blank = maybe.filter(pl.all_horizontal([empty(c) for c in cells])).get_column(at)
+    if not blank.len():
+        return frame
+    return frame.with_row_index(at).filter(~pl.col(at).is_in(blank.implode())).drop(at)
 
 
 def _map_record(kind: str, record: RecordEntry, frame: pl.DataFrame, label: str) -> pl.DataFrame:

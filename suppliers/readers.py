@@ -21,6 +21,7 @@ import hashlib
 import io
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,8 @@ import polars as pl
 
 from suppliers.errors import ConfigError, SourceError
 
-__all__ = ["SourceSpec", "RawTable", "read_table", "FORMATS", "ENCODINGS", "DELIMITERS", "FILE", "ROW"]
+__all__ = ["SourceSpec", "RawTable", "read_table", "FORMATS", "ENCODINGS", "DELIMITERS", "FILE", "ROW", "aligned",
+           "numbered_rows"]
 
 FORMATS: tuple[str, ...] = ("csv", "parquet", "excel", "sql")
 #: The encodings a CSV source may set (aliases such as "utf8", "windows-1252" or "iso-8859-1" are accepted too).
@@ -94,17 +96,25 @@ def read_table(spec: SourceSpec, *, columns: Sequence[str] | None = None) -> Raw
     files, label = _files(spec)
     frames: list[pl.DataFrame] = []
     digests: list[tuple[str, str]] = []
-    for path in files:
-        data = _read_bytes(path)
-        digests.append((path.name, hashlib.sha256(data).hexdigest()))
-        if spec.format == "csv":
-            frame = _read_csv(data, path.name, settings, spec.header_row, wanted)
-        elif spec.format == "parquet":
-            frame = _read_parquet(data, path.name, wanted)
-        else:
-            frame = _read_excel(data, path.name, spec.sheet, spec.header_row, wanted)
-        frames.append(frame.with_columns(pl.lit(path.name, pl.String).alias(FILE), pl.col(ROW).cast(pl.Int64))
-                      .select(pl.exclude(ROW), ROW))
+    with ThreadPoolExecutor(max_workers=1) as hashing:  # the bytes are hashed while Polars parses them
+        for path in files:
+            data = _read_bytes(path)
+            digest = hashing.submit(_sha256, data)
+            if spec.format == "csv":
+                frame = _read_csv(data, path.name, settings, spec.header_row, wanted)
+            elif spec.format == "parquet":
+                frame = _read_parquet(data, path.name, wanted)
+            else:
+                frame = _read_excel(data, path.name, spec.sheet, spec.header_row, wanted)
+            digests.append((path.name, digest.result()))
+            frame = aligned(frame)
+            layout = _layout(frame)
+            file = pl.concat([pl.repeat(path.name, n, dtype=pl.String, eager=True) for n in layout], rechunk=False)
+            row = frame.get_column(ROW).cast(pl.Int64)
+            frame = frame.drop(ROW)
+            frame.insert_column(frame.width, file.alias(FILE))
+            frame.insert_column(frame.width, row)
+            frames.append(frame)
     if len(digests) == 1:
         fingerprint = digests[0][1]
     else:
@@ -122,6 +132,53 @@ def read_table(spec: SourceSpec, *, columns: Sequence[str] | None = None) -> Raw
 class _Settings:
     encoding: str | None
     delimiter: str | None
+
+
+# --- frame layout: columns cut into the same chunks, so that selecting columns copies nothing
+
+
+def aligned(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with every column cut into the same chunks as most of its columns.
+
+    A reader gives columns in chunks (one per block it parsed); a column added whole (a row number, a constant)
+    is one chunk. Polars copies every column into one chunk when a frame's columns are cut differently, on the
+    next select or filter; a column cut like the others (zero-copy slices of it) avoids that copy.
+    """
+    layouts = [tuple(column.chunk_lengths()) for column in frame.get_columns()]
+    if len(set(layouts)) <= 1:
+        return frame
+    target = max(set(layouts), key=lambda layout: (layouts.count(layout), -len(layout)))
+    starts = [0]
+    for length in target[:-1]:
+        starts.append(starts[-1] + length)
+    frame = frame.clone()  # a new frame of the same columns: the caller's is left as it is
+    for index, (column, layout) in enumerate(zip(frame.get_columns(), layouts, strict=True)):
+        if layout != target:
+            whole = column if len(layout) == 1 else column.rechunk()
+            frame.replace_column(index, pl.concat(
+                [whole.slice(start, length) for start, length in zip(starts, target, strict=True)], rechunk=False))
+    return frame
+
+
+def numbered_rows(frame: pl.DataFrame, name: str, offset: int = 1) -> pl.DataFrame:
+    """``frame`` (aligned) with a first column ``name``: offset, offset + 1, ... (Int64), cut like the others."""
+    frame = aligned(frame)
+    starts, numbers = offset, []
+    for length in _layout(frame):
+        numbers.append(pl.int_range(starts, starts + length, dtype=pl.Int64, eager=True))
+        starts += length
+    column = pl.concat(numbers, rechunk=False) if numbers else pl.Series(name, [], dtype=pl.Int64)
+    frame = frame.clone()
+    frame.insert_column(0, column.alias(name))
+    return frame
+
+
+def _layout(frame: pl.DataFrame) -> list[int]:
+    return frame.get_columns()[0].chunk_lengths() if frame.width else [frame.height]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()  # hashlib lets go of the GIL on a buffer this size
 
 
 def _check_spec(spec: SourceSpec) -> _Settings:
@@ -439,8 +496,9 @@ def _read_csv(data: bytes, name: str, settings: _Settings, header_row: int, want
                        lambda: _csv_header_elsewhere(body, eol, wanted or [], header_row, delimiter))
 
     def read(truncate: bool = False) -> pl.DataFrame:
-        return pl.read_csv(body, columns=list(selected) if wanted else None, row_index_name=ROW, row_index_offset=1,
-                           raise_if_empty=False, truncate_ragged_lines=truncate, **options)
+        frame = pl.read_csv(body, columns=list(selected) if wanted else None, raise_if_empty=False,
+                            truncate_ragged_lines=truncate, **options)
+        return numbered_rows(frame, ROW)  # not Polars' row index: one chunk, where the columns come in several
 
     try:
         frame = _polars_call(read, body, name)
@@ -579,13 +637,14 @@ def _finish_text(frame: pl.DataFrame, selected: dict[str, str], blank: set[str])
 def _drop_blank(frame: pl.DataFrame, cells: list[str]) -> pl.DataFrame:
     """Leave out rows whose every cell is empty or only whitespace (ROW keeps their numbers).
 
-    Only rows whose fullest column is empty or starts with whitespace can be blank, so the exact test runs on
-    those few rows instead of on every cell.
+    Only rows whose fullest column is empty (null, or a quoted ``""``) or starts with whitespace can be blank, so
+    the exact test runs on those few rows instead of on every cell.
     """
     if not cells or frame.is_empty():
         return frame
     pivot = min(cells, key=lambda c: frame.get_column(c).null_count())
-    maybe = frame.filter(pl.col(pivot).is_null() | pl.col(pivot).str.contains(r"^\s"))
+    maybe = frame.filter(pl.col(pivot).is_null() | (pl.col(pivot).str.len_bytes() == 0)
+                         | pl.col(pivot).str.contains(r"^\s"))
     if maybe.is_empty():
         return frame
     blank = maybe.filter(pl.all_horizontal(pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells))

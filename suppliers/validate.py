@@ -25,6 +25,12 @@ refers to (a receipt is not received before its line was ordered), and stops the
 quarantined share is over the threshold. All of it is vectorised: loops run over columns and checks, never
 over rows.
 
+A run validates the rows its window can score (``validate_inputs(window=...)``, see :func:`_window_rows`): the
+order lines promised or ordered in it and those its receipts and previous prices need, every receipt of those
+lines, the nonconformances open or raised in it, the feedback given in it, every supplier. Every row is still
+cast (a row's dates decide), and a repeated key is still found against every row read; what a run scores is what
+validating the whole history would give it, and what it quarantines is what that would quarantine of those rows.
+
 Every quarantined row has a reason ``code`` next to its readable ``reason``, from this closed vocabulary
 (:data:`QUARANTINE_CODES`; the codes of rules and foreign keys are declared with them in :mod:`suppliers.records`):
 
@@ -71,7 +77,7 @@ from __future__ import annotations
 
 import difflib
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -81,8 +87,17 @@ from pandera.errors import SchemaErrors
 
 from suppliers.errors import ConfigError, DataQualityError, SourceError
 from suppliers.files import write_csv_safely
-from suppliers.formats import CANONICAL_FORMAT, ColumnFormat, clean_cell, parse_cell
-from suppliers.records import RECORD_KINDS, RECORDS, REQUIRED_KINDS, CrossColumnRule, ForeignKey
+from suppliers.formats import (
+    CANONICAL_FORMAT,
+    ColumnFormat,
+    changed_by_cleaning,
+    clean_cell,
+    has_words,
+    parse_cell,
+    parse_text_quickly,
+)
+from suppliers.readers import aligned, numbered_rows
+from suppliers.records import RECORD_KINDS, RECORDS, REQUIRED_KINDS, ForeignKey
 from suppliers.schemas import (
     BAD_FORMAT,
     CANONICAL,
@@ -126,6 +141,8 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
 
 _ROW = "__row__"  # internal row-number column; never a canonical name
 _FILE, _FILE_ROW = "__file__", "__file_row__"  # a source of several files: each row's file and its row there
+_PARENT_ROW, _HASH, _FOUND = "__parent_row__", "__key_hash__", "__found__"  # internal columns of reference checks
+_PARENTS_PER_JOIN = 1_000_000  # a reference check joins this many parents at a time at most
 # Internal quarantine parts carry the row and leave source/kind to the end.
 _PART_SCHEMA: dict[str, pl.DataType] = {
     _ROW: pl.Int64(),
@@ -197,14 +214,21 @@ class ValidatedInputs:
 
 @dataclass
 class _Checked:
-    """One source part-way through validation (internal)."""
+    """One source part-way through validation (internal).
+
+    ``raw`` is the caller's frame, not a copy: a cell as written is looked up by row when a quarantined row
+    shows it (:meth:`raw_text`). ``cast`` holds only what validation made: a column that needed no change (text
+    that is already clean, a typed Parquet column already of its type) is the raw column itself.
+    """
 
     kind: str
     source_name: str
-    raw: pl.DataFrame  # _ROW + canonical columns as read
-    cast: pl.DataFrame  # non-blank rows: _ROW + canonical columns in canonical dtypes
+    raw: pl.DataFrame  # _ROW + canonical columns as read (the caller's columns)
+    cast: pl.DataFrame  # rows validated (non-blank, in the window): _ROW + canonical columns in canonical dtypes
     parts: list[pl.DataFrame] = field(default_factory=list)  # quarantine parts, _PART_SCHEMA
     origins: pl.DataFrame | None = None  # several files: _ROW -> the file and its row there
+    by_position: bool = False  # raw's _ROW is 1, 2, 3, ...: row r is at position r - 1
+    unparseable: list[pl.DataFrame] = field(default_factory=list)  # cast failures, quarantined by keep()
     _good: pl.DataFrame | None = None
 
     @property
@@ -229,6 +253,17 @@ class _Checked:
             self.parts.append(part.select(list(_PART_SCHEMA)).cast(_PART_SCHEMA))
             self._good = None
 
+    def keep(self, rows: pl.Series | None) -> None:
+        """Validate only the cast rows where ``rows`` is true (None: every row), then quarantine the cells of
+        those rows that did not parse."""
+        if rows is not None:
+            self.cast = self.cast.filter(rows)
+            self._good = None
+            self.unparseable = [_kept(part, self) for part in self.unparseable]
+        for part in self.unparseable:
+            self.add(part)
+        self.unparseable = []
+
     def quarantine(self) -> pl.DataFrame:
         parts = pl.concat(self.parts, how="vertical") if self.parts else pl.DataFrame(schema=_PART_SCHEMA)
         parts = parts.sort(_ROW, nulls_last=False, maintain_order=True)
@@ -248,9 +283,19 @@ class _Checked:
 
     def raw_text(self, column: str, rows: pl.Series) -> pl.Series:
         """The cells of ``column`` at ``rows`` (row numbers), as text, as they were in the source."""
-        at = rows.rename(_ROW).to_frame().join(self.raw.select(_ROW, column), on=_ROW, how="left",
-                                                maintain_order="left")
+        if self.by_position:
+            return self.raw.get_column(column).gather(rows.cast(pl.Int64) - 1).cast(pl.String).rename(column)
+        wanted = rows.rename(_ROW).cast(pl.Int64)
+        cells = self.raw.select(_ROW, column).filter(pl.col(_ROW).is_in(wanted.implode()))
+        at = wanted.to_frame().join(cells, on=_ROW, how="left", maintain_order="left")
         return at.get_column(column).cast(pl.String)
+
+
+def _kept(part: pl.DataFrame, checked: _Checked) -> pl.DataFrame:
+    """The rows of a quarantine part that are still validated (``checked.cast``), after a window dropped some."""
+    if not part.height:
+        return part
+    return part.filter(pl.col(_ROW).is_in(checked.cast.get_column(_ROW).implode()))
 
 
 # --- columns
@@ -309,12 +354,57 @@ def _check_columns(kind: str, raw: pl.DataFrame, source_name: str) -> pl.DataFra
 # --- cast
 
 
+@dataclass(frozen=True)
+class _ColumnCast:
+    """How one column is cast: a quick value for every cell, and which cells only the full clean-and-parse decides.
+
+    The full path (:func:`~suppliers.formats.clean_cell`, then :func:`~suppliers.formats.parse_cell`) builds a
+    cleaned copy of the column; the quick value does not (it is the column itself when that is already right),
+    and it equals the full path's value wherever ``suspect`` is false. The suspect cells (usually none: a bad or
+    padded cell, a missing-value token) go through the full path, on those rows only.
+    """
+
+    quick: pl.Expr
+    suspect: Callable[[pl.Expr], pl.Expr]  # given the quick value: true where the full path must decide the cell
+    cleaned: pl.Expr
+    parsed: pl.Expr
+
+
+def _column_cast(column: str, source: pl.DataType, target: pl.DataType, fmt: ColumnFormat) -> _ColumnCast:
+    cell = pl.col(column)
+    cleaned = clean_cell(cell, source, target, fmt)
+    untouched = cleaned.meta.eq(cell)  # a typed (Parquet, SQL) cell cleaning leaves as it is
+    parsed = parse_cell(cleaned, source if untouched else pl.String(), target, fmt)
+
+    def unsure(quick: pl.Expr, present: pl.Expr) -> pl.Expr:  # a cell with a value whose quick value is not sure
+        if target == pl.Float64:
+            return present & ~quick.is_finite().fill_null(False)
+        return present & quick.is_null()
+
+    if untouched and source == target:
+        # parse_cell of a cell already of its type is the cell itself, or null for a float that is not finite
+        return _ColumnCast(cell, lambda q: unsure(q, cell.is_not_null()), cleaned, parsed)
+    if source != pl.String:
+        return _ColumnCast(parsed, lambda q: cleaned.is_not_null() & q.is_null(), cleaned, parsed)
+    if target == pl.String:  # parse_cell returns the cleaned text: a cell cleaning does not change is its value
+        return _ColumnCast(cell, lambda _: changed_by_cleaning(cell, fmt), cleaned, parsed)
+    quick = parse_text_quickly(cell, target, fmt)
+    if has_words(fmt):
+        return _ColumnCast(quick, lambda q: changed_by_cleaning(cell, fmt) | unsure(q, cell.is_not_null()),
+                           cleaned, parsed)
+    # Without words, cleaning only trims the cell or makes an empty one null: a cell that parses as it is parses
+    # to the same value trimmed (a parser takes no whitespace, or skips it at the start), and one that does not
+    # parse as it is goes the full way.
+    return _ColumnCast(quick, lambda q: unsure(q, cell.is_not_null()), cleaned, parsed)
+
+
 def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str, formats: Mapping[str, ColumnFormat]) -> _Checked:
-    """Number the rows, clean and parse every cell (see :mod:`suppliers.formats`), quarantine what does not parse.
+    """Number the rows, clean and parse every cell (see :mod:`suppliers.formats`), set aside what does not parse.
 
     A frame from a mapped source brings its own row numbers (``__row__``: the row in the source file, after
     its header) and has had its blank lines dropped already; a canonical file is numbered here, and a line
-    whose every cell is empty is skipped (spreadsheet exports end with a few).
+    whose every cell is empty is skipped (spreadsheet exports end with a few). The cells that do not parse are
+    kept in ``unparseable`` until :meth:`_Checked.keep` says which rows are validated.
     """
     schema = CANONICAL[kind]
     for column, dtype in schema.items():
@@ -325,60 +415,84 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str, formats: Mapping
                 fix=f"Export '{column}' as plain values",
             )
     numbered = _ROW in raw.columns
-    raw_canonical = (raw if numbered else raw.with_row_index(_ROW, offset=1)).select(
-        pl.col(_ROW).cast(pl.Int64), *schema
+    # Columns are taken as they are, not selected: see suppliers.readers.aligned.
+    columns = [raw.get_column(c) for c in schema]
+    raw_canonical = (aligned(pl.DataFrame([raw.get_column(_ROW).cast(pl.Int64), *columns])) if numbered
+                     else numbered_rows(pl.DataFrame(columns), _ROW))
+    casts = {c: _column_cast(c, raw.schema[c], dtype, formats.get(c, CANONICAL_FORMAT)) for c, dtype in schema.items()}
+    quick = {c: f"_quick_{i}" for i, c in enumerate(schema)}
+    suspect = {c: f"_suspect_{i}" for i, c in enumerate(schema)}
+    # Eager selects of an aligned frame keep its chunks: a column passed through is not copied.
+    cast = aligned(raw_canonical.select(_ROW, *[casts[c].quick.alias(c) for c in schema]))
+    both = aligned(pl.DataFrame([*raw_canonical.get_columns(), *[cast.get_column(c).alias(quick[c]) for c in schema]]))
+    # A line can be blank only where every quick value is null or suspect; the full path decides those rows.
+    maybe_blank = [] if numbered else [
+        pl.all_horizontal([pl.col(quick[c]).is_null() | pl.col(suspect[c]) for c in schema]).alias("_maybe_blank")]
+    flags = both.select(*[casts[c].suspect(pl.col(quick[c])).alias(suspect[c]) for c in schema])
+    if maybe_blank:
+        blank = pl.DataFrame([*both.get_columns(), *flags.get_columns()]).select(maybe_blank).to_series()
+        flags = pl.DataFrame([*flags.get_columns(), blank])
+    del both
+    at = flags.select(pl.any_horizontal(flags.columns)).to_series().arg_true()
+    origins = (pl.DataFrame([raw.get_column(c) for c in (_ROW, _FILE, _FILE_ROW)])
+               if {_FILE, _FILE_ROW} <= set(raw.columns) else None)
+    checked = _Checked(kind=kind, source_name=source_name, raw=raw_canonical, cast=cast, origins=origins,
+                       by_position=not numbered)
+    if not at.len():
+        return checked
+    # The full path, on the rows that need it only.
+    flags = flags.gather(at)
+    written = raw_canonical.gather(at)
+    full = written.select(
+        _ROW,
+        *[casts[c].parsed.alias(c) for c in schema],
+        *[(casts[c].cleaned.is_not_null() & casts[c].parsed.is_null()).alias(f"_failed_{i}")
+          for i, c in enumerate(schema)],
+        pl.all_horizontal([casts[c].cleaned.is_null() for c in schema]).alias("_blank"),
     )
-
-    def fmt(column: str) -> ColumnFormat:
-        return formats.get(column, CANONICAL_FORMAT)
-
-    before = raw_canonical.select(
-        _ROW, *[clean_cell(pl.col(c), raw.schema[c], dtype, fmt(c)).alias(c) for c, dtype in schema.items()]
-    )
+    values = []
+    for c in schema:
+        mask = flags.get_column(suspect[c])
+        value = cast.get_column(c)
+        if mask.any():
+            value = value.clone().scatter(at.filter(mask), full.get_column(c).filter(mask))
+        values.append(value)
+    cast = aligned(pl.DataFrame([cast.get_column(_ROW), *values]))
     if not numbered:
-        # Skip blank lines: every canonical cell empty, and every extra column too (checked on those rows only).
-        blank = before.filter(pl.all_horizontal([pl.col(c).is_null() for c in schema])).get_column(_ROW)
-        extra = [c for c in raw.columns if c not in schema]
-        if blank.len() and extra:
-            at = raw.select(extra).gather(blank - 1)
-            blank = blank.filter(at.select(pl.all_horizontal(
-                [clean_cell(pl.col(c), at.schema[c], pl.String, CANONICAL_FORMAT).is_null() for c in extra]
-            )).to_series())
+        blank = _blank_lines(raw, schema, full.filter("_blank").get_column(_ROW))
         if blank.len():
-            before = before.filter(~pl.col(_ROW).is_in(blank.implode()))
-    # A cell that had a value before parsing and has none after did not parse.
-    checks = [c for c, dtype in schema.items() if dtype != pl.String]
-    work = (
-        before.lazy()
-        .with_columns([parse_cell(pl.col(c), before.schema[c], schema[c], fmt(c)).alias(f"_cast_{c}")
-                       for c in checks])
-        .with_columns(
-            [(pl.col(c).is_not_null() & pl.col(f"_cast_{c}").is_null()).alias(f"_failed_{c}") for c in checks]
-        )
-        .collect()
-    )
-    cast = work.select(_ROW, *[pl.col(f"_cast_{c}").alias(c) if c in checks else pl.col(c) for c in schema])
-    origins = raw.select(_ROW, _FILE, _FILE_ROW) if {_FILE, _FILE_ROW} <= set(raw.columns) else None
-    checked = _Checked(kind=kind, source_name=source_name, raw=raw_canonical, cast=cast, origins=origins)
-    flags = [f"_failed_{c}" for c in checks]
-    failed = work.select(_ROW, *flags).filter(pl.any_horizontal(flags)) if checks else work.clear()
-    for column in checks:
-        rows = failed.filter(pl.col(f"_failed_{column}")).get_column(_ROW)
-        if rows.len():
-            checked.add(
-                pl.DataFrame(
-                    {
-                        _ROW: rows,
-                        "column": pl.repeat(column, rows.len(), dtype=pl.String, eager=True),
-                        "value": checked.raw_text(column, rows),
-                        "code": pl.repeat(UNPARSEABLE, rows.len(), dtype=pl.String, eager=True),
-                        "reason": pl.repeat(
-                            fmt(column).failure_reason(schema[column]), rows.len(), dtype=pl.String, eager=True
-                        ),
-                    }
-                )
+            cast = cast.filter(~pl.col(_ROW).is_in(blank.implode()))
+    checked.cast = cast
+    for i, (column, dtype) in enumerate(schema.items()):
+        failed = full.get_column(f"_failed_{i}") & flags.get_column(suspect[column])
+        if not failed.any():
+            continue
+        rows = full.get_column(_ROW).filter(failed)
+        checked.unparseable.append(
+            pl.DataFrame(
+                {
+                    _ROW: rows,
+                    "column": pl.repeat(column, rows.len(), dtype=pl.String, eager=True),
+                    "value": written.get_column(column).filter(failed).cast(pl.String),
+                    "code": pl.repeat(UNPARSEABLE, rows.len(), dtype=pl.String, eager=True),
+                    "reason": pl.repeat(formats.get(column, CANONICAL_FORMAT).failure_reason(dtype), rows.len(),
+                                        dtype=pl.String, eager=True),
+                }
             )
+        )
     return checked
+
+
+def _blank_lines(raw: pl.DataFrame, schema: Mapping[str, pl.DataType], candidates: pl.Series) -> pl.Series:
+    """The rows (of a file numbered 1, 2, ...) among ``candidates`` (every canonical cell empty) whose every extra
+    column is empty too: blank lines, skipped."""
+    extra = [c for c in raw.columns if c not in schema]
+    if not candidates.len() or not extra:
+        return candidates
+    at = pl.DataFrame([raw.get_column(c).gather(candidates - 1) for c in extra])
+    return candidates.filter(at.select(pl.all_horizontal(
+        [clean_cell(pl.col(c), at.schema[c], pl.String, CANONICAL_FORMAT).is_null() for c in extra]
+    )).to_series())
 
 
 # --- pandera
@@ -457,18 +571,22 @@ def _schema_failures(checked: _Checked) -> None:
             )
 
 
-def _duplicates(checked: _Checked) -> None:
+def _duplicates(checked: _Checked) -> list[pl.DataFrame]:
     """A repeated key keeps its first row; later rows are quarantined as "duplicate of row N", or as "exact copy
-    of row N" when every column is as written in an earlier row N (the earliest such row)."""
+    of row N" when every column is as written in an earlier row N (the earliest such row).
+
+    Returns the quarantine parts, for the caller to add once it knows which rows are validated: the first row of
+    a key is the first in the whole file, whether or not it is validated itself.
+    """
     keys = list(KEYS.get(checked.kind, ()))
     if not keys:
-        return
+        return []
     key = pl.struct(keys) if len(keys) > 1 else pl.col(keys[0])
-    frame = checked.cast.select(_ROW, *keys).filter(
-        pl.all_horizontal([pl.col(k).is_not_null() for k in keys])
-    )
-    if frame.select(key.n_unique()).item() == frame.height:  # the common case, and the cheap test
-        return
+    frame = checked.cast.select(_ROW, *keys)
+    if any(frame.get_column(k).null_count() for k in keys):
+        frame = frame.filter(pl.all_horizontal([pl.col(k).is_not_null() for k in keys]))
+    if not _repeats(frame, keys):  # the common case, and the cheap test
+        return []
     first = key.is_first_distinct()
     dupes = frame.filter(~first)
     repeated = frame.join(dupes.select(keys).unique(), on=keys, how="semi").sort(_ROW)  # firsts and repeats
@@ -483,12 +601,13 @@ def _duplicates(checked: _Checked) -> None:
     firsts = frame.filter(first).join(dupes.select(keys).unique(), on=keys, how="semi").rename({_ROW: "_first"})
     dupes = dupes.join(copies, on=_ROW, how="anti").join(firsts, on=keys, how="left")
     found_by_code = ((dupes, DUPLICATE_KEY, "duplicate of row {}"), (copies, DUPLICATE_ROW, "exact copy of row {}"))
+    parts = []
     for found, code, reason in found_by_code:
         if not found.height:
             continue
         found = found.sort(_ROW)
         found_rows = found.get_column(_ROW)
-        checked.add(
+        parts.append(
             pl.DataFrame(
                 {
                     _ROW: found_rows,
@@ -499,12 +618,37 @@ def _duplicates(checked: _Checked) -> None:
                 }
             )
         )
+    return parts
+
+
+def _repeats(frame: pl.DataFrame, keys: list[str]) -> bool:
+    """Whether some key (no null in it) repeats: True may also mean two keys share a hash (then no part is found).
+
+    Keys in strictly increasing order (an export sorted by its key) do not repeat; otherwise distinct hashes mean
+    distinct keys (the hash of a row of several columns costs far less than comparing the rows themselves).
+    """
+    if frame.height < 2:
+        return False
+    after, same = pl.lit(False), pl.lit(True)
+    for name in keys:  # each row against the one before it: two views of the column, no copy of it
+        value, before = pl.col(name).slice(1), pl.col(name).slice(0, frame.height - 1)
+        after, same = after | (same & (value > before)), same & (value == before)
+    if frame.select(after.all()).item():
+        return False
+    return frame.select(_key_hash(keys, keys).n_unique()).item() != frame.height
+
+
+def _key_hash(columns: list[str], names: list[str]) -> pl.Expr:
+    """One 64-bit hash of a row's ``columns``, named ``names`` (equal keys, equal hashes; the converse is checked)."""
+    if len(columns) == 1:
+        return pl.col(columns[0]).hash()
+    return pl.struct([pl.col(c).alias(n) for c, n in zip(columns, names, strict=True)]).hash()
 
 
 def _future(checked: _Checked, after: date) -> None:
     """Quarantine a row whose date of something that has happened is after ``after`` (see the module docstring)."""
     for column in RECORDS[checked.kind].past_dates:
-        rows = checked.cast.filter(pl.col(column) > after).get_column(_ROW)
+        rows = checked.cast.get_column(_ROW).filter(checked.cast.get_column(column) > after)
         if rows.len():
             checked.add(
                 pl.DataFrame(
@@ -532,15 +676,29 @@ def _future_after(as_of: date | None) -> date:
 
 def _check(kind: str, raw: pl.DataFrame, source_name: str,
            formats: Mapping[str, ColumnFormat] | None = None) -> _Checked:
+    checked = _cast_source(kind, raw, source_name, formats)
+    _checks(checked, None)
+    return checked
+
+
+def _cast_source(kind: str, raw: pl.DataFrame, source_name: str,
+                 formats: Mapping[str, ColumnFormat] | None = None) -> _Checked:
     if kind not in CANONICAL:
         raise SourceError(
             f"unknown record kind '{kind}'", where=source_name, fix=f"Use one of {', '.join(RECORD_KINDS)}"
         )
     raw = _check_columns(kind, raw, source_name)
-    checked = _cast_frame(kind, raw, source_name, formats or {})
+    return _cast_frame(kind, raw, source_name, formats or {})
+
+
+def _checks(checked: _Checked, rows: pl.Series | None) -> None:
+    """Keep the cast rows where ``rows`` is true (None: all), then check them: cast failures, the Pandera schema,
+    repeated keys (found among every row read: a kept row repeating an earlier row is a duplicate of it)."""
+    duplicates = _duplicates(checked)
+    checked.keep(rows)
     _schema_failures(checked)
-    _duplicates(checked)
-    return checked
+    for part in duplicates:
+        checked.add(_kept(part, checked) if rows is not None else part)
 
 
 def validate_frame(
@@ -570,17 +728,110 @@ def _reason(template: str, parent: _Checked) -> pl.Expr:
 
 
 def _reference(child: _Checked, key: ForeignKey, parent: _Checked) -> None:
-    """Quarantine ``child`` good rows whose ``key`` is not a good row of ``parent`` (anti-join), then those that
-    break a rule of the key over the row and its ``parent`` row."""
+    """Quarantine ``child`` good rows whose ``key`` is not a good row of ``parent``, then those that break a rule
+    of the key over the row and its ``parent`` row.
+
+    One left join finds both, streamed: only the rows it finds are kept. A name a rule uses that the child
+    declares is the child's column, any other the parent's; a key with rules refers to the parent's primary key
+    (checked in :mod:`suppliers.records`), so a row joins one parent row at most. Rules are judged in order, each
+    over the rows no earlier one set aside.
+    """
     columns = list(key.fields)
-    parent_columns = list(key.reference.fields)
-    renamed = dict(zip(parent_columns, columns, strict=True))
-    good_keys = parent.good.select(parent_columns).rename(renamed).unique()
-    orphans = child.good.select(_ROW, *columns).join(good_keys, on=columns, how="anti")
-    if orphans.height:
-        _orphans(child, key, parent, orphans)
-    for rule in key.rules:
-        _reference_rule(child, key, parent, rule)
+    own = set(CANONICAL[child.kind])
+    named = {name for rule in key.rules for name in rule.names}
+    theirs = sorted(named - own)
+    parent_keys = [f"_parent_key_{i}" for i in range(len(columns))]
+    parents = parent.good.select(
+        *[pl.col(p).alias(k) for p, k in zip(key.reference.fields, parent_keys, strict=True)], *theirs
+    )
+    if set(key.reference.fields) != set(KEYS.get(parent.kind, ())):  # no rules then: any row of a key will do
+        parents = parents.unique(subset=parent_keys, keep="first", maintain_order=True)
+    children = child.good.select(_ROW, *columns, *sorted(named & own - set(columns)))
+    found = pl.col(_FOUND)
+    broken = [(found & ~rule.holds).fill_null(False).alias(f"_broken_{i}") for i, rule in enumerate(key.rules)]
+    flagged = pl.concat([
+        joined.select(_ROW, *columns, _FOUND, *broken)
+        .filter(~found | pl.any_horizontal(pl.lit(False), *[pl.col(f"_broken_{i}") for i in range(len(broken))]))
+        .collect(engine="streaming")  # the join's rows are looked at as they come, never held all at once
+        for joined in _with_parents(children, parents, columns, parent_keys)
+    ]).sort(_ROW)
+    missing = flagged.filter(~found).unique(_ROW, keep="first", maintain_order=True)
+    # A row whose key shares its hash with another parent's has a row of its own parent too: not missing.
+    missing = missing.join(_good_keys(parent, key, missing.select(columns)), on=columns, how="anti")
+    if missing.height:
+        _orphans(child, key, parent, missing.select(_ROW, *columns))
+    judged = flagged.filter(found)
+    for i, rule in enumerate(key.rules):
+        failing = judged.filter(f"_broken_{i}")
+        judged = judged.filter(~pl.col(f"_broken_{i}"))
+        if not failing.height:
+            continue
+        rows = failing.get_column(_ROW)
+        parent_rows = failing.select(columns).join(
+            _good_keys(parent, key, failing.select(columns), with_rows=True), on=columns, how="left",
+            maintain_order="left").get_column(_PARENT_ROW)
+        child.add(
+            pl.DataFrame(
+                {
+                    _ROW: rows,
+                    "column": pl.repeat(rule.column, rows.len(), dtype=pl.String, eager=True),
+                    "value": _shown(
+                        {
+                            c: child.raw_text(c, rows) if c in own else parent.raw_text(c, parent_rows)
+                            for c in rule.value_columns
+                        }
+                    ),
+                    "code": pl.repeat(rule.code, rows.len(), dtype=pl.String, eager=True),
+                    "reason": pl.repeat(rule.reason, rows.len(), dtype=pl.String, eager=True),
+                }
+            )
+        )
+
+
+def _with_parents(children: pl.DataFrame, parents: pl.DataFrame, columns: list[str],
+                  parent_keys: list[str]) -> list[pl.LazyFrame]:
+    """``children`` left-joined to the ``parents`` rows of the same key (``parent_keys``): ``_FOUND`` is true for
+    a row joined to its parent, false for a row without one. In parts, each a share of the keys.
+
+    A key of several columns is joined on one 64-bit hash of it and each match is then compared column by
+    column: joining on the columns themselves costs several times more. Two keys that share a hash may give a
+    row a second, false match (not found); :func:`_reference` looks such rows up again. A join holds its parents
+    while the children stream past, so many parents are joined a share of the hashes at a time.
+    """
+    parents = parents.with_columns(pl.lit(True).alias(_FOUND))
+    hashed = len(columns) > 1 and all(
+        children.schema[c] == parents.schema[k] for c, k in zip(columns, parent_keys, strict=True))
+    if not hashed:
+        joined = children.lazy().join(parents.lazy(), left_on=columns, right_on=parent_keys, how="left")
+        return [joined.with_columns(pl.col(_FOUND).fill_null(False))]
+    same_key = pl.all_horizontal([pl.col(c) == pl.col(k) for c, k in zip(columns, parent_keys, strict=True)])
+    parts = max(1, -(-parents.height // _PARENTS_PER_JOIN))
+    children = children.with_columns(_key_hash(columns, columns).alias(_HASH))
+    parents = parents.with_columns(_key_hash(parent_keys, columns).alias(_HASH))
+    plans = []
+    for part in range(parts):
+        share = (pl.col(_HASH) % parts == part) if parts > 1 else pl.lit(True)
+        plans.append(
+            children.lazy().filter(share)
+            .join(parents.lazy().filter(share), on=_HASH, how="left")
+            .with_columns((pl.col(_FOUND) & same_key).fill_null(False).alias(_FOUND))
+        )
+    return plans
+
+
+def _good_keys(parent: _Checked, key: ForeignKey, wanted: pl.DataFrame, *, with_rows: bool = False) -> pl.DataFrame:
+    """The keys among ``wanted`` (named as the child names them) that are good rows of ``parent``, with their
+    rows (``_PARENT_ROW``) if asked: a look-up of a few keys."""
+    columns, parent_columns = list(key.fields), list(key.reference.fields)
+    wanted = wanted.drop_nulls().unique()
+    good = parent.good.select(
+        *([pl.col(_ROW).alias(_PARENT_ROW)] if with_rows else []),
+        *[pl.col(p).alias(c) for p, c in zip(parent_columns, columns, strict=True)],
+    )
+    if not wanted.height:
+        return good.clear()
+    good = good.filter(pl.col(columns[0]).is_in(wanted.get_column(columns[0]).implode()))
+    return good.join(wanted, on=columns, how="semi").unique(columns, keep="first", maintain_order=True)
 
 
 def _orphans(child: _Checked, key: ForeignKey, parent: _Checked, orphans: pl.DataFrame) -> None:
@@ -591,7 +842,7 @@ def _orphans(child: _Checked, key: ForeignKey, parent: _Checked, orphans: pl.Dat
     all_keys = (
         parent.cast.select(parent_columns)
         .rename(renamed)
-        .drop_nulls()
+        .join(orphans.select(columns).drop_nulls().unique(), on=columns, how="semi")
         .unique()
         .with_columns(pl.lit(True).alias("_known"))
     )
@@ -611,48 +862,6 @@ def _orphans(child: _Checked, key: ForeignKey, parent: _Checked, orphans: pl.Dat
                 "value": value,
                 "code": reasons.get_column("code"),
                 "reason": reasons.get_column("reason"),
-            }
-        )
-    )
-
-
-def _reference_rule(child: _Checked, key: ForeignKey, parent: _Checked, rule: CrossColumnRule) -> None:
-    """Quarantine ``child`` good rows for which ``rule`` is false over the row joined to its good ``parent`` row.
-
-    A name the child declares is the child's column, any other the parent's; the rule refers to the parent's
-    primary key (checked in :mod:`suppliers.records`), so a row joins one parent row at most.
-    """
-    columns = list(key.fields)
-    own = set(CANONICAL[child.kind])
-    theirs = sorted(rule.names - own)
-    parents = parent.good.select(
-        pl.col(_ROW).alias("_parent_row"),
-        *[pl.col(p).alias(c) for p, c in zip(key.reference.fields, columns, strict=True)],
-        *theirs,
-    )
-    broken = (
-        child.good.select(_ROW, *sorted(rule.names & own | set(columns)))
-        .join(parents, on=columns, how="inner")
-        .filter(~rule.holds)  # null: a value the rule needs is missing, so the row is not judged
-        .sort(_ROW)
-    )
-    if not broken.height:
-        return
-    rows = broken.get_column(_ROW)
-    parent_rows = broken.get_column("_parent_row")
-    child.add(
-        pl.DataFrame(
-            {
-                _ROW: rows,
-                "column": pl.repeat(rule.column, rows.len(), dtype=pl.String, eager=True),
-                "value": _shown(
-                    {
-                        c: child.raw_text(c, rows) if c in own else parent.raw_text(c, parent_rows)
-                        for c in rule.value_columns
-                    }
-                ),
-                "code": pl.repeat(rule.code, rows.len(), dtype=pl.String, eager=True),
-                "reason": pl.repeat(rule.reason, rows.len(), dtype=pl.String, eager=True),
             }
         )
     )
@@ -844,6 +1053,7 @@ def validate_inputs(
     quarantine_path: Path | None = None,
     as_of: date | None = None,
     formats: Mapping[str, Mapping[str, ColumnFormat]] | None = None,
+    window: tuple[date, date] | None = None,
 ) -> ValidatedInputs:
     """Validate every source, check references between them, and enforce the quarantine threshold.
 
@@ -852,6 +1062,11 @@ def validate_inputs(
     quarantined; one after a back-dated ``as_of`` but not after today is not an error (see the module docstring).
 
     ``formats`` say how a mapped source writes each field (kind -> field -> format); a canonical file needs none.
+
+    ``window`` (first day, last day: a run's window and its as-of date) validates only the rows the metrics of
+    that window can read (see :func:`_window_rows`); every cell is still cast, so a row whose dates do not parse
+    is validated. The summary then counts those rows, the threshold is over them, and the good rows returned are
+    those rows' good ones: scoring them gives every supplier the metrics the whole history gives. None: every row.
 
     Raises :class:`SourceError` for a missing required source or column and :class:`DataQualityError`
     when a source's quarantined share of rows is over ``max_quarantine_share``. That error carries the full
@@ -865,6 +1080,9 @@ def validate_inputs(
             where="validation.max_quarantine_share",
             fix="Use a share such as 0.2 (20%)",
         )
+    if window is not None and not window[0] <= window[1]:
+        raise ConfigError(f"the window's first day {window[0]} is after its last day {window[1]}",
+                          where="validate_inputs(window=...)", fix="Give (first day, last day)")
     missing = [kind for kind in REQUIRED_KINDS if kind not in raw]
     if missing:
         raise SourceError(
@@ -879,16 +1097,28 @@ def validate_inputs(
             where="inputs",
             fix=f"Use one of {', '.join(RECORD_KINDS)}",
         )
-    checked: dict[str, _Checked] = {}
-    for kind in RECORD_KINDS:
-        if kind in raw:
-            source, frame = raw[kind]
-            checked[kind] = _check(kind, frame, source.name, (formats or {}).get(kind))
-    future_after = _future_after(as_of)
-    for source_checked in checked.values():
-        _future(source_checked, future_after)
-    _references(checked)
-    _lines_with_a_quarantined_receipt(checked)
+    def cast_all() -> dict[str, _Checked]:
+        return {kind: _cast_source(kind, raw[kind][1], raw[kind][0].name, (formats or {}).get(kind))
+                for kind in RECORD_KINDS if kind in raw}
+
+    checked = cast_all()
+    history = _price_history(checked["purchase_order_lines"].cast, *window) if window is not None else None
+    deeper: pl.DataFrame | None = None  # items whose previous price needs all their lines before the window
+    while True:  # once, unless the previous prices of the window need older lines (see _window_rows)
+        rows = _window_rows(checked, *window, history=history, all_history_of=deeper) if window is not None else {}
+        for kind, source_checked in checked.items():
+            _checks(source_checked, rows.pop(kind, None))
+        future_after = _future_after(as_of)
+        for source_checked in checked.values():
+            _future(source_checked, future_after)
+        _references(checked)
+        _lines_with_a_quarantined_receipt(checked)
+        if window is None or deeper is not None:
+            break
+        deeper = _items_without_previous_price(checked, history)
+        if deeper.is_empty():
+            break
+        checked = cast_all()  # more rows to validate: start again from the frames as read
 
     quarantine = pl.concat([c.quarantine() for c in checked.values()], how="vertical").cast(QUARANTINE_SCHEMA)
     whole = quarantine.filter(pl.col("row").is_null())
@@ -903,15 +1133,116 @@ def validate_inputs(
     summary = _summary(checked, quarantine)
     _check_threshold(summary, quarantine, max_quarantine_share, quarantine_path)
 
-    def good(kind: str) -> pl.DataFrame:
-        return checked[kind].good.select(list(CANONICAL[kind])) if kind in checked else empty_frame(kind)
+    good: dict[str, pl.DataFrame] = {}
+    for kind in RECORD_KINDS:  # one kind at a time, letting go of its cast rows once its good rows are out
+        source_checked = checked.pop(kind, None)
+        good[kind] = source_checked.good.select(list(CANONICAL[kind])) if source_checked else empty_frame(kind)
+        del source_checked
+    return ValidatedInputs(**good, quarantine=quarantine, summary=summary)
 
-    return ValidatedInputs(
-        suppliers=good("suppliers"),
-        purchase_order_lines=good("purchase_order_lines"),
-        receipts=good("receipts"),
-        nonconformances=good("nonconformances"),
-        feedback=good("feedback"),
-        quarantine=quarantine,
-        summary=summary,
+
+# --- the window
+
+
+def _window_rows(checked: dict[str, _Checked], first: date, last: date, *, history: pl.DataFrame | None = None,
+                 all_history_of: pl.DataFrame | None = None) -> dict[str, pl.Series]:
+    """Per kind, which cast rows a run over ``first`` to ``last`` (its window and as-of date) validates.
+
+    What the metrics and gates read (rules/metrics.py, rules/asl.py), and so what is kept:
+
+    - order lines promised in the window (the judged lines are among them) or ordered in it (price variance),
+      the order lines of every receipt received in the window (acceptance and PPM count a receipt by its line's
+      supplier), and for each item (supplier, item_id, currency) ordered in the window its lines of the last day
+      it was ordered before the window, where its previous price is found (``history``, see
+      :func:`_price_history`; all its lines before the window for the items ``all_history_of``: those whose
+      lines of that day are all quarantined, see validate_inputs);
+    - every receipt of those lines, whatever its date: a judged line's deliveries before the window count, a
+      line is set aside when one of its receipts is, and a kept receipt's line is there (never "unknown");
+    - nonconformances raised by the last day and in the window, or still open, or closed on or after the first
+      day (open at the as-of date, closed in the window);
+    - feedback given in the window;
+    - every supplier.
+
+    A row whose deciding date is empty or did not parse is kept (it is quarantined for that). Lines and receipts
+    are matched by a hash of (po_id, line_no): a hash two keys share keeps a few more rows, never fewer. A
+    repeated key is still found against every row read (see :func:`_checks`).
+    """
+    def dated(column: str, rows: pl.DataFrame) -> pl.Series:
+        return rows.select(pl.col(column).is_null() | pl.col(column).is_between(first, last)).to_series()
+
+    kept: dict[str, pl.Series] = {}
+    lines, receipts = checked["purchase_order_lines"].cast, checked["receipts"].cast
+    reference = next(key for key in RECORDS["receipts"].foreign_keys
+                     if key.reference.resource == "purchase_order_lines")
+    names = list(reference.reference.fields)
+    line_key = lines.select(_key_hash(names, names)).to_series()
+    receipt_key = receipts.select(_key_hash(list(reference.fields), names)).to_series()
+    promised, received = dated("promised_date", lines), dated("received_date", receipts)
+    ordered = lines.select(pl.col("order_date").is_between(first, last).fill_null(False)).to_series()
+    if history is None:
+        history = _price_history(lines, first, last)
+    if all_history_of is not None and all_history_of.height:
+        items = pl.DataFrame([lines.get_column(c).gather(history.get_column("_at")) for c in _PRICE_ITEM])
+        everything = items.select(pl.struct(_PRICE_ITEM).is_in(
+            all_history_of.select(pl.struct(_PRICE_ITEM)).to_series().implode(), nulls_equal=True)).to_series()
+        history = history.with_columns(pl.col("_kept") | everything)
+    wanted = promised | ordered | pl.repeat(False, lines.height, dtype=pl.Boolean, eager=True).scatter(
+        history.get_column("_at"), history.get_column("_kept"))
+    kept["purchase_order_lines"] = wanted | _among(line_key, ~wanted, receipt_key.filter(received))
+    kept["receipts"] = received | _among(receipt_key, ~received, line_key.filter(kept["purchase_order_lines"]))
+    if "nonconformances" in checked:
+        raised, closed = pl.col("raised_date"), pl.col("closed_date")
+        kept["nonconformances"] = checked["nonconformances"].cast.select(
+            raised.is_null() | ((raised <= last) & ((raised >= first) | closed.is_null() | (closed >= first)))
+        ).to_series()
+    if "feedback" in checked:
+        kept["feedback"] = dated("date", checked["feedback"].cast)
+    return kept
+
+
+# What price variance compares a line's unit price within, and in which order (rules/metrics.py, price_changes).
+_PRICE_ITEM = ("supplier_id", "item_id", "currency")
+_PRICE_ORDER = ("order_date", "po_id", "line_no")
+
+
+def _price_history(lines: pl.DataFrame, first: date, last: date) -> pl.DataFrame:
+    """The lines (``lines`` cast) ordered with a price before ``first``, of items ordered with a price from
+    ``first`` to ``last``: ``_at`` (position), ``_ROW`` and ``_kept``, whether the line is of the last day its item
+    was ordered before ``first``.
+
+    An item's previous price before the window is on its latest good line before it; when one of the lines of
+    that last day is good, the latest good line is among them. Items are told apart by a hash of them here: two
+    that share it only bring in more lines.
+    """
+    priced = lines.select(
+        pl.col("item_id").is_not_null() & pl.col("unit_price").is_not_null() & pl.col("order_date").is_not_null()
+    ).to_series()
+    item = lines.select(pl.struct(_PRICE_ITEM).hash()).to_series()
+    ordered = lines.get_column("order_date")
+    bought = item.filter(priced & ordered.is_between(first, last))
+    at = (priced & (ordered < first) & item.is_in(bought.implode())).arg_true()
+    before = pl.DataFrame([lines.get_column(c).gather(at) for c in (_ROW, *_PRICE_ITEM, "order_date")])
+    return before.select(
+        at.alias("_at"), _ROW, (pl.col("order_date") == pl.col("order_date").max().over(_PRICE_ITEM)).alias("_kept"))
+
+
+def _items_without_previous_price(checked: dict[str, _Checked], history: pl.DataFrame) -> pl.DataFrame:
+    """The items ordered in the window whose lines of the last day they were ordered before it were all
+    quarantined: their previous price is on an older line, so a second pass validates all their lines before it."""
+    lines = checked["purchase_order_lines"]
+    kept = lines.cast.select(_ROW, *_PRICE_ITEM).filter(
+        pl.col(_ROW).is_in(history.filter("_kept").get_column(_ROW).implode()))
+    return (
+        kept.with_columns(pl.col(_ROW).is_in(lines.good.get_column(_ROW).implode()).alias("_good"))
+        .group_by(_PRICE_ITEM)
+        .agg(pl.col("_good").any())
+        .filter(~pl.col("_good"))
+        .select(_PRICE_ITEM)
     )
+
+
+def _among(keys: pl.Series, asked: pl.Series, wanted: pl.Series) -> pl.Series:
+    """True where ``asked`` is and the key is one of ``wanted`` (only the asked rows are looked up)."""
+    at = asked.arg_true()
+    return pl.repeat(False, keys.len(), dtype=pl.Boolean, eager=True).scatter(
+        at, keys.gather(at).is_in(wanted.implode()))

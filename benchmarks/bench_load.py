@@ -1,0 +1,213 @@
+"""Benchmark: load, map and validate receipts from a CSV export, next to Polars' and DuckDB's own CSV reads.
+
+The export is the sample-data generator's, written as CSV (``suppliers/generate.py``), with a mapping file that
+maps every canonical column by its plain name, as a canonical export is mapped. Receipts are about 1.15x the
+order lines, so 5M receipts come with about 4.35M lines. Steps, each timed on its own (best of ``--repeat``):
+
+- ``pl.read_csv`` of receipts.csv: every column as text (``infer_schema=False``, the yardstick) and typed;
+- ``duckdb`` reading the same file into a table, as text and typed (skipped when duckdb is not installed:
+  it is a benchmark-only choice, not a dependency);
+- ``read_table``: supplier-eval's reader of a mapping-file source, only the mapped columns;
+- mapping: the mapped fields of the receipts from that frame (``_map_record``);
+- validation of suppliers, order lines and receipts (cast, Pandera checks, duplicates, references: receipts
+  need their order lines), and the receipts' share of it (the same without receipts);
+- the same validation of the evaluation window only (``validate_inputs(window=...)``), when available;
+- end to end: ``read_mapped_sources`` + ``validate_inputs`` of all three kinds.
+
+The issue's target: read + map + validate of the receipts at most 2x ``pl.read_csv(infer_schema=False)``.
+
+    .venv/bin/python benchmarks/bench_load.py [--receipts 5000000] [--repeat 2] [--work /tmp/supplier-eval-bench]
+
+The data is generated once into ``--work`` and reused (generating is not timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import inspect
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rules.metrics import window_start  # noqa: E402
+from suppliers.mapping import load_mapping, read_mapped_sources  # noqa: E402
+
+try:  # how read_mapped_sources maps a source read (before it had a name: the same two steps)
+    from suppliers.mapping import _mapped  # noqa: E402
+except ImportError:  # pragma: no cover - the code before this benchmark
+    from suppliers.mapping import _map_record, _without_blank_rows  # noqa: E402
+
+    def _mapped(kind: str, record: Any, table: Any, fmt: str) -> pl.DataFrame:
+        return _map_record(kind, record, _without_blank_rows(table.frame), table.label)
+from suppliers.readers import read_table  # noqa: E402
+from suppliers.records import RECORDS  # noqa: E402
+from suppliers.schemas import empty_frame  # noqa: E402
+from suppliers.sources import Source  # noqa: E402
+from suppliers.validate import validate_inputs  # noqa: E402
+
+AS_OF = date(2026, 6, 30)
+WINDOW_DAYS = 365
+KINDS = ("suppliers", "purchase_order_lines", "receipts")
+RECEIPTS_PER_LINE = 1.15
+
+
+def mapping_text() -> str:
+    """A mapping file for a canonical export: each source one file, every field its column by name."""
+    lines = ["sources:"]
+    lines += [f"  {kind}: {{path: {kind}.csv}}" for kind in KINDS]
+    lines.append("records:")
+    for kind in KINDS:
+        lines += [f"  {kind}:", f"    from: {kind}", "    fields:"]
+        lines += [f"      {name}: {name}" for name in RECORDS[kind].columns]
+    return "\n".join(lines) + "\n"
+
+
+def prepare(work: Path, receipts: int) -> Path:
+    """The data folder for about ``receipts`` receipts, with its mapping file (generated once, in a child)."""
+    lines = round(receipts / RECEIPTS_PER_LINE)
+    folder = work / f"csv-{lines}"
+    done = folder / ".complete"
+    if not done.exists():
+        started = time.perf_counter()
+        code = (
+            "from pathlib import Path; from datetime import date\n"
+            "from suppliers.generate import generate_frames, write_sample_data\n"
+            f"frames = generate_frames(suppliers=max(60, {lines} // 200), lines={lines}, seed=7, "
+            f"end_date=date({AS_OF.year}, {AS_OF.month}, {AS_OF.day}))\n"
+            "frames.pop('profiles')\n"
+            f"write_sample_data(frames, Path({str(folder)!r}), 'csv')\n"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+        done.write_text("")
+        print(f"generated {lines:,} lines into {folder} in {time.perf_counter() - started:.1f} s", flush=True)
+    (folder / "mapping.yaml").write_text(mapping_text())
+    return folder
+
+
+def best(repeat: int, step: Callable[[], Any]) -> tuple[float, Any]:
+    """The fastest of ``repeat`` runs of ``step`` and its last result."""
+    times, result = [], None
+    for _ in range(repeat):
+        result = None
+        gc.collect()
+        started = time.perf_counter()
+        result = step()
+        times.append(time.perf_counter() - started)
+    return min(times), result
+
+
+def duckdb_reads(path: Path, repeat: int) -> dict[str, float]:
+    try:
+        import duckdb
+    except ImportError:
+        return {}
+    con = duckdb.connect()
+
+    def read(all_text: bool) -> Callable[[], Any]:
+        option = ", all_varchar = true" if all_text else ""
+        return lambda: con.execute(f"CREATE OR REPLACE TABLE t AS SELECT * FROM read_csv('{path}'{option})")
+
+    text, _ = best(repeat, read(True))
+    typed, _ = best(repeat, read(False))
+    rows = con.execute("SELECT count(*) FROM t").fetchone()[0]
+    con.close()
+    assert rows > 0
+    return {"text": text, "typed": typed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--receipts", type=int, default=5_000_000, help="receipts wanted (lines = receipts / 1.15)")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/supplier-eval-bench"))
+    args = parser.parse_args()
+
+    folder = prepare(args.work, args.receipts)
+    receipts_csv = folder / "receipts.csv"
+    mapping = load_mapping(folder / "mapping.yaml")
+    rows: list[tuple[str, float | None]] = []
+
+    polars_text, frame = best(args.repeat, lambda: pl.read_csv(receipts_csv, infer_schema=False))
+    n_receipts = frame.height
+    del frame
+    polars_typed, _ = best(args.repeat, lambda: pl.read_csv(receipts_csv, try_parse_dates=True))
+    duck = duckdb_reads(receipts_csv, args.repeat)
+
+    # read_table and mapping of each kind, as read_mapped_sources does them
+    raw: dict[str, tuple[Source, pl.DataFrame]] = {}
+    read_times: dict[str, float] = {}
+    map_times: dict[str, float] = {}
+    for kind in KINDS:
+        spec, record = mapping.spec(kind), mapping.file.records[kind]
+        columns = tuple(entry.column for entry in record.fields.values())
+        read_times[kind], table = best(args.repeat, partial(read_table, spec, columns=columns))
+        map_times[kind], mapped = best(args.repeat, partial(_mapped, kind, record, table, spec.format))
+        raw[kind] = (Source(kind=kind, path=Path(table.label), format=spec.format, label=table.label), mapped)
+        del table
+    formats = {kind: mapping.formats(kind) for kind in KINDS}
+
+    def validate(parts: dict[str, tuple[Source, pl.DataFrame]], **kwargs: Any) -> Callable[[], Any]:
+        return lambda: validate_inputs(parts, as_of=AS_OF, formats=formats, max_quarantine_share=1.0, **kwargs)
+
+    validate_all, result = best(args.repeat, validate(raw))
+    summary = result.summary
+    del result
+    no_receipts = {**raw, "receipts": (raw["receipts"][0], empty_frame("receipts").cast(pl.String))}
+    validate_lines, _ = best(args.repeat, validate(no_receipts))
+    receipts_share = max(validate_all - validate_lines, 0.0)
+    windowed = "window" in inspect.signature(validate_inputs).parameters
+    validate_window = None
+    if windowed:
+        window = (window_start(AS_OF, WINDOW_DAYS), AS_OF)
+        validate_window, result = best(args.repeat, validate(raw, window=window))
+        window_summary = result.summary
+        del result
+    del raw, no_receipts
+    end_to_end, _ = best(args.repeat, lambda: validate_inputs(
+        (loaded := read_mapped_sources(mapping)).raw, as_of=AS_OF, formats=loaded.formats, max_quarantine_share=1.0))
+
+    receipts_total = read_times["receipts"] + map_times["receipts"] + receipts_share
+    rows = [
+        ("pl.read_csv(infer_schema=False), receipts.csv (the yardstick)", polars_text),
+        ("pl.read_csv(try_parse_dates=True), typed", polars_typed),
+        ("duckdb read_csv(all_varchar) into a table", duck.get("text")),
+        ("duckdb read_csv, typed, into a table", duck.get("typed")),
+        ("read_table, receipts (mapped columns only)", read_times["receipts"]),
+        ("mapping, receipts", map_times["receipts"]),
+        ("validation: suppliers + lines + receipts", validate_all),
+        ("validation: receipts' share", receipts_share),
+        (f"validation of the {WINDOW_DAYS}-day window only", validate_window),
+        ("receipts total: read + map + validation share", receipts_total),
+        ("read_table + mapping, lines and suppliers",
+         sum(read_times[k] + map_times[k] for k in KINDS if k != "receipts")),
+        ("end to end: read_mapped_sources + validate_inputs, 3 kinds", end_to_end),
+    ]
+    print(f"{n_receipts:,} receipts, {summary['rows_read'][1]:,} order lines, {summary['rows_read'][0]:,} suppliers "
+          f"from CSV ({receipts_csv.stat().st_size / 1e6:,.0f} MB receipts.csv); best of {args.repeat}")
+    width = max(len(label) for label, _ in rows)
+    print(f"{'step':<{width}}  {'seconds':>8}  {'x read_csv':>10}")
+    for label, seconds in rows:
+        if seconds is None:
+            print(f"{label:<{width}}  {'—':>8}  {'(not available)':>10}")
+        else:
+            print(f"{label:<{width}}  {seconds:8.2f}  {seconds / polars_text:9.2f}x")
+    verdict = "within" if receipts_total <= 2 * polars_text else "OVER"
+    print(f"receipts: read + map + validate = {receipts_total / polars_text:.2f}x pl.read_csv: {verdict} the 2x target")
+    if windowed:
+        kept = dict(zip(window_summary["kind"], window_summary["rows_read"], strict=True))
+        print(f"window {window[0]} to {window[1]} validates {kept['purchase_order_lines']:,} lines and "
+              f"{kept['receipts']:,} receipts of {summary['rows_read'][1]:,} and {n_receipts:,}")
+
+
+if __name__ == "__main__":
+    main()
