@@ -722,8 +722,8 @@ def measure_suppliers(
         certificate_metrics(suppliers.lazy(), as_of=as_of),
     ]
     result = suppliers.lazy().select("supplier_id")
-    for frame in frames:
-        result = result.join(frame, on="supplier_id", how="left")
+    for frame in frames:  # one row per supplier, in their order
+        result = result.join(frame, on="supplier_id", how="left", maintain_order="left")
     metrics = (
         result.with_columns(pl.col(c).fill_null(0) for c in COUNT_COLUMNS)
         .with_columns(pl.col(c).fill_null(0.0) for c in UNIT_COLUMNS)
