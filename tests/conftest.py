@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -34,18 +36,99 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
+class _PrefectServer:
+    """The session's temporary Prefect API, started in the background as soon as the tests are collected.
+
+    Starting it (a fresh database, its migrations) takes about ten seconds; the tests that do not need it run
+    meanwhile, so the suite does not wait for it. It is the server Prefect's own test harness starts, on a
+    database of its own in the session folder.
+    """
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.server: object = None
+        self.error: BaseException | None = None
+
+    def boot(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._start, name="prefect-test-server", daemon=True)
+            self.thread.start()
+
+    def _start(self) -> None:
+        try:
+            from prefect.server.api.server import SubprocessASGIServer
+            from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+
+            database = f"sqlite+aiosqlite:///{_SESSION_DIR / 'prefect-test.db'}"
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
+                server = SubprocessASGIServer(port=port)
+                server.start(timeout=90)
+            self.server = server
+        except BaseException as exc:  # noqa: BLE001 - raised in the test that needs the server
+            self.error = exc
+
+    def wait(self) -> object:
+        self.boot()
+        assert self.thread is not None
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.server
+
+
+_PREFECT_SERVER = _PrefectServer()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any("prefect_harness" in getattr(item, "fixturenames", ()) for item in session.items):
+        _PREFECT_SERVER.boot()
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[str]:
-    """One temporary Prefect API for the whole session (it takes seconds to start); yields its URL.
+    """The session's temporary Prefect API (see _PrefectServer); yields its URL, set as Prefect's API.
 
     A test that runs the real command in a subprocess passes the URL on as PREFECT_API_URL, so the child
     uses this server instead of starting a temporary one of its own.
     """
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+    from prefect.context import _temporary_global_settings_context, get_settings_context
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=90):
-        yield str(PREFECT_API_URL.value())
+    server = _PREFECT_SERVER.wait()
+    SubprocessASGIServer._instances[None] = server  # a flow run finds this server, not a second one
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}), \
+                _temporary_global_settings_context(get_settings_context()):
+            yield str(server.api_url)
+    finally:
+        _drain_prefect_workers()  # as Prefect's own harness does: no log or event left to send to a stopped server
+        server.stop()
+        SubprocessASGIServer._instances.pop(None, None)
+
+
+def _drain_prefect_workers() -> None:
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        try:
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        except RuntimeError:  # never started
+            pass
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
 
 
 @pytest.fixture(scope="session")
