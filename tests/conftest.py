@@ -82,8 +82,17 @@ class _PrefectServer:
 _PREFECT_SERVER = _PrefectServer()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # With several workers (pytest -n 2 --dist loadgroup), every test that needs the Prefect server runs on one
+    # worker, which alone starts it; the other worker runs the rest meanwhile.
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("prefect"))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if any("prefect_harness" in getattr(item, "fixturenames", ()) for item in session.items):
+    in_a_worker = "PYTEST_XDIST_WORKER" in os.environ  # each worker collects every test: start it on first use
+    if not in_a_worker and any("prefect_harness" in getattr(item, "fixturenames", ()) for item in session.items):
         _PREFECT_SERVER.boot()
 
 
