@@ -152,6 +152,16 @@ _PART_SCHEMA: dict[str, pl.DataType] = {
     "reason": pl.String(),
 }
 
+def _part(rows: pl.Series, column: str, value: pl.Series, code: str | pl.Series,
+          reason: str | pl.Series) -> pl.DataFrame:
+    """Quarantine rows in ``_PART_SCHEMA``: one column name for all; a code and a reason for all, or one per row."""
+    def each(text: str | pl.Series) -> pl.Series:
+        return text if isinstance(text, pl.Series) else pl.repeat(text, rows.len(), dtype=pl.String, eager=True)
+
+    return pl.DataFrame({_ROW: rows, "column": each(column), "value": value, "code": each(code),
+                         "reason": each(reason)})
+
+
 # Reason codes validation gives itself; those of the declared constraints are in suppliers.schemas, those of the
 # declared rules and foreign keys in suppliers.records.
 UNPARSEABLE = "unparseable"
@@ -468,18 +478,8 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str, formats: Mapping
         if not failed.any():
             continue
         rows = full.get_column(_ROW).filter(failed)
-        checked.unparseable.append(
-            pl.DataFrame(
-                {
-                    _ROW: rows,
-                    "column": pl.repeat(column, rows.len(), dtype=pl.String, eager=True),
-                    "value": written.get_column(column).filter(failed).cast(pl.String),
-                    "code": pl.repeat(UNPARSEABLE, rows.len(), dtype=pl.String, eager=True),
-                    "reason": pl.repeat(formats.get(column, CANONICAL_FORMAT).failure_reason(dtype), rows.len(),
-                                        dtype=pl.String, eager=True),
-                }
-            )
-        )
+        checked.unparseable.append(_part(rows, column, written.get_column(column).filter(failed).cast(pl.String),
+                                         UNPARSEABLE, formats.get(column, CANONICAL_FORMAT).failure_reason(dtype)))
     return checked
 
 
@@ -607,17 +607,8 @@ def _duplicates(checked: _Checked) -> list[pl.DataFrame]:
             continue
         found = found.sort(_ROW)
         found_rows = found.get_column(_ROW)
-        parts.append(
-            pl.DataFrame(
-                {
-                    _ROW: found_rows,
-                    "column": pl.repeat(", ".join(keys), found_rows.len(), dtype=pl.String, eager=True),
-                    "value": _joined_raw_text(checked, found_rows, keys),
-                    "code": pl.repeat(code, found_rows.len(), dtype=pl.String, eager=True),
-                    "reason": found.select(pl.format(reason, pl.col("_first"))).to_series(),
-                }
-            )
-        )
+        parts.append(_part(found_rows, ", ".join(keys), _joined_raw_text(checked, found_rows, keys), code,
+                           found.select(pl.format(reason, pl.col("_first"))).to_series()))
     return parts
 
 
@@ -650,22 +641,8 @@ def _future(checked: _Checked, after: date) -> None:
     for column in RECORDS[checked.kind].past_dates:
         rows = checked.cast.get_column(_ROW).filter(checked.cast.get_column(column) > after)
         if rows.len():
-            checked.add(
-                pl.DataFrame(
-                    {
-                        _ROW: rows,
-                        "column": pl.repeat(column, rows.len(), dtype=pl.String, eager=True),
-                        "value": checked.raw_text(column, rows),
-                        "code": pl.repeat(IN_THE_FUTURE, rows.len(), dtype=pl.String, eager=True),
-                        "reason": pl.repeat(
-                            f"{column} is in the future (after {after.isoformat()})",
-                            rows.len(),
-                            dtype=pl.String,
-                            eager=True,
-                        ),
-                    }
-                )
-            )
+            checked.add(_part(rows, column, checked.raw_text(column, rows), IN_THE_FUTURE,
+                              f"{column} is in the future (after {after.isoformat()})"))
 
 
 def _future_after(as_of: date | None) -> date:
@@ -770,22 +747,9 @@ def _reference(child: _Checked, key: ForeignKey, parent: _Checked) -> None:
         parent_rows = failing.select(columns).join(
             _good_keys(parent, key, failing.select(columns), with_rows=True), on=columns, how="left",
             maintain_order="left").get_column(_PARENT_ROW)
-        child.add(
-            pl.DataFrame(
-                {
-                    _ROW: rows,
-                    "column": pl.repeat(rule.column, rows.len(), dtype=pl.String, eager=True),
-                    "value": _shown(
-                        {
-                            c: child.raw_text(c, rows) if c in own else parent.raw_text(c, parent_rows)
-                            for c in rule.value_columns
-                        }
-                    ),
-                    "code": pl.repeat(rule.code, rows.len(), dtype=pl.String, eager=True),
-                    "reason": pl.repeat(rule.reason, rows.len(), dtype=pl.String, eager=True),
-                }
-            )
-        )
+        shown = _shown({c: child.raw_text(c, rows) if c in own else parent.raw_text(c, parent_rows)
+                        for c in rule.value_columns})
+        child.add(_part(rows, rule.column, shown, rule.code, rule.reason))
 
 
 def _with_parents(children: pl.DataFrame, parents: pl.DataFrame, columns: list[str],
@@ -854,17 +818,7 @@ def _orphans(child: _Checked, key: ForeignKey, parent: _Checked, orphans: pl.Dat
         pl.when(known).then(pl.lit(REFERENCE_QUARANTINED)).otherwise(pl.lit(key.unknown_code)).alias("code"),
     )
     value = _joined_raw_text(child, rows, columns)
-    child.add(
-        pl.DataFrame(
-            {
-                _ROW: rows,
-                "column": pl.repeat(", ".join(columns), rows.len(), dtype=pl.String, eager=True),
-                "value": value,
-                "code": reasons.get_column("code"),
-                "reason": reasons.get_column("reason"),
-            }
-        )
-    )
+    child.add(_part(rows, ", ".join(columns), value, reasons.get_column("code"), reasons.get_column("reason")))
 
 
 def _escape(text: str) -> str:
@@ -905,19 +859,10 @@ def _lines_with_a_quarantined_receipt(checked: dict[str, _Checked]) -> None:
     if not hit.height:
         return
     rows = hit.get_column(_ROW)
-    lines.add(
-        pl.DataFrame(
-            {
-                _ROW: rows,
-                "column": pl.repeat(", ".join(keys), rows.len(), dtype=pl.String, eager=True),
-                "value": _joined_raw_text(lines, rows, keys),
-                "code": pl.repeat(DELIVERY_QUARANTINED, rows.len(), dtype=pl.String, eager=True),
-                "reason": hit.select(pl.format(
-                    f"a receipt of this line is quarantined (row {{}} of {_escape(receipts.source_name)}): "
-                    "its delivery cannot be judged", pl.col("_receipt_row"))).to_series(),
-            }
-        )
-    )
+    reasons = hit.select(pl.format(f"a receipt of this line is quarantined (row {{}} of "
+                                   f"{_escape(receipts.source_name)}): its delivery cannot be judged",
+                                   pl.col("_receipt_row"))).to_series()
+    lines.add(_part(rows, ", ".join(keys), _joined_raw_text(lines, rows, keys), DELIVERY_QUARANTINED, reasons))
 
 
 # --- summary
