@@ -52,8 +52,6 @@ if TYPE_CHECKING:
 PENDING = "pending"
 SCAR, BLOCK = "scar", "block_orders"
 ACTION_PREFIX = {SCAR: "SCAR", BLOCK: "BLOCK"}
-ACTION_KINDS = {SCAR: "corrective action request", BLOCK: "block new orders"}
-OUTCOMES = ("changed", "unchanged", "proposed", "manual", "decided later", "what-if")
 RECENT_BANDS = "recent_bands"
 MANUAL_COLUMNS: dict[str, pl.DataType] = {
     "manual_status": pl.String(), "manual_by": pl.String(), "manual_reason": pl.String(), "manual_until": pl.Date(),

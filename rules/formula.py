@@ -53,9 +53,6 @@ MAX_NESTING = 32
 FUNCTIONS = ("min", "max", "abs", "if")
 KEYWORDS = ("and", "or", "not", "null", *FUNCTIONS)
 COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
-ARITHMETIC = ("+", "-", "*", "/")
-GRAMMAR_SUMMARY = ("a formula may use numbers, metric names, + - * /, parentheses, < <= > >= == !=, and, or, "
-                   "not, min(a, b, ...), max(a, b, ...), abs(a), if(condition, then, else) and null")
 
 _WHITESPACE = " \t\r\n"
 _DIGITS = "0123456789"

@@ -136,13 +136,6 @@ def gate_condition(gate: Gate, as_of: date) -> pl.Expr:
     return hit.fill_null(False)
 
 
-def gate_expressions(as_of: date) -> dict[str, pl.Expr]:
-    """Each gate condition of the catalogue, with its parameters left at their defaults, as a boolean expression."""
-    return {name: gate_condition(Gate(name=name, when=name, cap_status="conditional",
-                                      bands=("D",) if name == "repeated_low_score" else None), as_of)
-            for name in ("certificate_expired", "open_critical_nonconformance", "repeated_low_score")}
-
-
 def _criterion_columns(rule_set: RuleSet) -> list[pl.Expr]:
     """Per criterion: its weight under the supplier's profile, whether it was measured, why not, its points."""
     columns: list[pl.Expr] = []
