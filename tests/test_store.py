@@ -527,7 +527,7 @@ def test_a_version_1_store_opens_and_migrates_to_version_2(store_url: str) -> No
     v1_store(store_url)
     with Store(store_url) as store:  # opening migrates: the new tables are created, the records kept
         with store.engine.connect() as connection:
-            assert connection.execute(sa.select(sa.func.max(schema_info.c.version))).scalar() == SCHEMA_VERSION == 2
+            assert connection.execute(sa.select(sa.func.max(schema_info.c.version))).scalar() == SCHEMA_VERSION == 3
             names = set(sa.inspect(connection).get_table_names())
         assert {"proposals", "manual_decisions", "actions", "suppliers_seen", "evaluation_outcomes"} <= names
         # S1 never changed in version 1 (it kept its supplier record's status): its evaluation's status stands
