@@ -69,7 +69,9 @@ LABELS = {
     "min_score": "lowest score", "max_score": "highest score", "last_score": "last score", "last_band": "last band",
     "last_status": "last status",
 }
-MONO = {"rule_set_hash", "run_id", "input_fingerprint"}  # identifiers: shown whole, in a fixed-width font
+MONO = {"rule_set_hash", "run_id", "input_fingerprint"}  # identifiers, in a fixed-width font
+LONG = {"reason", "criteria", "description", "note", "top_reasons", "decision_reason", "insufficient_reason",
+        "text_source", "error", "selection"}  # sentences: kept readable on a narrow screen
 
 
 @dataclass(frozen=True)
@@ -263,11 +265,15 @@ def render_evidence_html(evidence: Evidence) -> str:
                     f"(sheet “{title}”).")
             frame = frame.head(HTML_ROWS)
         shown = frame.drop("text") if name == "rule_sets" else frame
+        if name == "evaluations" and "run_id" in shown.columns:
+            shown = shown.with_columns(_shortened("rule_set_hash", 12), _shortened("run_id", 8))
+            about += " Rule set and run ids are shortened here; the Runs table and the workbook have them whole."
         sections.append({
             "id": name.replace("_", "-"), "title": title, "about": about, "count": evidence.table(name).height,
             "note": note, "columns": [{"label": LABELS.get(c, c.replace("_", " ")), "mono": c in MONO,
                                        "number": shown.schema[c].is_numeric(),
-                                       "date": shown.schema[c].is_temporal()} for c in shown.columns],
+                                       "date": shown.schema[c].is_temporal(), "long": c in LONG}
+                        for c in shown.columns],
             "rows": _cells(shown).rows(),
         })
     context = {
@@ -290,6 +296,12 @@ COUNTED = {"rule_sets": ("rule set", "rule sets"), "asl": ("supplier on the ASL"
 def describe_counts(evidence: Evidence) -> str:
     """``1 rule set, 39 suppliers on the ASL, 37 status changes, ...``."""
     return ", ".join(f"{count} {COUNTED[name][count != 1]}" for name, count in evidence.counts().items())
+
+
+def _shortened(name: str, length: int) -> pl.Expr:
+    column = pl.col(name)
+    return (pl.when(column.str.len_chars() > length).then(column.str.slice(0, length) + "…").otherwise(column)
+            .alias(name))
 
 
 def _evaluations_by_supplier(evaluations: pl.DataFrame) -> tuple[pl.DataFrame, str]:
