@@ -172,7 +172,8 @@ def _rule_sets(runs: pl.DataFrame, evaluations: pl.DataFrame, recorded: pl.DataF
 def _asl(asl: pl.DataFrame) -> pl.DataFrame:
     kept = pl.col("status").is_null()
     return asl.with_columns(
-        reason=pl.when(kept).then(pl.lit("no change recorded: the status its evaluations kept"))
+        reason=pl.when(kept & pl.col("score").is_null()).then(pl.lit("not scored yet: insufficient data"))
+        .when(kept).then(pl.lit("no change recorded: the status its evaluations kept"))
         .otherwise(pl.col("reason")),
         since=pl.when(kept).then(pl.col("evaluated_as_of")).otherwise(pl.col("since")),
         status=pl.coalesce("status", "evaluated_status"),
