@@ -377,6 +377,49 @@ def history(supplier_id: str | None, limit: int, config_file: Path | None) -> No
                    f"{row['previous_status'] or '-':>12} -> {row['status']:<12} {note}")
 
 
+@cli.command()
+@click.option("--from", "start", type=DATE, required=True, help="First day of the period (YYYY-MM-DD).")
+@click.option("--to", "end", type=DATE, required=True, help="Last day of the period (YYYY-MM-DD), included.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder to write into; default: the settings' output folder.")
+def evidence(start: date, end: date, config_file: Path | None, out_dir: Path | None) -> None:
+    """Write the clause 8.4 audit evidence for a period: one printable HTML document and an Excel workbook of the
+    same tables (rule sets with their full text, the ASL and its changes with reasons and approvers, every
+    evaluation, actions, runs with their input fingerprints, data quality). Reads the store only.
+
+    \b
+    Example:
+      supplier-eval evidence --from 2026-01-01 --to 2026-06-30 --out audit --config supplier-eval.toml
+    """
+    from flows.settings import load_settings
+    from reports.evidence import (
+        collect_evidence,
+        describe_counts,
+        evidence_file_names,
+        known_rule_texts,
+        render_evidence_html,
+        write_evidence_workbook,
+    )
+    from suppliers.files import write_atomically
+    from suppliers.runs import code_version
+    from suppliers.store import Store, redact_url
+
+    settings = load_settings(config_file)
+    with Store(settings.store_url, create=False) as store:
+        pack = collect_evidence(store, start, end, organisation=settings.organisation.name,
+                                scope=settings.organisation.scope, rule_texts=known_rule_texts(settings.rules_file),
+                                code_version=code_version(), store_name=redact_url(settings.store_url))
+    folder = out_dir or settings.output_dir
+    html_name, workbook_name = evidence_file_names(start, end)
+    write_atomically(folder / html_name, render_evidence_html(pack).encode("utf-8"))
+    write_evidence_workbook(pack, folder / workbook_name)
+    click.echo(f"Evidence {start} to {end}: "
+               + ("no records in this period" if pack.is_empty() else describe_counts(pack)))
+    click.echo(str(folder / html_name))
+    click.echo(str(folder / workbook_name))
+
+
 CONFIG_OPTION = click.option("--config", "config_file", type=click.Path(path_type=Path),
                              help="Settings file (TOML).")
 BY_OPTION = click.option("--by", "by", required=True, metavar="NAME", help="Who decides (recorded as approver).")

@@ -28,7 +28,7 @@ from reports.context import band_counts, quarantine_summary_with_reasons
 from reports.outbox import DeliveryOutcome, deliver_run_messages, deliver_stopped_run_report
 from rules.asl import due_suppliers, overdue_suppliers, schedule, with_asl_facts
 from rules.decide import Decisions, changes_asl, decide
-from rules.loader import load_rule_set
+from rules.loader import load_rule_set, rule_file_text
 from rules.metrics import SupplierPerformance, measure_suppliers, window_start
 from rules.model import RuleSet
 from rules.scoring import score_suppliers
@@ -80,6 +80,15 @@ def validate(loaded: LoadedSources, as_of: date, max_quarantine_share: float,
                           f"{int(validated.summary['rows_read'].sum()):,}",
                           "read" if window is None else f"the window {window[0]} to {window[1]} needs")
     return validated
+
+
+@task(name="record rule text", cache_policy=NO_CACHE, **STORE_RETRIES)
+def record_rule_text(store: Store, rule_set: RuleSet, path: Path | str | None) -> None:
+    """Keep the full text of the rule set this run uses, for the audit evidence (once per sha256)."""
+    text = rule_file_text(path, rule_set.content_hash)
+    if text is not None:
+        store.record_rule_set(name=rule_set.name, version=rule_set.version, content_hash=rule_set.content_hash,
+                              text=text)
 
 
 @task(name="read history", cache_policy=NO_CACHE, **STORE_RETRIES)
@@ -211,6 +220,7 @@ def run_evaluation(params: RunParameters) -> RunSummary:
                 fingerprint=loaded.fingerprint, code=run.code_version, changes_asl=official))
             store.start_run(run)
             started = True
+            record_rule_text(store, rule_set, params.rules_file or settings.rules_file)
             history = read_history(store, run.run_key, run.run_id, as_of)
             selected = with_asl_facts(with_current_status(chosen, history.current_statuses), manual=history.manual,
                                       previous_bands=history.recent_bands,

@@ -50,6 +50,12 @@ class ScheduleSettings(_Section):
         "profile's interval after its last scored evaluation; never scored: due), or every active supplier.")
 
 
+class OrganisationSettings(_Section):
+    name: str | None = Field(None, description="The organisation, shown on the audit evidence pack's cover.")
+    scope: str | None = Field(None, description="The scope of the supplier evaluation (sites, product lines), "
+                                                "shown on the audit evidence pack's cover.")
+
+
 class ValidationSettings(_Section):
     max_quarantine_share: float = Field(0.2, ge=0, le=1, description="Stop when a source has more bad rows.")
 
@@ -95,6 +101,7 @@ class Settings(_Section):
     validation: ValidationSettings = ValidationSettings()
     mail: MailSettings = MailSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    organisation: OrganisationSettings = OrganisationSettings()
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("base_dir")

@@ -43,3 +43,15 @@ def parse_rule_set(raw: bytes, *, source_name: str) -> RuleSet:
     return load_model(document, RuleSet, noun="rule file (name, version, criteria, bands, ...)",
                       extra={"content_hash": hashlib.sha256(raw).hexdigest()}, hidden=("content_hash",),
                       renames={"lower": "from", "upper": "to"})
+
+
+def rule_file_text(path: Path | str | None, content_hash: str) -> str | None:
+    """The text of the rule file that was loaded with ``content_hash`` (the shipped rules when ``path`` is None);
+    None when the file has changed or gone since: its text is then not the one that was used."""
+    try:
+        raw = (Path(path) if path is not None else default_rules_path()).read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(raw).hexdigest() != content_hash:
+        return None
+    return raw.decode("utf-8", errors="replace")

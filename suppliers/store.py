@@ -10,6 +10,9 @@ each evaluation did on the ASL (``evaluation_outcomes``: profile, next due date,
 proposed for a person's approval (``proposals``), manual decisions (``manual_decisions``), the actions status
 changes raise (``actions``: SCARs, block-orders recommendations, with their closing and effectiveness check),
 and the suppliers the ASL has seen (``suppliers_seen``: names and owners, so the ASL reads from the store alone).
+
+Schema version 3 added the full text of every rule set a run used (``rule_sets``, keyed by its sha256), for the
+audit evidence pack; a version-2 store migrates by creating it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ __all__ = ["Store", "RunRecord", "PendingMessage", "ClaimedMessage", "History", 
 
 metadata = sa.MetaData()
 STALE_CLAIM = timedelta(minutes=30)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Any constant: PostgreSQL serialises the runs that create the schema at once on this advisory lock.
 _SCHEMA_LOCK = 84_049_001
 
@@ -226,6 +229,15 @@ outbox = sa.Table(
     sa.Index("ix_outbox_claims", "claimed_by", "status"),
 )
 
+rule_sets = sa.Table(
+    "rule_sets", metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("version", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -292,6 +304,26 @@ class AslResults:
     proposals: pl.DataFrame  # supplier_id, from_status, to_status, reason
     actions: pl.DataFrame  # rules.asl.ACTIONS_SCHEMA
     seen: pl.DataFrame  # supplier_id, name, category, criticality, owner_email, active
+
+
+@dataclass(frozen=True)
+class EvidenceRecords:
+    """What the store holds about a date range, for the audit evidence pack (``Store.evidence_records``).
+
+    A record is in the range by its date: runs, evaluations and quarantine summaries by their as-of date,
+    status changes by the date they took effect, proposals when proposed or decided, manual decisions when
+    dated or recorded, actions when raised or closed. ``asl`` is each supplier's status at the end of the range.
+    """
+
+    runs: pl.DataFrame
+    evaluations: pl.DataFrame
+    status_changes: pl.DataFrame
+    asl: pl.DataFrame
+    proposals: pl.DataFrame
+    manual_decisions: pl.DataFrame
+    actions: pl.DataFrame
+    quality: pl.DataFrame
+    rule_texts: pl.DataFrame  # hash, name, version, text, first_seen_at: the recorded texts of the rule sets used
 
 
 class Store:
@@ -914,6 +946,98 @@ class Store:
         if run_key is not None:
             query = query.where(outbox.c.run_key == run_key)
         return self._frame(query.order_by(outbox.c.message_key))
+
+    # audit evidence (read-only) ------------------------------------------------------------------------------
+
+    def record_rule_set(self, *, name: str, version: str, content_hash: str, text: str) -> None:
+        """Keep the full text of a rule set a run uses, once per sha256 (the audit evidence shows it)."""
+        self._insert_ignoring_duplicates(rule_sets, [{"hash": content_hash, "name": name, "version": version,
+                                                      "text": text, "first_seen_at": _now()}])
+
+    def evidence_records(self, start: date, end: date) -> EvidenceRecords:
+        """Every record dated from ``start`` to ``end`` (both included), read in one transaction; see
+        ``EvidenceRecords`` for which date counts. Unsorted: the evidence pack orders them."""
+        r, e, c, p, m, a, q = (runs.c, evaluations.c, status_changes.c, proposals.c, manual_decisions.c, actions.c,
+                               quarantine_summaries.c)
+        first, after = (datetime.combine(start, datetime.min.time(), UTC),
+                        datetime.combine(end + timedelta(days=1), datetime.min.time(), UTC))
+        named = suppliers_seen.c.name
+        text, day, moment = pl.String, pl.Date, pl.Datetime("us", "UTC")
+        with self.engine.begin() as connection:
+            frame = functools.partial(self._frame, connection=connection)
+            run_frame = frame(sa.select(r.run_id, r.as_of, r.trigger, r.requested_by, r.window_days, r.selection,
+                                        r.rule_set_name, r.rule_set_version, r.rule_set_hash, r.input_fingerprint,
+                                        r.code_version, r.changes_asl, r.status, r.evaluations_added, r.error,
+                                        r.started_at, r.finished_at).where(r.as_of.between(start, end)), {
+                "run_id": text, "as_of": day, "trigger": text, "requested_by": text, "window_days": pl.Int64,
+                "selection": text, "rule_set_name": text, "rule_set_version": text, "rule_set_hash": text,
+                "input_fingerprint": text, "code_version": text, "changes_asl": pl.Boolean, "status": text,
+                "evaluations_added": pl.Int64, "error": text, "started_at": moment, "finished_at": moment})
+            evaluation_frame = frame(
+                sa.select(e.supplier_id, named, e.as_of, e.window_start, e.score, e.band, e.status, e.previous_status,
+                          e.insufficient_reason, e.gates_hit, e.criteria, e.rule_set_hash, e.run_id,
+                          sa.func.coalesce(r.changes_asl, True).label("official"))
+                .outerjoin(runs, r.run_id == e.run_id)
+                .outerjoin(suppliers_seen, suppliers_seen.c.supplier_id == e.supplier_id)
+                .where(e.as_of.between(start, end)), {
+                    "supplier_id": text, "name": text, "as_of": day, "window_start": day, "score": pl.Float64,
+                    "band": text, "status": text, "previous_status": text, "insufficient_reason": text,
+                    "gates_hit": text, "criteria": text, "rule_set_hash": text, "run_id": text,
+                    "official": pl.Boolean})
+            change_frame = frame(
+                sa.select(c.supplier_id, named, c.as_of, c.from_status, c.to_status, c.reason, c.approved_by,
+                          c.run_id, c.changed_at)
+                .outerjoin(suppliers_seen, suppliers_seen.c.supplier_id == c.supplier_id)
+                .where(c.as_of.between(start, end)), {
+                    "supplier_id": text, "name": text, "as_of": day, "from_status": text, "to_status": text,
+                    "reason": text, "approved_by": text, "run_id": text, "changed_at": moment})
+            changed = _latest_per_supplier(status_changes, c.to_status.label("status"), c.as_of.label("since"),
+                                           c.reason, c.approved_by, where=c.as_of <= end)
+            evaluated = _latest_per_supplier(evaluations, e.as_of.label("evaluated_as_of"), e.score, e.band,
+                                             e.status.label("evaluated_status"), join=(runs, r.run_id == e.run_id),
+                                             where=sa.and_(e.as_of <= end, r.changes_asl))
+            asl_frame = frame(sa.select(changed), {"supplier_id": text, "status": text, "since": day, "reason": text,
+                                                   "approved_by": text}).join(
+                frame(sa.select(evaluated), {"supplier_id": text, "evaluated_as_of": day, "score": pl.Float64,
+                                             "band": text, "evaluated_status": text}),
+                on="supplier_id", how="full", coalesce=True).join(
+                frame(sa.select(suppliers_seen.c.supplier_id, named), {"supplier_id": text, "name": text}),
+                on="supplier_id", how="left")
+            proposal_frame = frame(
+                sa.select(p.id.label("proposal_id"), p.supplier_id, named, p.as_of, p.from_status, p.to_status,
+                          p.reason, p.state, p.decided_by, p.decision_reason, p.decided_at, p.run_id)
+                .outerjoin(suppliers_seen, suppliers_seen.c.supplier_id == p.supplier_id)
+                .where(sa.or_(p.as_of.between(start, end), sa.and_(p.decided_at >= first, p.decided_at < after))), {
+                    "proposal_id": pl.Int64, "supplier_id": text, "name": text, "as_of": day, "from_status": text,
+                    "to_status": text, "reason": text, "state": text, "decided_by": text, "decision_reason": text,
+                    "decided_at": moment, "run_id": text})
+            manual_frame = frame(
+                sa.select(m.id.label("decision_id"), m.supplier_id, named, m.as_of, m.from_status, m.status,
+                          m.decided_by, m.reason, m.until, m.recorded_at)
+                .outerjoin(suppliers_seen, suppliers_seen.c.supplier_id == m.supplier_id)
+                .where(sa.or_(m.as_of.between(start, end), sa.and_(m.recorded_at >= first, m.recorded_at < after))), {
+                    "decision_id": pl.Int64, "supplier_id": text, "name": text, "as_of": day, "from_status": text,
+                    "status": text, "decided_by": text, "reason": text, "until": day, "recorded_at": moment})
+            action_frame = frame(
+                sa.select(a.id.label("number"), a.kind, a.supplier_id, named, a.raised_on, a.due, a.owner,
+                          a.description, a.state, a.closed_by, a.closed_on, a.effective, a.note, a.source_key)
+                .outerjoin(suppliers_seen, suppliers_seen.c.supplier_id == a.supplier_id)
+                .where(sa.or_(a.raised_on.between(start, end), a.closed_on.between(start, end))), {
+                    "number": pl.Int64, "kind": text, "supplier_id": text, "name": text, "raised_on": day,
+                    "due": day, "owner": text, "description": text, "state": text, "closed_by": text,
+                    "closed_on": day, "effective": pl.Boolean, "note": text, "source_key": text})
+            quality_frame = frame(
+                sa.select(q.run_id, r.as_of, q.kind, q.source, q.rows_read, q.rows_quarantined, q.top_reasons)
+                .join(runs, r.run_id == q.run_id).where(r.as_of.between(start, end)), {
+                    "run_id": text, "as_of": day, "kind": text, "source": text, "rows_read": pl.Int64,
+                    "rows_quarantined": pl.Int64, "top_reasons": text})
+            used = sa.select(r.rule_set_hash).where(r.as_of.between(start, end)).union(
+                sa.select(e.rule_set_hash).where(e.as_of.between(start, end)))
+            text_frame = frame(sa.select(rule_sets).where(rule_sets.c.hash.in_(used)), {
+                "hash": text, "name": text, "version": text, "text": text, "first_seen_at": moment})
+        return EvidenceRecords(runs=run_frame, evaluations=evaluation_frame, status_changes=change_frame,
+                               asl=asl_frame, proposals=proposal_frame, manual_decisions=manual_frame,
+                               actions=action_frame, quality=quality_frame, rule_texts=text_frame)
 
     # helpers -----------------------------------------------------------------------------------------------
 
