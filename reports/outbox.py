@@ -136,9 +136,10 @@ def raise_for_failures(results: Sequence[DeliveryResult], *, where: str, again: 
     if later:
         first = next(result for result in failed if not result.permanent)
         parts.append(f"{later} failed for now (first: {first.error})")
-        fixes.append(f"the others stay queued: {again}, or `supplier-eval outbox retry`, to send them")
+        fixes.append(f"what failed for now stays queued: {again}, or `supplier-eval outbox retry`, to send it")
+    fix = "; ".join(fixes)
     raise DeliveryError(f"{len(failed)} of {len(results)} messages were not delivered: {'; '.join(parts)}",
-                        where=where, fix="; ".join(fixes).capitalize() + ".")
+                        where=where, fix=f"{fix[0].upper()}{fix[1:]}.")
 
 
 def send_claimed(store: Store, run_id: str, claimed: Sequence[ClaimedMessage], *,
