@@ -19,7 +19,7 @@ import os
 import queue
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -122,13 +122,16 @@ def deliver_messages(
     backoff_seconds: float = 1.0,
     tls_context: ssl.SSLContext | None = None,
     on_result: Callable[[DeliveryResult], None] | None = None,
+    on_results: Callable[[list[DeliveryResult]], None] | None = None,
 ) -> list[DeliveryResult]:
     """Deliver every message; return one result per message, in the input order.
 
     ``smtp=None`` writes ``<outbox_dir>/<key>.eml`` files instead. ``on_result`` is called in the calling
-    thread as each message finishes, so the caller can mark its ledger; if it raises, the batch still
-    finishes and its first error is raised at the end. Blocks until all are done; safe to call from
-    synchronous code whether or not an event loop is running in this thread.
+    thread as each message finishes, so the caller can mark its ledger; ``on_results`` likewise with the
+    results that finished together (one ledger transaction for several). A connection takes its next message
+    only once its last one is reported, so at any moment at most ``concurrency`` messages are sent but not
+    recorded. If a callback raises, the batch still finishes and its first error is raised at the end. Blocks
+    until all are done; safe to call from synchronous code whether or not an event loop runs in this thread.
     """
     if concurrency < 1:
         raise ConfigError(f"delivery concurrency must be at least 1, got {concurrency}")
@@ -137,7 +140,7 @@ def deliver_messages(
     if backoff_seconds < 0:
         raise ConfigError(f"delivery backoff must be 0 seconds or more, got {backoff_seconds}")
     _check_unique_keys(messages)
-    report = _Reporter(on_result)
+    report = _Reporter(on_result, on_results)
     if smtp is None:
         results = _deliver_to_outbox(messages, Path(outbox_dir), report)
     else:
@@ -199,7 +202,7 @@ def _deliver_to_outbox(
             if stopped.is_set():
                 raise KeyboardInterrupt
             results.append(_write_to_outbox(item, outbox_dir))
-            report(results[-1])
+            report([results[-1]])
     return results
 
 
@@ -277,16 +280,12 @@ class _SmtpRun:
             for _ in range(self.concurrency):
                 self._wake.put_nowait(None)
 
-    async def deliver_all(
-        self, messages: list[OutgoingMessage], emit: Callable[[DeliveryResult], None]
-    ) -> list[DeliveryResult]:
+    async def deliver_all(self, messages: list[OutgoingMessage], record: _Record) -> list[DeliveryResult]:
         loop = asyncio.get_running_loop()
         with _stoppable(lambda: loop.call_soon_threadsafe(self.stop)):
-            return await self._deliver_all(messages, emit)
+            return await self._deliver_all(messages, record)
 
-    async def _deliver_all(
-        self, messages: list[OutgoingMessage], emit: Callable[[DeliveryResult], None]
-    ) -> list[DeliveryResult]:
+    async def _deliver_all(self, messages: list[OutgoingMessage], record: _Record) -> list[DeliveryResult]:
         work: asyncio.Queue[tuple[OutgoingMessage, int] | None] = asyncio.Queue()
         self._wake = work
         for item in messages:
@@ -294,11 +293,27 @@ class _SmtpRun:
         results: dict[str, DeliveryResult] = {}
         outstanding = len(messages)
         waiting: set[asyncio.Task[None]] = set()
+        unrecorded: list[tuple[DeliveryResult, asyncio.Future[None]]] = []
 
-        def finish(result: DeliveryResult) -> None:
+        async def record_together() -> None:
+            nonlocal unrecorded
+            await asyncio.sleep(0)  # the results that come in with this one are recorded with it
+            while unrecorded:
+                batch, unrecorded = unrecorded, []
+                await record([result for result, _ in batch])
+                for _, recorded in batch:
+                    recorded.set_result(None)
+
+        async def finish(result: DeliveryResult) -> None:
             nonlocal outstanding
             results[result.key] = result
-            emit(result)
+            recorded = asyncio.get_running_loop().create_future()
+            unrecorded.append((result, recorded))
+            if len(unrecorded) == 1:
+                task = asyncio.create_task(record_together())
+                waiting.add(task)
+                task.add_done_callback(waiting.discard)
+            await recorded
             outstanding -= 1
             if outstanding == 0:
                 for _ in range(workers):
@@ -330,9 +345,9 @@ class _SmtpRun:
                             waiting.add(task)
                             task.add_done_callback(waiting.discard)
                             continue
-                        finish(self._failure(item, attempts, exc, temporary))
+                        await finish(self._failure(item, attempts, exc, temporary))
                         continue
-                    finish(self._success(item, attempts, errors))
+                    await finish(self._success(item, attempts, errors))
             finally:
                 if client is not None:
                     with contextlib.suppress(Exception):
@@ -460,6 +475,7 @@ def _describe(exc: BaseException, smtp: SmtpSettings) -> str:
 # ---- running from synchronous code --------------------------------------------------------------------
 
 _DONE = object()
+_Record = Callable[[list[DeliveryResult]], Awaitable[None]]
 
 
 class _Reporter:
@@ -469,17 +485,21 @@ class _Reporter:
     rest, so it is offered every result.
     """
 
-    def __init__(self, on_result: Callable[[DeliveryResult], None] | None) -> None:
+    def __init__(self, on_result: Callable[[DeliveryResult], None] | None,
+                 on_results: Callable[[list[DeliveryResult]], None] | None) -> None:
         self.on_result = on_result
+        self.on_results = on_results
         self.error: Exception | None = None
 
-    def __call__(self, result: DeliveryResult) -> None:
-        if self.on_result is None:
-            return
-        try:
-            self.on_result(result)
-        except Exception as exc:  # re-raised by raise_first_error
-            self.error = self.error or exc
+    def __call__(self, batch: list[DeliveryResult]) -> None:
+        calls: list[Callable[[], object]] = [] if self.on_results is None else [lambda: self.on_results(batch)]
+        if self.on_result is not None:
+            calls += [lambda result=result: self.on_result(result) for result in batch]
+        for call in calls:
+            try:
+                call()
+            except Exception as exc:  # re-raised by raise_first_error
+                self.error = self.error or exc
 
     def raise_first_error(self) -> None:
         if self.error is not None:
@@ -491,7 +511,10 @@ def _run_sync(run: _SmtpRun, messages: list[OutgoingMessage], report: _Reporter)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run.deliver_all(messages, report))
+        async def record_here(batch: list[DeliveryResult]) -> None:
+            report(batch)
+
+        return asyncio.run(run.deliver_all(messages, record_here))
 
     # An event loop is already running in this thread (we were called from inside async code): run the batch
     # on its own loop in a worker thread and pump results back here, so the callback sees the caller's thread
@@ -499,9 +522,14 @@ def _run_sync(run: _SmtpRun, messages: list[OutgoingMessage], report: _Reporter)
     events: queue.Queue[object] = queue.Queue()
     outcome: dict[str, object] = {}
 
+    async def record_there(batch: list[DeliveryResult]) -> None:
+        recorded = threading.Event()
+        events.put((batch, recorded))
+        await asyncio.to_thread(recorded.wait)
+
     def worker() -> None:
         try:
-            outcome["results"] = asyncio.run(run.deliver_all(messages, events.put))
+            outcome["results"] = asyncio.run(run.deliver_all(messages, record_there))
         except BaseException as exc:  # handed to the calling thread
             outcome["error"] = exc
         finally:
@@ -510,7 +538,11 @@ def _run_sync(run: _SmtpRun, messages: list[OutgoingMessage], report: _Reporter)
     thread = threading.Thread(target=worker, name="supplier-eval-smtp", daemon=True)
     thread.start()
     while (event := events.get()) is not _DONE:
-        report(event)  # type: ignore[arg-type]
+        batch, recorded = event  # type: ignore[misc]
+        try:
+            report(batch)
+        finally:
+            recorded.set()
     thread.join()
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]

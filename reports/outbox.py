@@ -25,7 +25,7 @@ from reports.delivery import DeliveryResult, OutgoingMessage, Transport, deliver
 from reports.mail import compose_message
 from suppliers.errors import DeliveryError, StoreError
 from suppliers.runs import RunRecord
-from suppliers.store import FAILED_PERMANENT, SENDING, ClaimedMessage, PendingMessage, Store
+from suppliers.store import FAILED_PERMANENT, SENDING, ClaimedMessage, MessageOutcome, PendingMessage, Store
 
 __all__ = ["PlannedMessage", "DeliveryOutcome", "message_key", "plan_messages", "compose_messages",
            "deliver_run_messages", "deliver_stopped_run_report", "deliver_planned", "retry_unsent", "send_claimed",
@@ -153,15 +153,15 @@ def send_claimed(store: Store, run_id: str, claimed: Sequence[ClaimedMessage], *
     outgoing = [OutgoingMessage(key=c.message_key, sender=envelope_sender(c.body), recipients=c.recipients,
                                 raw=c.body) for c in claimed]
 
-    def record(result: DeliveryResult) -> None:
-        if not store.mark_message(result.key, ok=result.ok, attempts=result.attempts, transport=result.transport,
-                                  location=result.location, error=result.error, run_id=run_id,
-                                  permanent=result.permanent):
-            LOG.warning("Message %s was taken over by another run before this one recorded it", result.key)
+    def record(results: list[DeliveryResult]) -> None:
+        lost = store.mark_messages([MessageOutcome(r.key, r.ok, r.attempts, r.transport, r.location, r.error,
+                                                   r.permanent) for r in results], run_id=run_id)
+        for key in lost:
+            LOG.warning("Message %s was taken over by another run before this one recorded it", key)
 
     try:
         return deliver_messages(outgoing, smtp=transport.smtp, outbox_dir=transport.outbox_dir,
-                                concurrency=transport.concurrency, retries=transport.retries, on_result=record)
+                                concurrency=transport.concurrency, retries=transport.retries, on_results=record)
     except BaseException:
         try:
             store.release_claims(run_id)
