@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import os
 import queue
+import signal
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -141,11 +142,12 @@ def deliver_messages(
         raise ConfigError(f"delivery backoff must be 0 seconds or more, got {backoff_seconds}")
     _check_unique_keys(messages)
     report = _Reporter(on_result, on_results)
-    if smtp is None:
-        results = _deliver_to_outbox(messages, Path(outbox_dir), report)
-    else:
-        run = _SmtpRun(smtp, _credentials(smtp), concurrency, retries, backoff_seconds, tls_context)
-        results = _run_sync(run, list(messages), report)
+    with _stop_gracefully_on_signals():
+        if smtp is None:
+            results = _deliver_to_outbox(messages, Path(outbox_dir), report)
+        else:
+            run = _SmtpRun(smtp, _credentials(smtp), concurrency, retries, backoff_seconds, tls_context)
+            results = _run_sync(run, list(messages), report)
     report.raise_first_error()
     return results
 
@@ -167,6 +169,33 @@ def stop_sending() -> bool:
     for stop in stoppers:
         stop()
     return bool(stoppers)
+
+
+@contextlib.contextmanager
+def _stop_gracefully_on_signals():
+    """While sending, SIGTERM and Ctrl-C first stop the batch cleanly (see :func:`stop_sending`); a second one
+    stops at once. Afterwards the signal is raised again for whatever handled it before (a flow engine's, the
+    CLI's, the default), so the process stops as it would have, only without a message half-recorded."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        stop_sending()
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            if before is not None:  # None: set outside Python, cannot be put back
+                signal.signal(signum, before)
+        if received:
+            os.kill(os.getpid(), received[0])
 
 
 @contextlib.contextmanager

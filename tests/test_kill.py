@@ -178,3 +178,29 @@ def test_sigterm_stops_cleanly_after_the_messages_on_the_wire_without_a_duplicat
     assert stopped.get("sending", 0) == 0 and 10 <= stopped["sent"] < MESSAGES  # claims given back, each recorded
     got = received_keys(handler)
     assert set(got) == {item.key for item in planned()} and max(got.values()) == 1  # no duplicate at all
+
+
+def test_sigterm_during_a_real_evaluate_records_every_message_it_sent(workspace: Path, prefect_harness: str) -> None:
+    """The flow engine has a SIGTERM handler of its own: the messages on the wire are still answered and recorded."""
+    from conftest import SAMPLE_END
+
+    handler = Slow(0.05)
+    with smtp_server(handler) as controller:
+        config = workspace / "supplier-eval.toml"
+        config.write_text(config.read_text(encoding="utf-8") + f'[mail.smtp]\nhost = "{HOST}"\nport = '
+                          f'{controller.port}\nsecurity = "none"\n', encoding="utf-8")
+        command = [sys.executable, "-m", "flows.cli", "evaluate", "--config", str(config), "--as-of", str(SAMPLE_END)]
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env={**child_env(), "PREFECT_API_URL": prefect_harness})
+        wait_for(handler, 5, child, seconds=120)
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=60)
+        at_stop = sum(received_keys(handler).values())
+        with Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}") as store:
+            ledger = store.outbox_counts()
+        assert main(["outbox", "retry", "--config", str(config)]) == 0
+    assert child.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr
+    assert "Stopped (SIGTERM): what was not sent stays queued" in stderr
+    assert ledger.get("sending", 0) == 0 and ledger["sent"] == at_stop  # all it got, recorded as sent
+    got = received_keys(handler)
+    assert sum(ledger.values()) == len(got) and max(got.values()) == 1  # every message once, none twice
