@@ -633,7 +633,7 @@ def outbox(ctx: click.Context, retry: bool, config_file: Path | None) -> None:
     if failed.is_empty():
         return
     click.echo("")
-    click.echo(f"{'state':<17} {'tries':>5} {'last attempt':<16}  {'message':<20} {'to':<28} last error")
+    click.echo(f"{'state':<17} {'tries':>5} {'last try (UTC)':<16}  {'message':<20} {'to':<28} last error")
     for row in failed.iter_rows(named=True):
         when = row["last_attempt_at"].strftime("%Y-%m-%d %H:%M") if row["last_attempt_at"] else "-"
         what = f"{row['kind']} {row['supplier_id'] or ''}".strip()

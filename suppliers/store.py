@@ -237,6 +237,7 @@ outbox = sa.Table(
     sa.Column("last_attempt_at", sa.DateTime(timezone=True)),  # version 3
     sa.Column("reported_at", sa.DateTime(timezone=True)),  # version 3: a permanent failure shown in a digest
     sa.Index("ix_outbox_claims", "claimed_by", "status"),
+    sa.Index("ix_outbox_status", "status"),  # version 3: the claims being sent, the failures, without a scan
 )
 # Added to an existing outbox table when a version-2 store opens.
 _OUTBOX_V3_COLUMNS = ("last_attempt_at", "reported_at")
