@@ -411,6 +411,7 @@ class _SmtpRun:
         try:
             await client.connect()
         except Exception as exc:
+            client.close()  # a connection left half-open would hold the server's session until it times out
             if not _is_temporary(exc):
                 self._broken = exc  # a refused login or an untrusted certificate will not pass for the next one
             raise
