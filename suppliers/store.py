@@ -11,7 +11,7 @@ proposed for a person's approval (``proposals``), manual decisions (``manual_dec
 changes raise (``actions``: SCARs, block-orders recommendations, with their closing and effectiveness check),
 and the suppliers the ASL has seen (``suppliers_seen``: names and owners, so the ASL reads from the store alone).
 
-Schema version 3 gave the outbox its delivery states (queued, sending, sent, failed-temporary, failed-permanent;
+Schema version 4 gave the outbox its delivery states (queued, sending, sent, failed-temporary, failed-permanent;
 ``pending`` became ``queued`` and ``failed`` ``failed-temporary``), the time of each message's last attempt and
 when a permanent failure was reported, and added who holds each run and claim (``holders``: host, pid and
 process start time, and a lease), so a claim left by a killed process is free at once.
@@ -46,7 +46,7 @@ __all__ = ["Store", "RunRecord", "PendingMessage", "ClaimedMessage", "History", 
 
 metadata = sa.MetaData()
 STALE_CLAIM = timedelta(minutes=30)  # only for claims recorded before holders were (schema version 2)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 3 is the rule sets' text (the evidence pack), 4 the delivery states and holders
 QUEUED, SENDING, SENT, FAILED_TEMPORARY, FAILED_PERMANENT = (
     "queued", "sending", "sent", "failed-temporary", "failed-permanent")
 OUTBOX_STATES = (QUEUED, SENDING, SENT, FAILED_TEMPORARY, FAILED_PERMANENT)
@@ -234,13 +234,13 @@ outbox = sa.Table(
     sa.Column("claimed_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
-    sa.Column("last_attempt_at", sa.DateTime(timezone=True)),  # version 3
-    sa.Column("reported_at", sa.DateTime(timezone=True)),  # version 3: a permanent failure shown in a digest
+    sa.Column("last_attempt_at", sa.DateTime(timezone=True)),  # version 4
+    sa.Column("reported_at", sa.DateTime(timezone=True)),  # version 4: a permanent failure shown in a digest
     sa.Index("ix_outbox_claims", "claimed_by", "status"),
-    sa.Index("ix_outbox_status", "status"),  # version 3: the claims being sent, the failures, without a scan
+    sa.Index("ix_outbox_status", "status"),  # version 4: the claims being sent, the failures, without a scan
 )
-# Added to an existing outbox table when a version-2 store opens.
-_OUTBOX_V3_COLUMNS = ("last_attempt_at", "reported_at")
+# Added to the outbox table of an older store when it opens.
+_OUTBOX_V4_COLUMNS = ("last_attempt_at", "reported_at")
 
 holders = sa.Table(
     "holders", metadata,
@@ -1135,9 +1135,9 @@ def _ensure_schema(engine: sa.Engine, *, create: bool = True) -> bool:
 
 
 def _upgrade_outbox(connection: sa.Connection) -> None:
-    """Version 3's outbox: the new columns on an older table, and the old states by their new names (idempotent)."""
+    """Version 4's outbox: the new columns on an older table, and the old states by their new names (idempotent)."""
     present = {column["name"] for column in sa.inspect(connection).get_columns(outbox.name)}
-    for name in _OUTBOX_V3_COLUMNS:
+    for name in _OUTBOX_V4_COLUMNS:
         if name not in present:
             column_type = outbox.c[name].type.compile(dialect=connection.dialect)
             connection.execute(sa.text(f"ALTER TABLE {outbox.name} ADD COLUMN {name} {column_type}"))

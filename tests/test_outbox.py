@@ -271,21 +271,22 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.rsplit("/", 1)[0] + f"/{name}"
 
 
-def test_a_store_of_version_2_migrates_its_outbox(store_url: str) -> None:
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_older_store_migrates_its_outbox(store_url: str, version: int) -> None:
     import sqlalchemy as sa
 
     with Store(store_url) as store:
         store.enqueue_messages("k", "run", [PendingMessage(key, "digest", None, ["q@example.org"], "s", b"x")
                                             for key in "abc"])
     engine = sa.create_engine(store_url)
-    with engine.begin() as connection:  # the outbox as version 2 had it, with its two old states
+    with engine.begin() as connection:  # the outbox as versions 2 and 3 had it, with its two old states
         for column in ("last_attempt_at", "reported_at"):
             connection.execute(sa.text(f"ALTER TABLE outbox DROP COLUMN {column}"))
         connection.execute(sa.text("DROP TABLE holders"))
         for key, status in (("a", "pending"), ("b", "failed"), ("c", "sent")):
             connection.execute(sa.text("UPDATE outbox SET status = :s WHERE message_key = :k"),
                                {"k": key, "s": status})
-        connection.execute(sa.text("UPDATE schema_info SET version = 2"))
+        connection.execute(sa.text("UPDATE schema_info SET version = :v"), {"v": version})
     engine.dispose()
     for _ in range(2):  # and opening it again changes nothing
         with Store(store_url) as store:

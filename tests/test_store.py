@@ -527,7 +527,7 @@ def test_a_version_1_store_opens_and_migrates_to_version_2(store_url: str) -> No
     v1_store(store_url)
     with Store(store_url) as store:  # opening migrates: the new tables are created, the records kept
         with store.engine.connect() as connection:
-            assert connection.execute(sa.select(sa.func.max(schema_info.c.version))).scalar() == SCHEMA_VERSION == 3
+            assert connection.execute(sa.select(sa.func.max(schema_info.c.version))).scalar() == SCHEMA_VERSION == 4
             names = set(sa.inspect(connection).get_table_names())
         assert {"proposals", "manual_decisions", "actions", "suppliers_seen", "evaluation_outcomes"} <= names
         # S1 never changed in version 1 (it kept its supplier record's status): its evaluation's status stands
@@ -541,4 +541,4 @@ def test_a_version_1_store_opens_and_migrates_to_version_2(store_url: str) -> No
         save(store, "k2", date(2026, 9, 30), {"S1": 91.0}, asl_results({"S1": ("unchanged", "approved")}))
         assert store.count(evaluation_outcomes) == 1 and store.count(evaluations) == 3
     with Store(store_url) as again, again.engine.connect() as connection:  # and later opens only check it
-        assert sorted(connection.execute(sa.select(schema_info.c.version)).scalars()) == [1, 3]
+        assert sorted(connection.execute(sa.select(schema_info.c.version)).scalars()) == [1, 4]
