@@ -614,6 +614,7 @@ def outbox(ctx: click.Context, retry: bool, config_file: Path | None) -> None:
       supplier-eval outbox --config demo-work/supplier-eval.toml
       supplier-eval outbox retry --include-permanent --config demo-work/supplier-eval.toml
     """
+    ctx.obj = config_file  # `outbox --config FILE retry` works as well as `outbox retry --config FILE`
     if ctx.invoked_subcommand is not None:
         return
     if retry:
@@ -649,7 +650,8 @@ def outbox(ctx: click.Context, retry: bool, config_file: Path | None) -> None:
 @click.option("--include-permanent", is_flag=True,
               help="Also re-queue and send the messages refused for good (after you fixed the cause).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
-def outbox_retry(include_permanent: bool, config_file: Path | None) -> None:
+@click.pass_context
+def outbox_retry(ctx: click.Context, include_permanent: bool, config_file: Path | None) -> None:
     """Send every message not yet sent, from any run: queued, failed for now, or held by a killed run.
 
     \b
@@ -661,7 +663,7 @@ def outbox_retry(include_permanent: bool, config_file: Path | None) -> None:
     from reports.outbox import raise_for_failures, retry_unsent
     from suppliers.store import Store
 
-    settings = load_settings(config_file)
+    settings = load_settings(config_file or ctx.obj)
     transport = transport_of(settings)
     with Store(settings.store_url, create=False) as store:
         results = retry_unsent(store, transport=transport, include_permanent=include_permanent)
@@ -669,7 +671,8 @@ def outbox_retry(include_permanent: bool, config_file: Path | None) -> None:
     failed = [r for r in results if not r.ok]
     kept = f"; {refused} refused for good left alone (--include-permanent sends them)" if refused else ""
     click.echo(f"Retried {len(results)}: {len(results) - len(failed)} delivered, {len(failed)} failed{kept}")
-    raise_for_failures(results, where=transport.location, again="fix the cause and run it again")
+    raise_for_failures(results, where=transport.location,
+                       again="run `supplier-eval outbox retry` again once the server takes mail")
 
 
 def _one_line(text: str | None) -> str:

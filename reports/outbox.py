@@ -115,7 +115,8 @@ def deliver_planned(store: Store, run: RunRecord, planned: Sequence[PlannedMessa
                            compose_messages([item for item in planned if item.key not in known], sender=sender))
     claimed = store.claim_messages(keys, run_id=run.run_id)
     results = send_claimed(store, run.run_id, claimed, transport=transport)
-    raise_for_failures(results, where=transport.location, again="run the same evaluation again")
+    raise_for_failures(results, where=transport.location,
+                       again="run the same evaluation again, or `supplier-eval outbox retry`, to send it")
     counts = store.outbox_counts(keys)
     return DeliveryOutcome(messages=len(planned), sent_now=len(results), elsewhere=counts.get(SENDING, 0),
                            refused_before=counts.get(FAILED_PERMANENT, 0))
@@ -136,7 +137,7 @@ def raise_for_failures(results: Sequence[DeliveryResult], *, where: str, again: 
     if later:
         first = next(result for result in failed if not result.permanent)
         parts.append(f"{later} failed for now (first: {first.error})")
-        fixes.append(f"what failed for now stays queued: {again}, or `supplier-eval outbox retry`, to send it")
+        fixes.append(f"what failed for now stays queued: {again}")
     fix = "; ".join(fixes)
     raise DeliveryError(f"{len(failed)} of {len(results)} messages were not delivered: {'; '.join(parts)}",
                         where=where, fix=f"{fix[0].upper()}{fix[1:]}.")
