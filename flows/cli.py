@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from flows import runtime
-from suppliers.errors import ConfigError, DeliveryError, SupplierEvalError
+from suppliers.errors import ConfigError, SupplierEvalError
 
 if TYPE_CHECKING:
     from flows.params import RunSummary
@@ -641,35 +641,85 @@ def actions_close(action_id: str, by: str, effective: str, note: str | None, con
     click.echo(f"{name} closed by {by}: {'effective' if effective == 'yes' else 'not effective'}")
 
 
-@cli.command()
-@click.option("--retry", is_flag=True, help="Send every message not yet sent, from any run.")
+@cli.group(invoke_without_command=True)
+@click.option("--retry", is_flag=True, help="Same as `outbox retry` (kept for scripts that use it).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
-def outbox(retry: bool, config_file: Path | None) -> None:
-    """Show the email ledger (messages per status) and, with --retry, send what is still unsent.
+@click.pass_context
+def outbox(ctx: click.Context, retry: bool, config_file: Path | None) -> None:
+    """Show the email ledger: messages per state, and each failed message with its last error.
+
+    A message is queued, sending, sent, failed-temporary (the next run or `outbox retry` tries it again) or
+    failed-permanent (refused for good: not tried again until `outbox retry --include-permanent`). A run whose
+    process was killed is marked abandoned here, and what it held goes back to the queue.
 
     \b
     Example:
-      supplier-eval outbox --retry --config demo-work/supplier-eval.toml
+      supplier-eval outbox --config demo-work/supplier-eval.toml
+      supplier-eval outbox retry --include-permanent --config demo-work/supplier-eval.toml
+    """
+    ctx.obj = config_file  # `outbox --config FILE retry` works as well as `outbox retry --config FILE`
+    if ctx.invoked_subcommand is not None:
+        return
+    if retry:
+        ctx.invoke(outbox_retry, include_permanent=False, config_file=config_file)
+        return
+    from flows.settings import load_settings
+    from suppliers.store import OUTBOX_STATES, Store
+
+    with Store(load_settings(config_file).store_url, create=False) as store:
+        abandoned, released = store.release_abandoned()
+        counts = store.outbox_counts()
+        failed = store.failed_messages()
+    if abandoned or released:
+        click.echo(f"Marked {abandoned} run(s) abandoned (their process is gone); {released} message(s) they held "
+                   "are queued again")
+    click.echo("  ".join(f"{state}: {counts.get(state, 0)}" for state in OUTBOX_STATES))
+    if failed.is_empty():
+        return
+    click.echo("")
+    click.echo(f"{'state':<17} {'tries':>5} {'last try (UTC)':<16}  {'message':<20} {'to':<28} last error")
+    for row in failed.iter_rows(named=True):
+        when = row["last_attempt_at"].strftime("%Y-%m-%d %H:%M") if row["last_attempt_at"] else "-"
+        what = f"{row['kind']} {row['supplier_id'] or ''}".strip()
+        to = ", ".join(row["recipients"])
+        click.echo(f"{row['status']:<17} {row['attempts']:>5} {when:<16}  {what[:20]:<20} {to[:28]:<28} "
+                   f"{_one_line(row['last_error'])}")
+    if counts.get("failed-permanent"):
+        click.echo("\nRefused messages are not tried again: correct the address or the mail settings, then "
+                   "`supplier-eval outbox retry --include-permanent`.")
+
+
+@outbox.command("retry")
+@click.option("--include-permanent", is_flag=True,
+              help="Also re-queue and send the messages refused for good (after you fixed the cause).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@click.pass_context
+def outbox_retry(ctx: click.Context, include_permanent: bool, config_file: Path | None) -> None:
+    """Send every message not yet sent, from any run: queued, failed for now, or held by a killed run.
+
+    \b
+    Example:
+      supplier-eval outbox retry --config demo-work/supplier-eval.toml
+      supplier-eval outbox retry --include-permanent
     """
     from flows.settings import load_settings, transport_of
-    from reports.outbox import retry_unsent
+    from reports.outbox import raise_for_failures, retry_unsent
     from suppliers.store import Store
 
-    settings = load_settings(config_file)
+    settings = load_settings(config_file or ctx.obj)
     transport = transport_of(settings)
     with Store(settings.store_url, create=False) as store:
-        counts = store.outbox_counts()
-        click.echo("  ".join(f"{status}: {counts.get(status, 0)}" for status in ("sent", "pending", "failed",
-                                                                                "sending")))
-        if not retry:
-            return
-        results = retry_unsent(store, transport=transport)
+        results = retry_unsent(store, transport=transport, include_permanent=include_permanent)
+        refused = 0 if include_permanent else store.outbox_counts().get("failed-permanent", 0)
     failed = [r for r in results if not r.ok]
-    click.echo(f"Retried {len(results)}: {len(results) - len(failed)} delivered, {len(failed)} failed")
-    if failed:
-        raise DeliveryError(f"{len(failed)} messages were not delivered (first: {failed[0].error})",
-                            where=transport.location,
-                            fix="They stay in the ledger; fix the cause and run `supplier-eval outbox --retry` again.")
+    kept = f"; {refused} refused for good left alone (--include-permanent sends them)" if refused else ""
+    click.echo(f"Retried {len(results)}: {len(results) - len(failed)} delivered, {len(failed)} failed{kept}")
+    raise_for_failures(results, where=transport.location,
+                       again="run `supplier-eval outbox retry` again once the server takes mail")
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
 
 
 def _preflight(params: Any) -> str:
@@ -746,18 +796,56 @@ def _print_summary(summary: RunSummary, *, store: Any) -> None:
     earlier = summary.messages - summary.messages_delivered_now - elsewhere
     notes = [f"{earlier} already sent before"] if earlier else []
     if elsewhere:
-        notes.append(f"{elsewhere} being sent by another run; `supplier-eval outbox --retry` sends any it leaves")
+        notes.append(f"{elsewhere} being sent by another run; `supplier-eval outbox retry` sends any it leaves")
     echo(f"Emails:   {summary.messages_delivered_now} {how} {summary.delivery_location}"
          + (f" ({'; '.join(notes)})" if notes else ""))
     echo(f"Store:    {store}")
 
 
+def _stop_on_signal(signum: int, _frame: Any) -> None:
+    """SIGTERM and Ctrl-C: let the messages on the wire be answered and recorded, then stop (KeyboardInterrupt).
+
+    When nothing is being sent, or at a second signal, stop at once.
+    """
+    global _STOP_SIGNAL
+    first = _STOP_SIGNAL is None
+    _STOP_SIGNAL = signum
+    delivery = sys.modules.get("reports.delivery")  # not imported yet: nothing is being sent
+    if first and delivery is not None and delivery.stop_sending():
+        return
+    raise KeyboardInterrupt
+
+
+_STOP_SIGNAL: int | None = None
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    global _STOP_SIGNAL
+    _STOP_SIGNAL = None
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # signals reach only the main thread
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _stop_on_signal)
+    try:
+        return _main(argv)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _main(argv: list[str] | None) -> int:
+    import signal
+
     try:
         result = cli.main(args=argv, prog_name="supplier-eval", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        return 1
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        signum = _STOP_SIGNAL or signal.SIGINT
+        click.echo(f"Stopped ({signal.Signals(signum).name}): what was not sent stays queued in the outbox ledger; "
+                   "the next run or `supplier-eval outbox retry` sends it.", err=True)
+        return 128 + signum
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

@@ -172,6 +172,9 @@ def deliver(store: Store, run: RunRecord, reports: RunReports, settings: Setting
                                    requested=requested, transport=transport_of(settings))
     get_run_logger().info("Delivered %s messages (%s sent before, %s being sent by another run)", outcome.sent_now,
                           outcome.messages - outcome.sent_now - outcome.elsewhere, outcome.elsewhere)
+    if outcome.refused_before:
+        get_run_logger().warning("%s messages were refused for good by an earlier run and are not tried again: "
+                                 "`supplier-eval outbox` lists them", outcome.refused_before)
     return outcome
 
 

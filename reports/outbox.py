@@ -2,7 +2,10 @@
 
 Every message is written to the store's outbox ledger before anything is sent, keyed by what it says and to
 whom; a run sends only what it could claim, and records each outcome as it comes. So a crash, a re-run or a
-second run at once neither loses a message nor sends one twice, and a new recipient still gets theirs.
+second run at once neither loses a message nor sends one twice, and a new recipient still gets theirs. A claim
+belongs to a live process: what a killed run held is sent by the next run at once (the message that was on the
+wire at the kill may arrive twice). A message refused for good (5xx, a refused login, an untrusted certificate)
+is recorded as failed-permanent and left alone until someone re-queues it (`outbox retry --include-permanent`).
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,13 +25,13 @@ from reports.delivery import DeliveryResult, OutgoingMessage, Transport, deliver
 from reports.mail import compose_message
 from suppliers.errors import DeliveryError, StoreError
 from suppliers.runs import RunRecord
-from suppliers.store import STALE_CLAIM, ClaimedMessage, PendingMessage, Store
+from suppliers.store import FAILED_PERMANENT, SENDING, ClaimedMessage, MessageOutcome, PendingMessage, Store
 
 __all__ = ["PlannedMessage", "DeliveryOutcome", "message_key", "plan_messages", "compose_messages",
-           "deliver_run_messages", "deliver_stopped_run_report", "deliver_planned", "retry_unsent", "send_claimed"]
+           "deliver_run_messages", "deliver_stopped_run_report", "deliver_planned", "retry_unsent", "send_claimed",
+           "raise_for_failures"]
 
 LOG = logging.getLogger(__name__)
-REFRESH_CLAIMS_EVERY = STALE_CLAIM.total_seconds() / 10
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class DeliveryOutcome:
     messages: int  # messages of this evaluation
     sent_now: int  # delivered by this call
     elsewhere: int  # being sent by another run at this moment
+    refused_before: int = 0  # refused for good by an earlier run: not tried again (`outbox retry --include-permanent`)
 
 
 def message_key(run_key: str, kind: str, supplier_id: str | None, recipient: str) -> str:
@@ -112,15 +115,32 @@ def deliver_planned(store: Store, run: RunRecord, planned: Sequence[PlannedMessa
                            compose_messages([item for item in planned if item.key not in known], sender=sender))
     claimed = store.claim_messages(keys, run_id=run.run_id)
     results = send_claimed(store, run.run_id, claimed, transport=transport)
-    elsewhere = store.outbox_counts(keys).get("sending", 0)
+    raise_for_failures(results, where=transport.location,
+                       again="run the same evaluation again, or `supplier-eval outbox retry`, to send it")
+    counts = store.outbox_counts(keys)
+    return DeliveryOutcome(messages=len(planned), sent_now=len(results), elsewhere=counts.get(SENDING, 0),
+                           refused_before=counts.get(FAILED_PERMANENT, 0))
+
+
+def raise_for_failures(results: Sequence[DeliveryResult], *, where: str, again: str) -> None:
+    """One line for what this call could not deliver: what was refused for good, what may pass later, what to do."""
     failed = [result for result in results if not result.ok]
-    if failed:
-        raise DeliveryError(
-            f"{len(failed)} of {len(results)} messages were not delivered (first: {failed[0].error})",
-            where=transport.location,
-            fix="They stay in the outbox ledger; run the same evaluation again to retry them.",
-        )
-    return DeliveryOutcome(messages=len(planned), sent_now=len(results), elsewhere=elsewhere)
+    if not failed:
+        return
+    refused = [result for result in failed if result.permanent]
+    later = len(failed) - len(refused)
+    parts, fixes = [], []
+    if refused:
+        parts.append(f"{len(refused)} refused for good (first: {refused[0].error})")
+        fixes.append("a refused message is not tried again: correct its address or the mail settings (`supplier-eval "
+                     "outbox` lists them), then `supplier-eval outbox retry --include-permanent`")
+    if later:
+        first = next(result for result in failed if not result.permanent)
+        parts.append(f"{later} failed for now (first: {first.error})")
+        fixes.append(f"what failed for now stays queued: {again}")
+    fix = "; ".join(fixes)
+    raise DeliveryError(f"{len(failed)} of {len(results)} messages were not delivered: {'; '.join(parts)}",
+                        where=where, fix=f"{fix[0].upper()}{fix[1:]}.")
 
 
 def send_claimed(store: Store, run_id: str, claimed: Sequence[ClaimedMessage], *,
@@ -128,41 +148,39 @@ def send_claimed(store: Store, run_id: str, claimed: Sequence[ClaimedMessage], *
     """Send the ledger's bytes of each claimed message to the ledger's recipients; record each outcome as it comes.
 
     The envelope sender is the From of the stored message, so it matches the header even if the settings'
-    sender changed since. If sending is interrupted (Ctrl-C, a bug), what this run claimed and did not send
-    goes back to pending for the next run; the interruption itself is what the caller sees.
+    sender changed since. If sending is interrupted (Ctrl-C, SIGTERM, a bug), what this run claimed and did not
+    send goes back to the queue for the next run; the interruption itself is what the caller sees.
     """
     outgoing = [OutgoingMessage(key=c.message_key, sender=envelope_sender(c.body), recipients=c.recipients,
                                 raw=c.body) for c in claimed]
-    last_refresh = time.monotonic()
 
-    def record(result: DeliveryResult) -> None:
-        nonlocal last_refresh
-        if not store.mark_message(result.key, ok=result.ok, attempts=result.attempts, transport=result.transport,
-                                  location=result.location, error=result.error, run_id=run_id):
-            LOG.warning("Message %s was taken over by another run before this one recorded it", result.key)
-        if time.monotonic() - last_refresh > REFRESH_CLAIMS_EVERY:  # still alive: not taken over as stale
-            last_refresh = time.monotonic()
-            try:
-                store.refresh_claims(run_id)
-            except StoreError as error:
-                LOG.warning("Could not refresh this run's claims: %s", error)
+    def record(results: list[DeliveryResult]) -> None:
+        lost = store.mark_messages([MessageOutcome(r.key, r.ok, r.attempts, r.transport, r.location, r.error,
+                                                   r.permanent) for r in results], run_id=run_id)
+        for key in lost:
+            LOG.warning("Message %s was taken over by another run before this one recorded it", key)
 
     try:
         return deliver_messages(outgoing, smtp=transport.smtp, outbox_dir=transport.outbox_dir,
-                                concurrency=transport.concurrency, retries=transport.retries, on_result=record)
+                                concurrency=transport.concurrency, retries=transport.retries, on_results=record)
     except BaseException:
         try:
             store.release_claims(run_id)
-        except StoreError as error:  # the interruption matters more; the claims go stale and are taken over
+        except StoreError as error:  # the interruption matters more; the next run frees them (this process ends)
             LOG.warning("Could not give back this run's claims: %s", error)
         raise
 
 
-def retry_unsent(store: Store, *, transport: Transport) -> list[DeliveryResult]:
-    """Send every message of the ledger not yet sent, whichever run wrote it; one result per message claimed."""
+def retry_unsent(store: Store, *, transport: Transport, include_permanent: bool = False) -> list[DeliveryResult]:
+    """Send every message of the ledger not yet sent, whichever run wrote it; one result per message claimed.
+
+    Messages refused for good are re-queued and sent too only with ``include_permanent``.
+    """
     retry_id = str(uuid.uuid4())
-    claimed = store.claim_messages(store.unsent_message_keys(), run_id=retry_id)
-    return send_claimed(store, retry_id, claimed, transport=transport)
+    with store.hold(retry_id):
+        claimed = store.claim_messages(store.unsent_message_keys(include_permanent=include_permanent),
+                                       run_id=retry_id, include_permanent=include_permanent)
+        return send_claimed(store, retry_id, claimed, transport=transport)
 
 
 def envelope_sender(body: bytes) -> str:

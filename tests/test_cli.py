@@ -178,15 +178,17 @@ def test_outbox_lists_the_ledger_and_retries_what_could_not_go(workspace: Path, 
     assert main(["evaluate", "--config", str(config), "--as-of", str(SAMPLE_END)]) == 1
     assert "messages were not delivered" in capsys.readouterr().err
     assert main(["outbox", "--config", str(config)]) == 0
-    failed = int(capsys.readouterr().out.split("failed: ")[1].split()[0])
-    assert failed > 0
+    listing = capsys.readouterr().out
+    failed = int(listing.split("failed-temporary: ")[1].split()[0])
+    assert failed > 0 and listing.count("Connection refused") == failed  # each failed message, its last error
     recorder = Recorder()
     with smtp_server(recorder, port=port):
-        assert main(["outbox", "--retry", "--config", str(config)]) == 0
+        assert main(["outbox", "--retry", "--config", str(config)]) == 0  # the old spelling of `outbox retry`
     assert f"Retried {failed}: {failed} delivered, 0 failed" in capsys.readouterr().out
     assert len(recorder.envelopes) == failed
     assert main(["outbox", "--config", str(config)]) == 0
-    assert f"sent: {failed}  pending: 0  failed: 0" in capsys.readouterr().out
+    assert (f"queued: 0  sending: 0  sent: {failed}  failed-temporary: 0  failed-permanent: 0"
+            in capsys.readouterr().out)
 
 
 def test_help_and_usage_errors_answer_without_importing_prefect(workspace: Path) -> None:

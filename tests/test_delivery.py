@@ -15,7 +15,7 @@ from pathlib import Path
 import pydantic
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from smtp_support import HOST, Recorder, free_port, smtp_server
+from smtp_support import HOST, Dropping, FailingTimes, Recorder, RefusingRecipient, free_port, smtp_server
 
 from reports.delivery import DeliveryResult, OutgoingMessage, SmtpSettings, deliver_messages, outbox_path
 from reports.mail import compose_message, safe_key
@@ -516,3 +516,78 @@ def test_settings_validate_and_are_frozen():
         SmtpSettings(host="mail.example.com", password="hunter2")  # type: ignore[call-arg]
     with pytest.raises(pydantic.ValidationError):
         SmtpSettings(host="mail.example.com", port=0)
+
+
+# ---- a pool of reused connections ---------------------------------------------------------------------
+
+
+def test_many_messages_go_over_a_few_reused_connections(tmp_path):
+    handler = Recorder()
+    items = [make(f"pool-{i}", to=[f"buyer{i}@example.com"]) for i in range(30)]
+    with smtp_server(handler) as controller:
+        results = deliver_messages(items, smtp=plain(controller), outbox_dir=tmp_path, concurrency=3, **FAST)
+    assert all(r.ok and r.attempts == 1 for r in results)
+    assert sorted(to[0] for _, to, _ in handler.envelopes) == sorted(f"buyer{i}@example.com" for i in range(30))
+    assert 1 <= handler.connections <= 3  # not one connection per message
+
+
+def test_a_server_that_fails_twice_with_4xx_gets_the_message_on_the_third_attempt(tmp_path):
+    handler = FailingTimes(2)
+    with smtp_server(handler) as controller:
+        result = deliver_messages([make("twice")], smtp=plain(controller), outbox_dir=tmp_path, retries=3, **FAST)[0]
+    assert (result.ok, result.attempts, result.error, result.permanent) == (True, 3, None, False)
+    assert handler.calls == 3 and len(handler.envelopes) == 1
+
+
+def test_a_dropped_connection_is_reopened_and_the_message_sent_again(tmp_path):
+    handler = Dropping(2)
+    items = [make(f"drop-{i}") for i in range(5)]
+    with smtp_server(handler) as controller:
+        results = deliver_messages(items, smtp=plain(controller), outbox_dir=tmp_path, concurrency=1, **FAST)
+    assert [r.attempts for r in results] == [1, 2, 1, 1, 1] and all(r.ok for r in results)
+    assert len(handler.envelopes) == 5 and handler.connections == 2  # the one that hung up, and its successor
+
+
+def test_one_refused_recipient_is_permanent_and_the_connection_carries_on_after_rset(tmp_path):
+    handler = RefusingRecipient("gone@example.com")
+    items = [make("r-1"), make("r-2", to=["gone@example.com"]), make("r-3")]
+    with smtp_server(handler) as controller:
+        results = deliver_messages(items, smtp=plain(controller), outbox_dir=tmp_path, concurrency=1, retries=3,
+                                   **FAST)
+    refused = results[1]
+    assert (refused.ok, refused.permanent, refused.attempts) == (False, True, 1) and handler.refusals == 1
+    assert "gone@example.com (550 5.1.1 No such user here)" in refused.error and "not retried" in refused.error
+    assert [r.ok for r in (results[0], results[2])] == [True, True]
+    assert len(handler.envelopes) == 2 and handler.connections == 1  # the same connection before and after
+
+
+def test_starttls_and_login_once_per_connection_for_many_messages(tmp_path, monkeypatch, server_tls, client_tls):
+    monkeypatch.setenv("SUPPLIER_EVAL_SMTP_USER", USER)
+    monkeypatch.setenv("SUPPLIER_EVAL_SMTP_PASSWORD", PASSWORD)
+    handler = Recorder()
+    with smtp_server(handler, tls_context=server_tls, require_starttls=True, authenticator=authenticator,
+                     auth_required=True) as controller:
+        settings = SmtpSettings(host=HOST, port=controller.port, security="starttls", timeout_seconds=5)
+        results = deliver_messages([make(f"tls-{i}") for i in range(6)], smtp=settings, outbox_dir=tmp_path,
+                                   tls_context=client_tls, concurrency=2, **FAST)
+    assert all(r.ok for r in results)
+    assert handler.sessions == [(True, True)] * 6 and handler.connections <= 2
+
+
+def test_a_refused_login_fails_every_message_for_good_without_trying_each(tmp_path, monkeypatch, server_tls,
+                                                                          client_tls):
+    monkeypatch.setenv("SUPPLIER_EVAL_SMTP_USER", USER)
+    monkeypatch.setenv("SUPPLIER_EVAL_SMTP_PASSWORD", "wrong")
+    logins = []
+
+    def counting(server, session, envelope, mechanism, auth_data):
+        logins.append(tuple(session.peer[:2]))
+        return authenticator(server, session, envelope, mechanism, auth_data)
+
+    with smtp_server(Recorder(), tls_context=server_tls, require_starttls=True, authenticator=counting,
+                     auth_required=True) as controller:
+        settings = SmtpSettings(host=HOST, port=controller.port, timeout_seconds=5)
+        results = deliver_messages([make(f"a-{i}") for i in range(10)], smtp=settings, outbox_dir=tmp_path,
+                                   tls_context=client_tls, concurrency=1, retries=3, **FAST)
+    assert all(not r.ok and r.permanent and r.attempts == 1 and "535" in r.error for r in results)
+    assert len(set(logins)) == 1  # one connection tried to log in, not one per message

@@ -178,7 +178,7 @@ def test_mail_that_could_not_go_is_sent_by_the_next_run_exactly_once(workspace: 
     store = Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}")
     try:
         ledger = store.outbox_frame()
-        assert ledger.height > 0 and set(ledger["status"]) == {"failed"}
+        assert ledger.height > 0 and set(ledger["status"]) == {"failed-temporary"}
         assert store.count(evaluations) > 0  # the evaluation itself was kept
     finally:
         store.close()
@@ -347,7 +347,7 @@ def test_an_interrupted_send_is_finished_by_the_next_run_straight_away(
     with pytest.raises(type(interruption)):
         run("nightly", workspace / "supplier-eval.toml")
     with Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}") as store:
-        assert set(store.outbox_frame()["status"]) == {"pending"}  # the claims were given back
+        assert set(store.outbox_frame()["status"]) == {"queued"}  # the claims were given back
         assert store.runs_frame()["status"].to_list() == ["failed"]  # not left "running"
     monkeypatch.setattr(outbox_module, "deliver_messages", real_send)
     summary = run("nightly", workspace / "supplier-eval.toml")

@@ -136,7 +136,7 @@ def test_outbox_ledger_sends_each_message_once(store: Store) -> None:
     store.mark_message("supplier-1", ok=False, attempts=3, transport="smtp", location="h:25", error="451 busy")
     ledger = {row["message_key"]: row for row in store.outbox_frame("key-1").to_dicts()}
     assert ledger["digest-1"]["status"] == "sent" and ledger["digest-1"]["sent_at"] is not None
-    assert (ledger["supplier-1"]["status"], ledger["supplier-1"]["attempts"]) == ("failed", 3)
+    assert (ledger["supplier-1"]["status"], ledger["supplier-1"]["attempts"]) == ("failed-temporary", 3)
     # a re-run enqueues the same messages again: nothing is added, the sent one stays sent, the failed one retries
     assert store.enqueue_messages("key-1", "run-2", messages) == 0
     assert [claimed.message_key for claimed in store.claim_messages(keys, run_id="run-2")] == ["supplier-1"]
@@ -527,7 +527,7 @@ def test_a_version_1_store_opens_and_migrates_to_version_2(store_url: str) -> No
     v1_store(store_url)
     with Store(store_url) as store:  # opening migrates: the new tables are created, the records kept
         with store.engine.connect() as connection:
-            assert connection.execute(sa.select(sa.func.max(schema_info.c.version))).scalar() == SCHEMA_VERSION == 3
+            assert connection.execute(sa.select(sa.func.max(schema_info.c.version))).scalar() == SCHEMA_VERSION == 4
             names = set(sa.inspect(connection).get_table_names())
         assert {"proposals", "manual_decisions", "actions", "suppliers_seen", "evaluation_outcomes",
                 "rule_sets"} <= names
@@ -542,4 +542,4 @@ def test_a_version_1_store_opens_and_migrates_to_version_2(store_url: str) -> No
         save(store, "k2", date(2026, 9, 30), {"S1": 91.0}, asl_results({"S1": ("unchanged", "approved")}))
         assert store.count(evaluation_outcomes) == 1 and store.count(evaluations) == 3
     with Store(store_url) as again, again.engine.connect() as connection:  # and later opens only check it
-        assert sorted(connection.execute(sa.select(schema_info.c.version)).scalars()) == [1, SCHEMA_VERSION]
+        assert sorted(connection.execute(sa.select(schema_info.c.version)).scalars()) == [1, 4]
