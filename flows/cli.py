@@ -206,6 +206,80 @@ def nightly_command(as_of: date | None, config_file: Path | None, no_email: bool
 
 
 @cli.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="Port of the Prefect server started on 127.0.0.1  [default: the settings' schedule.port, 4200]")
+def serve(config_file: Path | None, port: int | None) -> None:
+    """Serve the nightly deployment (on the settings' cron and time zone) and the adhoc one (a form in the
+    Prefect UI) until stopped.
+
+    With PREFECT_API_URL set, that Prefect server schedules the runs; otherwise a Prefect server with its UI is
+    started on 127.0.0.1 as a child of this command (its state in .prefect next to the settings file) and
+    stopped with it. Deployments stay unpaused when serve stops.
+
+    \b
+    Example:
+      supplier-eval serve --config supplier-eval.toml
+      supplier-eval trigger adhoc --supplier S0003 --to me@example.org     # from another terminal
+    """
+    from flows.serve import serve_deployments
+    from flows.settings import find_settings_file, load_settings
+
+    settings = load_settings(config_file)
+    _preflight_settings(settings)
+    runtime.configure(None)
+    serve_deployments(settings, find_settings_file(config_file), port=port,
+                      announce=lambda line: click.echo(line, err=True))
+
+
+@cli.group()
+def trigger() -> None:
+    """Start a run on the deployments `supplier-eval serve` serves, and wait for its outcome.
+
+    \b
+    Example:
+      supplier-eval trigger adhoc --supplier S0003 --as-of 2026-06-30 --to buyer@example.org
+    """
+
+
+@trigger.command("adhoc")
+@click.option("--supplier", "suppliers", multiple=True, metavar="ID",
+              help="Supplier id (repeatable); default: all active.")
+@click.option("--as-of", type=DATE, help="Evaluate as of this date (YYYY-MM-DD); default today.")
+@click.option("--window-days", type=click.IntRange(1, 3660), help="Days to look back; default: the rule set's.")
+@click.option("--to", "recipients", multiple=True, metavar="EMAIL",
+              help="Send the digest and reports to this address instead (repeatable).")
+@click.option("--no-email", is_flag=True, help="Store and render, but send nothing.")
+@click.option("--api-url", metavar="URL", help="The Prefect API serve uses  [default: $PREFECT_API_URL]")
+@click.option("--timeout", type=click.FloatRange(1), default=3600, show_default=True,
+              help="Seconds to wait for the run's outcome.")
+def trigger_adhoc_command(suppliers: tuple[str, ...], as_of: date | None, window_days: int | None,
+                          recipients: tuple[str, ...], no_email: bool, api_url: str | None, timeout: float) -> None:
+    """Start an ad-hoc run on the served adhoc deployment (its settings are the ones serve was given), wait for
+    it and print its summary.
+
+    \b
+    Example:
+      supplier-eval trigger adhoc --supplier S0003 --to me@example.org --api-url http://127.0.0.1:4200/api
+    """
+    from pydantic import ValidationError
+
+    from flows.params import RunParameters
+    from flows.serve import trigger_adhoc
+
+    try:
+        params = RunParameters(suppliers=suppliers, as_of=as_of, window_days=window_days, recipients=recipients,
+                               send_email=not no_email, trigger="adhoc")
+    except ValidationError as exc:
+        raise ConfigError(str(exc.errors()[0]["msg"]).removeprefix("Value error, "), where="--to") from None
+    runtime.configure(None)
+    # only what was given: the deployment's defaults (its settings file) fill in the rest
+    given = params.model_dump(mode="json", exclude_unset=True) | {"requested_by": params.requested_by}
+    summary = trigger_adhoc(given, api_url=api_url, timeout=timeout)
+    _print_summary(summary, store="the store of the settings serve was given")
+
+
+@cli.command()
 @click.option("--suppliers", "supplier_count", type=click.IntRange(5), default=60, show_default=True)
 @click.option("--lines", type=click.IntRange(10), default=6000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
@@ -698,6 +772,17 @@ def demo_commands(config: Path, *, first_supplier: str) -> list[tuple[str, str]]
         ("The nightly run again (nothing doubled)", f"supplier-eval nightly {flag}"),
         ("Serve it every night, with the UI", f"supplier-eval serve {flag}"),
     ]
+
+
+def _preflight_settings(settings: Any) -> None:
+    """The rule and mapping files the settings name check, before any server starts."""
+    from rules.loader import load_rule_set
+
+    load_rule_set(settings.rules_file)
+    if settings.mapping_file is not None:
+        from suppliers.mapping import load_mapping
+
+        load_mapping(settings.mapping_file)
 
 
 def _demo_settings() -> str:

@@ -272,10 +272,21 @@ NIGHTLY_DEFAULTS = RunParameters(trigger="nightly", requested_by="schedule")
 def nightly(params: RunParameters = NIGHTLY_DEFAULTS) -> RunSummary:
     """Evaluate the active suppliers due for re-evaluation (or every active one, by the settings) as of today
     (or the given date), store the results, email the reports."""
-    return run_evaluation(params.model_copy(update={"trigger": "nightly", "suppliers": ()}))
+    return _published(run_evaluation(params.model_copy(update={"trigger": "nightly", "suppliers": ()})))
 
 
 @flow(name="adhoc", log_prints=True, validate_parameters=True)
 def adhoc(params: RunParameters) -> RunSummary:
     """Evaluate chosen suppliers (or everyone active) for a chosen date and window; report to whoever asked."""
-    return run_evaluation(params.model_copy(update={"trigger": "adhoc"}))
+    return _published(run_evaluation(params.model_copy(update={"trigger": "adhoc"})))
+
+
+def _published(summary: RunSummary) -> RunSummary:
+    """A run of a served deployment leaves its summary in Prefect, for the UI and `supplier-eval trigger`."""
+    from prefect.runtime import deployment
+
+    if deployment.id:
+        from flows.serve import publish_summary
+
+        publish_summary(summary)
+    return summary
