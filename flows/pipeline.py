@@ -45,7 +45,7 @@ from suppliers.runs import (
     with_current_status,
 )
 from suppliers.sources import LoadedSources
-from suppliers.store import AslResults, FollowUp, History, Store
+from suppliers.store import AslResults, FollowUp, History, Store, hold_run_lock
 from suppliers.validate import ValidatedInputs, validate_inputs
 
 __all__ = ["nightly", "adhoc", "run_evaluation", "fast_flow_runs", "NIGHTLY_DEFAULTS"]
@@ -184,7 +184,9 @@ def run_evaluation(params: RunParameters) -> RunSummary:
         rule_set_name=rule_set.name, rule_set_version=rule_set.version, rule_set_hash=rule_set.content_hash,
         input_fingerprint="", code_version=code_version(), changes_asl=official,
     )
-    with Store(settings.store_url) as store:
+    with Store(settings.store_url) as store, hold_run_lock(
+            store, run_id=run.run_id, trigger=run.trigger, wait_seconds=settings.store.lock_wait_seconds,
+            on_wait=lambda held: get_run_logger().info("Waiting for %s to finish", held.describe())):
         started = False
         try:
             loaded = load(settings.data_dir, settings.mapping_file)

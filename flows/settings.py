@@ -34,6 +34,8 @@ class DataSettings(_Section):
 
 class StoreSettings(_Section):
     url: str = Field("sqlite:///supplier-eval.db", description="SQLAlchemy URL: sqlite:///file.db or postgresql://...")
+    lock_wait_seconds: float = Field(600, ge=0, le=86_400, description="How long a run waits for another run "
+                                     "writing the same evaluations to finish before it gives up.")
 
 
 class RulesSettings(_Section):
