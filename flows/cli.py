@@ -752,7 +752,8 @@ def _run_flow(name: str, params: Any) -> RunSummary:
 
         flows.update(nightly=pipeline.nightly, adhoc=pipeline.adhoc)
 
-    with prefect_api(Path(os.environ["PREFECT_HOME"]), before_wait=import_flows), runtime.fast_flow_runs():
+    with prefect_api(Path(os.environ["PREFECT_HOME"]), before_wait=import_flows), runtime.fast_flow_runs(), \
+            runtime.run_progress():
         return flows[name](params)  # type: ignore[no-any-return]
 
 

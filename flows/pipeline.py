@@ -95,14 +95,18 @@ def read_schedule(store: Store, as_of: date) -> pl.DataFrame:
 @task(name="compute metrics", cache_policy=NO_CACHE)
 def compute_metrics(validated: ValidatedInputs, selected: pl.DataFrame, rule_set: RuleSet, as_of: date,
                     window_days: int) -> SupplierPerformance:
-    return measure_suppliers(selected, validated.purchase_order_lines, validated.receipts,
-                             validated.nonconformances, validated.feedback, as_of=as_of, window_days=window_days,
-                             with_records=True, **rule_set.evaluation.measure_options())
+    performance = measure_suppliers(selected, validated.purchase_order_lines, validated.receipts,
+                                    validated.nonconformances, validated.feedback, as_of=as_of,
+                                    window_days=window_days, with_records=True, **rule_set.evaluation.measure_options())
+    get_run_logger().info("Measured %s suppliers over the %s-day window", f"{performance.metrics.height:,}", window_days)
+    return performance
 
 
 @task(name="score", cache_policy=NO_CACHE)
 def score(selected: pl.DataFrame, metrics: pl.DataFrame, rule_set: RuleSet, as_of: date) -> pl.DataFrame:
-    return score_suppliers(selected, metrics, rule_set, as_of=as_of)
+    scored = score_suppliers(selected, metrics, rule_set, as_of=as_of)
+    get_run_logger().info("Scored %s suppliers", f"{scored.height:,}")
+    return scored
 
 
 @task(name="decide", cache_policy=NO_CACHE)
