@@ -161,3 +161,22 @@ def test_served_deployments_carry_the_schedule_and_the_form_and_stay_unpaused(wo
     assert any(option.get("minimum") == 1 and option.get("maximum") == 3660
                for option in form["window_days"]["anyOf"])
     assert adhoc.parameters == {"params": {"config_file": str(config.resolve())}}
+
+
+def test_prefect_yaml_deploys_the_same_two_flows_with_the_default_schedule() -> None:
+    import yaml
+    from prefect.flows import load_flow_from_entrypoint
+
+    from flows.settings import ScheduleSettings
+
+    root = Path(__file__).resolve().parent.parent
+    spec = yaml.safe_load((root / "prefect.yaml").read_text(encoding="utf-8"))
+    deployments = {entry["name"]: entry for entry in spec["deployments"]}
+    assert set(deployments) == {"nightly", "adhoc"}
+    for name, entry in deployments.items():
+        flow = load_flow_from_entrypoint(str(root / entry["entrypoint"]))
+        assert flow.name == name
+        assert list(flow.parameters.properties) == ["params"]  # the one run model is the form
+    (schedule,) = deployments["nightly"]["schedules"]
+    defaults = ScheduleSettings()
+    assert (schedule["cron"], schedule["timezone"]) == (defaults.cron, defaults.timezone)
