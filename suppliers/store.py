@@ -979,7 +979,10 @@ class Store:
 
     def _ensure_run_locks(self, connection: sa.Connection) -> None:
         if not getattr(self, "_run_locks_ready", False):
-            connection.execute(CreateTable(run_locks, if_not_exists=True))
+            if not sa.inspect(connection).has_table(run_locks.name):  # a store made before the table existed
+                if self.engine.dialect.name == "postgresql":  # two first runs at once: one creates it
+                    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+                connection.execute(CreateTable(run_locks, if_not_exists=True))
             self._run_locks_ready = True
 
     # helpers -----------------------------------------------------------------------------------------------

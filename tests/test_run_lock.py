@@ -163,3 +163,13 @@ def test_two_runs_at_once_take_turns_and_record_and_send_everything_once(
     eml = list((workspace / "outbox").glob("*.eml"))
     assert len(eml) == len(messages)  # every message written once
     assert locks == 0  # both released
+
+
+def test_a_store_made_before_the_lock_table_gains_it_on_first_use(store_url: str) -> None:
+    with Store(store_url) as store, store.engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE run_locks"))
+    with Store(store_url) as store:
+        with hold_run_lock(store, run_id="run-a", trigger="nightly", wait_seconds=0):
+            held = store.acquire_run_lock("evaluations", run_id="run-b", trigger="adhoc", holder=current_holder(),
+                                          lease_seconds=60)
+    assert held is not None and held.run_id == "run-a"
