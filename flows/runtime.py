@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -35,8 +36,15 @@ def _error_names(cls: type[SupplierEvalError]) -> set[str]:
     return {cls.__name__, *(name for sub in cls.__subclasses__() for name in _error_names(sub))}
 
 
-# How Prefect's engine mentions an exception in a state message: "... exception SourceError: ..." or "SourceError(".
-_USER_ERROR_MENTION = re.compile(rf"\b(?:{'|'.join(sorted(_error_names(SupplierEvalError)))})[:(]")
+def _user_error_mention() -> re.Pattern[str]:
+    """How Prefect's engine mentions a user error in a state message: "... exception SourceError: ..." or
+    "SourceError(" — for every error class defined so far (some live next to what raises them)."""
+    return _mention_pattern(frozenset(_error_names(SupplierEvalError)))
+
+
+@functools.cache
+def _mention_pattern(names: frozenset[str]) -> re.Pattern[str]:
+    return re.compile(rf"\b(?:{'|'.join(sorted(names))})[:(]")
 
 
 class _UserErrorFilter(logging.Filter):
@@ -52,7 +60,7 @@ class _UserErrorFilter(logging.Filter):
         if not record.name.startswith("prefect"):
             return True
         text = record.getMessage()
-        return not (("Failed(" in text or "exception" in text) and _USER_ERROR_MENTION.search(text))
+        return not (("Failed(" in text or "exception" in text) and _user_error_mention().search(text))
 
 
 _FILTER = _UserErrorFilter()
