@@ -118,7 +118,7 @@ class PrefectServer:
             if self.process.poll() is not None:
                 self.stop()
                 raise ServerStartError(f"the Prefect server exited with code {self.process_returncode} at start",
-                                       where=self.log_file and str(self.log_file) or str(self.home),
+                                       where=str(self.log_file or self.home),
                                        fix="See its log; another server may hold the database, or set "
                                            "PREFECT_API_URL to a running server")
             if healthy(self.api_url, timeout=1.0):
