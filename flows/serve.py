@@ -80,6 +80,8 @@ def serve_deployments(settings: Settings, config_file: Path | None, *, port: int
         from prefect import serve
 
         deployments_ready = build_deployments(settings, config_file)
+        for deployment in deployments_ready:  # registered before "Serving" is said: a trigger then finds them
+            deployment.apply()
         announce(f"Serving '{NIGHTLY_DEPLOYMENT}' ({settings.schedule.cron}, {settings.schedule.timezone}) and "
                  f"'{ADHOC_DEPLOYMENT}'. Start an ad-hoc run: supplier-eval trigger adhoc --supplier ID "
                  f"--api-url {configured_api_url()}. Stop with Ctrl-C.")
