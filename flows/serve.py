@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,7 @@ def trigger_adhoc(params: dict[str, Any], *, api_url: str | None, timeout: float
                                  fix="Follow it in the Prefect UI, or wait longer with --timeout")
         if not state.is_completed():
             message = (state.message or state.name).removeprefix("Flow run encountered an exception: ")
+            message = re.sub(r"^\w+Error: ", "", message)  # the class name says nothing to the person asking
             raise RunFailedError(f"run {flow_run.name} {state.name.lower()}: {message}", where=ADHOC_DEPLOYMENT)
         return RunSummary.model_validate(_summary_of(flow_run.id))
 
