@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flows.server import API_URL_ENV, PrefectServer, configured_api_url, require_api
 from flows.settings import Settings
-from suppliers.errors import SupplierEvalError
+from suppliers.errors import ConfigError, SupplierEvalError
 
 NIGHTLY_DEPLOYMENT = "nightly/nightly"
 ADHOC_DEPLOYMENT = "adhoc/adhoc"
@@ -25,6 +26,15 @@ SUMMARY_ARTIFACT = "run-summary"
 
 class RunFailedError(SupplierEvalError):
     """A run started on the served deployment did not complete."""
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def prefect_home(settings: Settings) -> Path:
@@ -64,7 +74,12 @@ def serve_deployments(settings: Settings, config_file: Path | None, *, port: int
     server = None
     if not configured_api_url():
         home = prefect_home(settings)
-        server = PrefectServer(home, kind="full", port=port or settings.schedule.port, log_file=home / "server.log")
+        chosen = port or settings.schedule.port
+        if not port_free(chosen):
+            raise ConfigError(f"port {chosen} on 127.0.0.1 is in use (another serve or Prefect server?)",
+                              where="--port" if port else "[schedule] port",
+                              fix="Choose another with --port, or point PREFECT_API_URL at the server already running")
+        server = PrefectServer(home, kind="full", port=chosen, log_file=home / "server.log")
         announce(f"Starting a Prefect server on {server.url} (state in {home}) ...")
         server.launch()
         os.environ[API_URL_ENV] = server.api_url  # before Prefect is imported: it reads the URL once

@@ -180,3 +180,20 @@ def test_prefect_yaml_deploys_the_same_two_flows_with_the_default_schedule() -> 
     (schedule,) = deployments["nightly"]["schedules"]
     defaults = ScheduleSettings()
     assert (schedule["cron"], schedule["timezone"]) == (defaults.cron, defaults.timezone)
+
+
+def test_serve_on_a_port_in_use_says_so_before_starting_anything(workspace: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([*CLI, "serve", "--config", str(workspace / "supplier-eval.toml"), "--port",
+                                 str(port)], env=environment(), capture_output=True, text=True, timeout=60,
+                                check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: --port: port {port} on 127.0.0.1 is in use (another serve or Prefect "
+                                     "server?). Choose another with --port, or point PREFECT_API_URL at the server "
+                                     "already running")
+    assert not (workspace / ".prefect").exists()  # nothing started
