@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 the run failed, 2 bad usage or settings. A user error is one
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -63,7 +64,6 @@ def demo(work_dir: Path, supplier_count: int, lines: int, seed: int) -> None:
     from suppliers.generate import generate_frames, write_sample_data
 
     work_dir = work_dir.resolve()
-    runtime.configure(work_dir / ".prefect")
     today = date.today()
     click.echo(f"Generating sample data: {supplier_count} suppliers, {lines:,} order lines (seed {seed}) ...")
     frames = generate_frames(suppliers=supplier_count, lines=lines, seed=seed, end_date=today)
@@ -72,17 +72,15 @@ def demo(work_dir: Path, supplier_count: int, lines: int, seed: int) -> None:
     config = work_dir / "supplier-eval.toml"
     config.write_text(_demo_settings(), encoding="utf-8")
     click.echo(f"  settings: {config}")
-    click.echo("Running the nightly flow (Prefect starts a temporary local server on first use) ...")
+    click.echo("Running the nightly flow (with a local Prefect API server that stops with this command) ...")
     from flows.params import RunParameters
-    from flows.pipeline import nightly
 
     params = RunParameters(trigger="nightly", requested_by="demo", as_of=today, config_file=str(config))
-    with runtime.fast_flow_runs():
-        summary = nightly(params)
+    summary = _run_flow("nightly", params)
     _print_summary(summary, store=str(work_dir / "supplier-eval.db"))
-    click.echo(f"\nThe approved supplier list:            supplier-eval asl --config {config}")
-    click.echo(f"Open corrective actions:               supplier-eval actions --open --config {config}")
-    click.echo(f"Run it again (nothing is duplicated):  supplier-eval evaluate --config {config}")
+    click.echo("")
+    for label, command in demo_commands(config, first_supplier=str(frames["suppliers"]["supplier_id"][0])):
+        click.echo(f"{label + ':':<42}{command}")
 
 
 @cli.command()
@@ -144,12 +142,7 @@ def evaluate(suppliers: tuple[str, ...], as_of: date | None, window_days: int | 
     except ValidationError as exc:
         raise ConfigError(str(exc.errors()[0]["msg"]).removeprefix("Value error, "), where="--to") from None
     store = _preflight(params)
-    runtime.configure()
-    from flows.pipeline import adhoc  # Prefect is imported only now: a usage error costs no server start
-
-    with runtime.fast_flow_runs():
-        summary = adhoc(params)
-    _print_summary(summary, store=store)
+    _print_summary(_run_flow("adhoc", params), store=store)
 
 
 def _print_comparison(comparison: Any, fmt: str) -> None:
@@ -190,6 +183,100 @@ def _print_comparison(comparison: Any, fmt: str) -> None:
          f"change{'s' if summary.status_changes != 1 else ''}")
     for label, counts in (("A", summary.bands_a), ("B", summary.bands_b)):
         echo(f"Bands under {label}: " + ", ".join(f"{band} {count}" for band, count in counts.items()))
+
+
+@cli.command("nightly")
+@click.option("--as-of", type=DATE, help="Evaluate as of this date (YYYY-MM-DD); default today.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@click.option("--no-email", is_flag=True, help="Store and render, but send nothing.")
+def nightly_command(as_of: date | None, config_file: Path | None, no_email: bool) -> None:
+    """Run the nightly flow once, recorded as nightly: for scheduling with cron or a systemd timer.
+
+    \b
+    Example:
+      supplier-eval nightly --config /etc/supplier-eval/supplier-eval.toml
+      # crontab: 0 2 * * *  cd /srv/supplier-eval && .venv/bin/supplier-eval nightly --config supplier-eval.toml
+    """
+    from flows.params import RunParameters
+
+    params = RunParameters(trigger="nightly", requested_by="schedule", as_of=as_of,
+                           config_file=str(config_file) if config_file else None, send_email=not no_email)
+    store = _preflight(params)
+    _print_summary(_run_flow("nightly", params), store=store)
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="Port of the Prefect server started on 127.0.0.1  [default: the settings' schedule.port, 4200]")
+def serve(config_file: Path | None, port: int | None) -> None:
+    """Serve the nightly deployment (on the settings' cron and time zone) and the adhoc one (a form in the
+    Prefect UI) until stopped.
+
+    With PREFECT_API_URL set, that Prefect server schedules the runs; otherwise a Prefect server with its UI is
+    started on 127.0.0.1 as a child of this command (its state in .prefect next to the settings file) and
+    stopped with it. Deployments stay unpaused when serve stops.
+
+    \b
+    Example:
+      supplier-eval serve --config supplier-eval.toml
+      supplier-eval trigger adhoc --supplier S0003 --to me@example.org     # from another terminal
+    """
+    from flows.serve import serve_deployments
+    from flows.settings import find_settings_file, load_settings
+
+    settings = load_settings(config_file)
+    _preflight_settings(settings)
+    runtime.configure(None)
+    serve_deployments(settings, find_settings_file(config_file), port=port,
+                      announce=lambda line: click.echo(line, err=True))
+
+
+@cli.group()
+def trigger() -> None:
+    """Start a run on the deployments `supplier-eval serve` serves, and wait for its outcome.
+
+    \b
+    Example:
+      supplier-eval trigger adhoc --supplier S0003 --as-of 2026-06-30 --to buyer@example.org
+    """
+
+
+@trigger.command("adhoc")
+@click.option("--supplier", "suppliers", multiple=True, metavar="ID",
+              help="Supplier id (repeatable); default: all active.")
+@click.option("--as-of", type=DATE, help="Evaluate as of this date (YYYY-MM-DD); default today.")
+@click.option("--window-days", type=click.IntRange(1, 3660), help="Days to look back; default: the rule set's.")
+@click.option("--to", "recipients", multiple=True, metavar="EMAIL",
+              help="Send the digest and reports to this address instead (repeatable).")
+@click.option("--no-email", is_flag=True, help="Store and render, but send nothing.")
+@click.option("--api-url", metavar="URL", help="The Prefect API serve uses  [default: $PREFECT_API_URL]")
+@click.option("--timeout", type=click.FloatRange(1), default=3600, show_default=True,
+              help="Seconds to wait for the run's outcome.")
+def trigger_adhoc_command(suppliers: tuple[str, ...], as_of: date | None, window_days: int | None,
+                          recipients: tuple[str, ...], no_email: bool, api_url: str | None, timeout: float) -> None:
+    """Start an ad-hoc run on the served adhoc deployment (its settings are the ones serve was given), wait for
+    it and print its summary.
+
+    \b
+    Example:
+      supplier-eval trigger adhoc --supplier S0003 --to me@example.org --api-url http://127.0.0.1:4200/api
+    """
+    from pydantic import ValidationError
+
+    from flows.params import RunParameters
+    from flows.serve import trigger_adhoc
+
+    try:
+        params = RunParameters(suppliers=suppliers, as_of=as_of, window_days=window_days, recipients=recipients,
+                               send_email=not no_email, trigger="adhoc")
+    except ValidationError as exc:
+        raise ConfigError(str(exc.errors()[0]["msg"]).removeprefix("Value error, "), where="--to") from None
+    runtime.configure(None)
+    # only what was given: the deployment's defaults (its settings file) fill in the rest
+    given = params.model_dump(mode="json", exclude_unset=True) | {"requested_by": params.requested_by}
+    summary = trigger_adhoc(given, api_url=api_url, timeout=timeout)
+    _print_summary(summary, store="the store of the settings serve was given")
 
 
 @cli.command()
@@ -738,6 +825,58 @@ def _preflight(params: Any) -> str:
 
         load_mapping(settings.mapping_file)
     return redact_url(settings.store_url)
+
+
+def _run_flow(name: str, params: Any) -> RunSummary:
+    """Run the ``nightly`` or ``adhoc`` flow in this process on a Prefect API that does not outlive it.
+
+    With PREFECT_API_URL set, that server records the run; otherwise a local API server is started as a child of
+    this command (state under the settings folder's ``.prefect``) while Prefect is imported, and stops with it.
+    """
+    from flows.server import prefect_api
+    from flows.settings import find_settings_file
+
+    settings_file = find_settings_file(params.config_file)
+    runtime.configure((settings_file.resolve().parent if settings_file else Path.cwd()) / ".prefect")
+    flows: dict[str, Any] = {}
+
+    def import_flows() -> None:  # Prefect is imported only now: a usage error costs no server start
+        from flows import pipeline
+
+        flows.update(nightly=pipeline.nightly, adhoc=pipeline.adhoc)
+
+    with prefect_api(Path(os.environ["PREFECT_HOME"]), before_wait=import_flows), runtime.fast_flow_runs(), \
+            runtime.run_progress():
+        return flows[name](params)  # type: ignore[no-any-return]
+
+
+def demo_commands(config: Path, *, first_supplier: str) -> list[tuple[str, str]]:
+    """What to type next to reach the demo's store, from the working folder (``config`` relative when inside it)."""
+    try:
+        shown = config.resolve().relative_to(Path.cwd())
+    except ValueError:
+        shown = config.resolve()
+    flag = f"--config {shown}"
+    return [
+        ("The approved supplier list", f"supplier-eval asl {flag}"),
+        ("Evaluations recorded", f"supplier-eval history {flag}"),
+        ("The email ledger", f"supplier-eval outbox {flag}"),
+        ("Open corrective actions", f"supplier-eval actions --open {flag}"),
+        ("One supplier, ad hoc", f"supplier-eval evaluate --supplier {first_supplier} {flag}"),
+        ("The nightly run again (nothing doubled)", f"supplier-eval nightly {flag}"),
+        ("Serve it every night, with the UI", f"supplier-eval serve {flag}"),
+    ]
+
+
+def _preflight_settings(settings: Any) -> None:
+    """The rule and mapping files the settings name check, before any server starts."""
+    from rules.loader import load_rule_set
+
+    load_rule_set(settings.rules_file)
+    if settings.mapping_file is not None:
+        from suppliers.mapping import load_mapping
+
+        load_mapping(settings.mapping_file)
 
 
 def _demo_settings() -> str:

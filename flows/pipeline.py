@@ -45,7 +45,7 @@ from suppliers.runs import (
     with_current_status,
 )
 from suppliers.sources import LoadedSources
-from suppliers.store import AslResults, FollowUp, History, Store
+from suppliers.store import AslResults, FollowUp, History, Store, hold_run_lock
 from suppliers.validate import ValidatedInputs, validate_inputs
 
 __all__ = ["nightly", "adhoc", "run_evaluation", "fast_flow_runs", "NIGHTLY_DEFAULTS"]
@@ -104,14 +104,19 @@ def read_schedule(store: Store, as_of: date) -> pl.DataFrame:
 @task(name="compute metrics", cache_policy=NO_CACHE)
 def compute_metrics(validated: ValidatedInputs, selected: pl.DataFrame, rule_set: RuleSet, as_of: date,
                     window_days: int) -> SupplierPerformance:
-    return measure_suppliers(selected, validated.purchase_order_lines, validated.receipts,
-                             validated.nonconformances, validated.feedback, as_of=as_of, window_days=window_days,
-                             with_records=True, **rule_set.evaluation.measure_options())
+    performance = measure_suppliers(selected, validated.purchase_order_lines, validated.receipts,
+                                    validated.nonconformances, validated.feedback, as_of=as_of,
+                                    window_days=window_days, with_records=True, **rule_set.evaluation.measure_options())
+    get_run_logger().info("Measured %s suppliers over the %s-day window", f"{performance.metrics.height:,}",
+                          window_days)
+    return performance
 
 
 @task(name="score", cache_policy=NO_CACHE)
 def score(selected: pl.DataFrame, metrics: pl.DataFrame, rule_set: RuleSet, as_of: date) -> pl.DataFrame:
-    return score_suppliers(selected, metrics, rule_set, as_of=as_of)
+    scored = score_suppliers(selected, metrics, rule_set, as_of=as_of)
+    get_run_logger().info("Scored %s suppliers", f"{scored.height:,}")
+    return scored
 
 
 @task(name="decide", cache_policy=NO_CACHE)
@@ -196,7 +201,9 @@ def run_evaluation(params: RunParameters) -> RunSummary:
         rule_set_name=rule_set.name, rule_set_version=rule_set.version, rule_set_hash=rule_set.content_hash,
         input_fingerprint="", code_version=code_version(), changes_asl=official,
     )
-    with Store(settings.store_url) as store:
+    with Store(settings.store_url) as store, hold_run_lock(
+            store, run_id=run.run_id, trigger=run.trigger, wait_seconds=settings.store.lock_wait_seconds,
+            on_wait=lambda held: get_run_logger().info("Waiting for %s to finish", held.describe())):
         started = False
         try:
             loaded = load(settings.data_dir, settings.mapping_file)
@@ -285,10 +292,21 @@ NIGHTLY_DEFAULTS = RunParameters(trigger="nightly", requested_by="schedule")
 def nightly(params: RunParameters = NIGHTLY_DEFAULTS) -> RunSummary:
     """Evaluate the active suppliers due for re-evaluation (or every active one, by the settings) as of today
     (or the given date), store the results, email the reports."""
-    return run_evaluation(params.model_copy(update={"trigger": "nightly", "suppliers": ()}))
+    return _published(run_evaluation(params.model_copy(update={"trigger": "nightly", "suppliers": ()})))
 
 
 @flow(name="adhoc", log_prints=True, validate_parameters=True)
 def adhoc(params: RunParameters) -> RunSummary:
     """Evaluate chosen suppliers (or everyone active) for a chosen date and window; report to whoever asked."""
-    return run_evaluation(params.model_copy(update={"trigger": "adhoc"}))
+    return _published(run_evaluation(params.model_copy(update={"trigger": "adhoc"})))
+
+
+def _published(summary: RunSummary) -> RunSummary:
+    """A run of a served deployment leaves its summary in Prefect, for the UI and `supplier-eval trigger`."""
+    from prefect.runtime import deployment
+
+    if deployment.id:
+        from flows.serve import publish_summary
+
+        publish_summary(summary)
+    return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -35,8 +36,15 @@ def _error_names(cls: type[SupplierEvalError]) -> set[str]:
     return {cls.__name__, *(name for sub in cls.__subclasses__() for name in _error_names(sub))}
 
 
-# How Prefect's engine mentions an exception in a state message: "... exception SourceError: ..." or "SourceError(".
-_USER_ERROR_MENTION = re.compile(rf"\b(?:{'|'.join(sorted(_error_names(SupplierEvalError)))})[:(]")
+def _user_error_mention() -> re.Pattern[str]:
+    """How Prefect's engine mentions a user error in a state message: "... exception SourceError: ..." or
+    "SourceError(" — for every error class defined so far (some live next to what raises them)."""
+    return _mention_pattern(frozenset(_error_names(SupplierEvalError)))
+
+
+@functools.cache
+def _mention_pattern(names: frozenset[str]) -> re.Pattern[str]:
+    return re.compile(rf"\b(?:{'|'.join(sorted(names))})[:(]")
 
 
 class _UserErrorFilter(logging.Filter):
@@ -52,7 +60,7 @@ class _UserErrorFilter(logging.Filter):
         if not record.name.startswith("prefect"):
             return True
         text = record.getMessage()
-        return not (("Failed(" in text or "exception" in text) and _USER_ERROR_MENTION.search(text))
+        return not (("Failed(" in text or "exception" in text) and _user_error_mention().search(text))
 
 
 _FILTER = _UserErrorFilter()
@@ -77,3 +85,52 @@ def fast_flow_runs() -> Iterator[None]:
     quiet_user_errors()
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+# The evaluation's tasks in the order a run passes them (flows/pipeline.py): the progress bar's steps.
+RUN_STEPS = ("load sources", "validate", "read schedule", "read history", "compute metrics", "score", "decide",
+             "store results", "read follow-up", "render reports", "deliver")
+
+
+class _StepProgress(logging.Handler):
+    """Moves a progress bar on as each task of the run finishes (from Prefect's task-run log lines)."""
+
+    def __init__(self, progress: object, bar: object) -> None:
+        super().__init__(level=logging.INFO)
+        self.progress, self.bar = progress, bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        name = getattr(record, "task_name", None)
+        if name in RUN_STEPS and record.getMessage().startswith("Finished in state"):
+            step = RUN_STEPS.index(name) + 1
+            following = RUN_STEPS[step] if step < len(RUN_STEPS) else "finishing"
+            self.progress.update(self.bar, completed=step, description=following)  # type: ignore[attr-defined]
+
+
+def shows_progress() -> bool:
+    """A progress bar only for a person at a terminal: never into a log file, a pipe or CI."""
+    import sys
+
+    return sys.stderr.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
+
+
+@contextmanager
+def run_progress(enabled: bool | None = None) -> Iterator[None]:
+    """Show the run's steps as a progress bar on stderr while the block runs (rich; gone when it ends)."""
+    if not (shows_progress() if enabled is None else enabled):
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description:<16}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    bar = progress.add_task(RUN_STEPS[0], total=len(RUN_STEPS))
+    handler = _StepProgress(progress, bar)
+    logger = logging.getLogger("prefect.task_runs")
+    logger.addHandler(handler)
+    try:
+        with progress:
+            yield
+    finally:
+        logger.removeHandler(handler)

@@ -34,6 +34,8 @@ class DataSettings(_Section):
 
 class StoreSettings(_Section):
     url: str = Field("sqlite:///supplier-eval.db", description="SQLAlchemy URL: sqlite:///file.db or postgresql://...")
+    lock_wait_seconds: float = Field(600, ge=0, le=86_400, description="How long a run waits for another run "
+                                     "writing the same evaluations to finish before it gives up.")
 
 
 class RulesSettings(_Section):
@@ -48,6 +50,31 @@ class ScheduleSettings(_Section):
     evaluate: Literal["due", "all"] = Field(
         "due", description="What the nightly run evaluates: the active suppliers due for re-evaluation (each "
         "profile's interval after its last scored evaluation; never scored: due), or every active supplier.")
+    cron: str = Field("0 2 * * *", description="When `supplier-eval serve` starts the nightly run (cron: minute "
+                      "hour day-of-month month day-of-week).")
+    timezone: str = Field("UTC", description="The time zone the cron line is read in (IANA name, e.g. "
+                          "Europe/Berlin).")
+    port: int = Field(4200, ge=1, le=65535, description="Port of the Prefect server (API and UI) that "
+                      "`supplier-eval serve` starts on 127.0.0.1 when PREFECT_API_URL is not set.")
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5 and not value.strip().startswith("@"):
+            raise ValueError(f"{value!r} is not a cron line: five fields (minute hour day month weekday), "
+                             "e.g. \"0 2 * * *\" for 02:00 every day")
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone; use an IANA name such as UTC or Europe/Berlin") from None
+        return value
 
 
 class OrganisationSettings(_Section):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-__all__ = ["Holder", "LEASE", "RENEW_EVERY", "this_process", "is_alive", "LeaseKeeper"]
+__all__ = ["Holder", "LEASE", "RENEW_EVERY", "this_process", "process_start_time", "is_alive", "LeaseKeeper"]
 
 LEASE = timedelta(seconds=45)
 RENEW_EVERY = timedelta(seconds=10)
@@ -27,17 +27,20 @@ class Holder:
     pid: int
     started: str  # the process start time as the system counts it ("" where it cannot be read)
 
+    def describe(self) -> str:
+        return f"host {self.host}, pid {self.pid}"
+
 
 def this_process() -> Holder:
     pid = os.getpid()
-    return Holder(host=socket.gethostname(), pid=pid, started=_start_time(pid) or "")
+    return Holder(host=socket.gethostname(), pid=pid, started=process_start_time(pid) or "")
 
 
 def is_alive(holder: Holder, *, lease_expired: bool, here: str | None = None) -> bool:
     """Is the holder's process still running? Known for this host; elsewhere its lease decides."""
     if holder.host != (here or socket.gethostname()):
         return not lease_expired
-    started = _start_time(holder.pid)
+    started = process_start_time(holder.pid)
     if started is not None:
         return not holder.started or started == holder.started
     if Path("/proc/self/stat").exists():  # Linux, and the pid is gone (or a zombie)
@@ -51,7 +54,7 @@ def is_alive(holder: Holder, *, lease_expired: bool, here: str | None = None) ->
     return not lease_expired  # the pid exists; without its start time, a lease run out means it was reused
 
 
-def _start_time(pid: int) -> str | None:
+def process_start_time(pid: int) -> str | None:
     """The start time of a live process, from /proc (clock ticks since boot); None when it is gone or unknown."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

@@ -27,6 +27,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -42,7 +43,7 @@ from suppliers.holder import LEASE, Holder, LeaseKeeper, is_alive, this_process
 from suppliers.runs import RunRecord
 
 __all__ = ["Store", "RunRecord", "PendingMessage", "ClaimedMessage", "History", "AslRecords", "AslResults", "FollowUp",
-           "STALE_CLAIM", "SCHEMA_VERSION",
+           "STALE_CLAIM", "SCHEMA_VERSION", "LockHolder", "RunLockedError", "hold_run_lock",
            "MessageOutcome", "QUEUED", "SENDING", "SENT", "FAILED_TEMPORARY", "FAILED_PERMANENT", "OUTBOX_STATES",
            "redact_url"]
 
@@ -260,6 +261,20 @@ rule_sets = sa.Table(
     sa.Column("version", sa.Text, nullable=False),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One run at a time per scope (see "run locks" below). Created on first use too, so a store of an earlier
+# version gains it without a migration step.
+run_locks = sa.Table(
+    "run_locks", metadata,
+    sa.Column("scope", sa.String(100), primary_key=True),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("process_start", sa.String(80), nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lease_until", sa.Float, nullable=False),  # seconds since the epoch: compared, never shown
 )
 
 
@@ -1205,6 +1220,57 @@ class Store:
     def _keep_lease(self, holder_id: str) -> None:
         if holder_id not in self._keepers:
             self._keepers[holder_id] = LeaseKeeper(lambda: self.refresh_claims(holder_id)).start()
+    # run locks ---------------------------------------------------------------------------------------------
+    # A scope is held by one run at a time. A holder whose process is gone (this host) is taken over at once;
+    # one on another host when its lease, which the holder renews while it runs, has run out.
+
+    def acquire_run_lock(self, scope: str, *, run_id: str, trigger: str, holder: Holder,
+                         lease_seconds: float) -> LockHolder | None:
+        """Take ``scope`` for ``run_id``; None when taken, else who holds it."""
+        values = {"scope": scope, "run_id": run_id, "trigger": trigger, "host": holder.host, "pid": holder.pid,
+                  "process_start": holder.started, "acquired_at": _now(),
+                  "lease_until": time.time() + lease_seconds}
+        with self.engine.begin() as connection:
+            self._ensure_run_locks(connection)
+            inserted = connection.execute(_DIALECTS[self.engine.dialect.name].insert(run_locks)
+                                          .on_conflict_do_nothing().values(**values)
+                                          .returning(run_locks.c.scope)).first()
+            if inserted is not None:
+                return None
+            row = connection.execute(sa.select(run_locks).where(run_locks.c.scope == scope)).mappings().first()
+            if row is None:  # released between the two statements: try again on the next call
+                return LockHolder(run_id="", trigger="", holder=holder, since=_now())
+            if row["run_id"] == run_id:
+                return None
+            current = Holder(host=row["host"], pid=row["pid"], started=row["process_start"])
+            if not is_alive(current, lease_expired=row["lease_until"] < time.time()):
+                taken = connection.execute(run_locks.update().where(
+                    run_locks.c.scope == scope, run_locks.c.run_id == row["run_id"]).values(**values)
+                    .returning(run_locks.c.scope)).first()
+                if taken is not None:
+                    return None
+            since = row["acquired_at"] if row["acquired_at"].tzinfo else row["acquired_at"].replace(tzinfo=UTC)
+            return LockHolder(run_id=row["run_id"], trigger=row["trigger"], holder=current, since=since)
+
+    def renew_run_lock(self, scope: str, *, run_id: str, lease_seconds: float) -> bool:
+        with self.engine.begin() as connection:
+            return bool(connection.execute(run_locks.update().where(
+                run_locks.c.scope == scope, run_locks.c.run_id == run_id).values(
+                lease_until=time.time() + lease_seconds)).rowcount)
+
+    def release_run_lock(self, scope: str, *, run_id: str) -> bool:
+        with self.engine.begin() as connection:
+            self._ensure_run_locks(connection)
+            return bool(connection.execute(run_locks.delete().where(
+                run_locks.c.scope == scope, run_locks.c.run_id == run_id)).rowcount)
+
+    def _ensure_run_locks(self, connection: sa.Connection) -> None:
+        if not getattr(self, "_run_locks_ready", False):
+            if not sa.inspect(connection).has_table(run_locks.name):  # a store made before the table existed
+                if self.engine.dialect.name == "postgresql":  # two first runs at once: one creates it
+                    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+                connection.execute(CreateTable(run_locks, if_not_exists=True))
+            self._run_locks_ready = True
 
     # helpers -----------------------------------------------------------------------------------------------
 
@@ -1222,6 +1288,58 @@ class Store:
 
 
 _DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a run lock: the run, what started it, its process, since when."""
+
+    run_id: str
+    trigger: str
+    holder: Holder
+    since: datetime
+
+    def describe(self) -> str:
+        return (f"run {self.run_id} ({self.trigger}) on {self.holder.describe()}, since "
+                f"{self.since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
+
+
+class RunLockedError(StoreError):
+    """Another run holds the scope this run needs, and did not let go in time."""
+
+
+EVALUATIONS_SCOPE = "evaluations"
+
+
+@contextmanager
+def hold_run_lock(store: Store, *, run_id: str, trigger: str, wait_seconds: float, lease_seconds: float = 60.0,
+                  scope: str = EVALUATIONS_SCOPE, on_wait: Callable[[LockHolder], None] | None = None,
+                  poll_seconds: float = 0.25) -> Iterator[None]:
+    """Hold ``scope`` in ``store`` for the block: wait up to ``wait_seconds`` for another run to let go, renew the
+    lease while the block runs, release it after. Raises RunLockedError naming the holder when the wait is over.
+    """
+    me = this_process()
+    deadline = time.monotonic() + wait_seconds
+    told = False
+    while (held_by := store.acquire_run_lock(scope, run_id=run_id, trigger=trigger, holder=me,
+                                             lease_seconds=lease_seconds)) is not None:
+        if time.monotonic() >= deadline:
+            raise RunLockedError(f"another run is writing these evaluations: {held_by.describe()}",
+                                 where=redact_url(store.url),
+                                 fix=f"Waited {wait_seconds:g} s. Run again when it has finished, or wait longer "
+                                     "with [store] lock_wait_seconds; a run whose process is gone is taken over at "
+                                     "once")
+        if not told and on_wait is not None:
+            on_wait(held_by)
+            told = True
+        time.sleep(poll_seconds)
+    renewer = LeaseKeeper(lambda: store.renew_run_lock(scope, run_id=run_id, lease_seconds=lease_seconds),
+                          every=timedelta(seconds=lease_seconds / 3)).start()
+    try:
+        yield
+    finally:
+        renewer.stop()
+        store.release_run_lock(scope, run_id=run_id)
 
 
 def _ensure_schema(engine: sa.Engine, *, create: bool = True) -> bool:
