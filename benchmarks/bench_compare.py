@@ -214,7 +214,8 @@ delivery AS (
 ),
 quality AS (
     SELECT l.supplier_id, count(*) AS receipts,
-           1e6 * sum(r.quantity_rejected) FILTER (WHERE r.quantity_accepted IS NOT NULL AND r.quantity_rejected IS NOT NULL)
+           1e6 * sum(r.quantity_rejected)
+                 FILTER (WHERE r.quantity_accepted IS NOT NULL AND r.quantity_rejected IS NOT NULL)
              / nullif(sum(r.quantity_accepted + r.quantity_rejected), 0) AS ppm_rejected
     FROM read_parquet('{receipts}') r
     JOIN (SELECT po_id, line_no, supplier_id FROM read_parquet('{lines}') SEMI JOIN active USING (supplier_id)) l
