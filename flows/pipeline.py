@@ -221,6 +221,7 @@ def run_evaluation(params: RunParameters) -> RunSummary:
                 except SupplierEvalError as unreported:  # the bad data is what the user must hear about first
                     get_run_logger().warning("The data-quality report could not be sent: %s", unreported)
                 raise
+            loaded.raw.clear()  # every later step reads the validated frames: the raw ones need not stay in memory
             plan = schedule(validated.suppliers, read_schedule(store, as_of), in_force, as_of=as_of)
             chosen = choose_suppliers(validated.suppliers, requested)
             if due_only:  # by the evaluations before the as-of date: a re-run the same day chooses the same
