@@ -125,10 +125,14 @@ def _line_outcomes(
     # 0.1 + 0.7 received covers 0.8 ordered (in floats it does not). A left join keeps lines with no receipt.
     # Each judged line is numbered before the join, so the sort and the grouping compare one integer, not the
     # line's text key.
+    # Only the number and the dates and quantity the sums need go through the sort: the line's other columns
+    # are joined back to the one row per line afterwards.
     new_line = pl.col("line_index") != pl.col("line_index").shift()
+    judged = judged.with_row_index("line_index").with_columns(ordered_micro=_micro(pl.col("quantity_ordered")))
     per_receipt = (
-        judged.with_row_index("line_index")
+        judged.select("line_index", *RECEIPT_KEYS, "promised_date", "deadline", "ordered_micro")
         .join(known_receipts, on=list(RECEIPT_KEYS), how="left")
+        .drop(*RECEIPT_KEYS)
         .sort("line_index", "received_date", nulls_last=True)
         .with_columns(
             new_line=new_line.fill_null(True),
@@ -136,7 +140,6 @@ def _line_outcomes(
             accepted_micro=_micro(pl.col("quantity_accepted")),  # null for an uninspected receipt; sums skip it
             rejected_micro=_micro(pl.col("quantity_rejected").fill_null(0.0)),
             uninspected=pl.col("received_date").is_not_null() & ~_receipt_inspected(),
-            ordered_micro=_micro(pl.col("quantity_ordered")),
         )
         .with_columns(running=pl.col("received_micro").cum_sum())
         .with_columns(
@@ -151,11 +154,9 @@ def _line_outcomes(
         too_early = pl.col("received_date") < pl.col("promised_date") - pl.duration(days=early_tolerance_days)
     in_window = by_deadline & ~too_early
     ordered_micro = pl.col("ordered_micro")
-    return (
+    per_line = (
         per_receipt.group_by("line_index")
         .agg(
-            pl.col(*RECEIPT_KEYS, "supplier_id", "order_date", "promised_date", "deadline", "quantity_ordered",
-                   "ordered_micro").first(),
             received_by_deadline=pl.col("received_micro").filter(by_deadline).sum(),
             received_in_window=pl.col("received_micro").filter(in_window).sum(),
             accepted_by_deadline=pl.col("accepted_micro").filter(by_deadline).sum(),
@@ -169,6 +170,11 @@ def _line_outcomes(
             has_inspection_results=(pl.col("received_date").is_not_null() & _receipt_inspected()).any(),
             early=(pl.col("received_date").is_not_null() & too_early).any(),
         )
+    )
+    return (
+        judged.select("line_index", *RECEIPT_KEYS, "supplier_id", "order_date", "promised_date", "deadline",
+                      "quantity_ordered", "ordered_micro")
+        .join(per_line, on="line_index", how="inner")
         .drop("line_index")
         .with_columns(
             on_time=pl.col("received_in_window") >= ordered_micro,
