@@ -1,6 +1,7 @@
 """Run every benchmark: the timing ones at 1M order lines (the figures the README quotes; --lines for other
 sizes), then loading, mapping and validating 5M receipts from CSV next to Polars' and DuckDB's own reads, and the
-peak memory of reading and validating 10M order lines with their receipts.
+peak memory of reading and validating 10M order lines with their receipts, then the evaluation side by side with
+DuckDB and pandas (needs the bench extra, which make bench installs).
 
     make bench                                   # or: .venv/bin/python benchmarks/run.py --lines 10000000
 """
@@ -22,6 +23,7 @@ def main() -> int:
         ["bench_scoring.py", "--lines", lines, "--repeat", "3"],
         ["bench_load.py", "--receipts", "5000000", "--repeat", "3"],
         ["bench_memory.py", "--lines", "10000000"],
+        ["bench_compare.py", "--sizes", lines],
     ]
     for script, *args in runs:
         print(f"== {script} {' '.join(args)}", flush=True)
