@@ -105,12 +105,27 @@ def combine_shards(selected: pl.DataFrame, results: list[ShardResult]) -> ShardR
 
 
 def dask_task_runner(address: str) -> Any:
-    """Prefect's Dask task runner on the existing cluster at ``address`` (the ``dask`` extra)."""
+    """Prefect's Dask task runner on the existing cluster at ``address`` (the ``dask`` extra), once the scheduler
+    answers: an unreachable one is a usage error, said before any flow starts."""
+    import socket
+    from urllib.parse import urlsplit
+
     from suppliers.errors import ConfigError
 
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as missing:
         raise ConfigError("the Dask task runner needs the dask extra", where="--task-runner dask",
-                          fix="install it: pip install 'supplier-eval[dask]'") from missing
+                          fix="Install it: pip install 'supplier-eval[dask]'") from missing
+    parts = urlsplit(address)
+    try:
+        if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
+            raise ValueError
+        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+    except ValueError:
+        raise ConfigError(f"{address!r} is not a Dask scheduler address", where="--dask-address",
+                          fix="Give it as tcp://HOST:PORT (the scheduler's port, 8786 by default)") from None
+    except OSError as unreachable:
+        raise ConfigError(f"no Dask scheduler answers at {address} ({unreachable.strerror or unreachable})",
+                          where="--dask-address", fix="Start the cluster or check the address") from None
     return DaskTaskRunner(address=address)

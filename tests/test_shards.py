@@ -142,3 +142,23 @@ def _approx(value: object) -> object:
     if isinstance(value, float):
         return pytest.approx(value, rel=FLOAT_TOLERANCE["rel_tol"], abs=FLOAT_TOLERANCE["abs_tol"])
     return value
+
+
+@pytest.mark.parametrize(("address", "said"), [
+    ("127.0.0.1:8786", "is not a Dask scheduler address"),
+    ("tcp://127.0.0.1", "is not a Dask scheduler address"),
+    (None, "no Dask scheduler answers at tcp://127.0.0.1:"),
+])
+def test_a_dask_address_that_cannot_work_is_a_usage_error(address: str | None, said: str) -> None:
+    from flows.shards import dask_task_runner
+    from suppliers.errors import ConfigError
+
+    if address is None:  # a port nothing listens on any more
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    with pytest.raises(ConfigError, match=said) as raised:
+        dask_task_runner(address)
+    assert raised.value.exit_code == 2 and str(raised.value).startswith("--dask-address: ")
