@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,dask]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,12 +23,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check flows rules suppliers reports tests benchmarks
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python benchmarks/run.py
 
 # Re-pin the versions CI tests with (run after changing dependencies in pyproject.toml).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet '.[test]'
+	.lock-venv/bin/python -m pip install --quiet '.[test,dask,bench]'
 	.lock-venv/bin/python -m pip freeze --exclude supplier-eval > constraints.txt
 	rm -rf .lock-venv
 

@@ -98,9 +98,16 @@ def demo(work_dir: Path, supplier_count: int, lines: int, seed: int) -> None:
                    "supplier's band under both, stores and sends nothing.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv"]),
               help="How --compare-with prints the comparison  [default: table]")
+@click.option("--shards", type=click.IntRange(1, 100_000),
+              help="Measure and score the suppliers in this many shards (by a hash of the id)  [default: 1, "
+                   "8 with --task-runner dask]")
+@click.option("--task-runner", type=click.Choice(["thread", "dask"]), default="thread", show_default=True,
+              help="Where the shards run: threads of this process, or an existing Dask cluster (--dask-address).")
+@click.option("--dask-address", metavar="tcp://HOST:PORT", help="The Dask scheduler of --task-runner dask.")
 def evaluate(suppliers: tuple[str, ...], as_of: date | None, window_days: int | None, rules_file: Path | None,
              config_file: Path | None, recipients: tuple[str, ...], no_email: bool, compare_file: Path | None,
-             fmt: str | None) -> None:
+             fmt: str | None, shards: int | None = None, task_runner: str = "thread",
+             dask_address: str | None = None) -> None:
     """Run an ad-hoc evaluation (the adhoc flow) and deliver its reports.
 
     With --compare-with nothing is run, stored or sent: the suppliers are scored in this process under that
@@ -112,6 +119,7 @@ def evaluate(suppliers: tuple[str, ...], as_of: date | None, window_days: int | 
     Example:
       supplier-eval evaluate --supplier S0003 --as-of 2026-06-30 --window-days 180 --to buyer@example.org
       supplier-eval evaluate --rules stricter.yaml --compare-with rules/iso9001-8.4.yaml --format csv
+      supplier-eval evaluate --task-runner dask --dask-address tcp://10.0.0.5:8786 --shards 64
     """
     if compare_file is not None:
         if recipients:
@@ -138,11 +146,27 @@ def evaluate(suppliers: tuple[str, ...], as_of: date | None, window_days: int | 
         params = RunParameters(suppliers=suppliers, as_of=as_of, window_days=window_days,
                                rules_file=str(rules_file) if rules_file else None,
                                config_file=str(config_file) if config_file else None, recipients=recipients,
-                               send_email=not no_email, trigger="adhoc")
+                               send_email=not no_email, trigger="adhoc",
+                               shards=shards or (DASK_SHARDS if task_runner == "dask" else 1))
     except ValidationError as exc:
         raise ConfigError(str(exc.errors()[0]["msg"]).removeprefix("Value error, "), where="--to") from None
+    if (task_runner == "dask") != (dask_address is not None):
+        raise ConfigError("--task-runner dask and --dask-address go together", where="--dask-address",
+                          fix="Give both to run the shards on a Dask cluster, or neither")
     store = _preflight(params)
-    _print_summary(_run_flow("adhoc", params), store=store)
+    _print_summary(_run_flow("adhoc", params, dask_address=dask_address), store=store)
+
+
+DASK_SHARDS = 8  # shards when the user names a Dask cluster but no count (the --shards help says 8)
+
+
+def _on_task_runner(flow: Any, dask_address: str | None) -> Any:
+    """The flow as it is, or on the Dask cluster at ``dask_address`` (its shards spread over the workers)."""
+    if dask_address is None:
+        return flow
+    from flows.shards import dask_task_runner
+
+    return flow.with_options(task_runner=dask_task_runner(dask_address))
 
 
 def _print_comparison(comparison: Any, fmt: str) -> None:
@@ -827,7 +851,7 @@ def _preflight(params: Any) -> str:
     return redact_url(settings.store_url)
 
 
-def _run_flow(name: str, params: Any) -> RunSummary:
+def _run_flow(name: str, params: Any, *, dask_address: str | None = None) -> RunSummary:
     """Run the ``nightly`` or ``adhoc`` flow in this process on a Prefect API that does not outlive it.
 
     With PREFECT_API_URL set, that server records the run; otherwise a local API server is started as a child of
@@ -847,7 +871,7 @@ def _run_flow(name: str, params: Any) -> RunSummary:
 
     with prefect_api(Path(os.environ["PREFECT_HOME"]), before_wait=import_flows), runtime.fast_flow_runs(), \
             runtime.run_progress():
-        return flows[name](params)  # type: ignore[no-any-return]
+        return _on_task_runner(flows[name], dask_address)(params)  # type: ignore[no-any-return]
 
 
 def demo_commands(config: Path, *, first_supplier: str) -> list[tuple[str, str]]:

@@ -42,6 +42,11 @@ class RunParameters(BaseModel):
         (), description="Send the digest and every report to these addresses instead of the usual recipients."
     )
     send_email: bool = Field(True, description="Deliver the reports (to SMTP or the outbox folder).")
+    shards: int = Field(
+        1, ge=1, le=100_000,
+        description="Measure and score the suppliers in this many shards (by a hash of the supplier id), each a "
+                    "task of its own: on a Dask cluster, spread over its workers.",
+    )
     trigger: Literal["nightly", "adhoc"] = Field("adhoc", description="What started the run.")
     requested_by: str = Field(default_factory=_default_user, min_length=1, max_length=200,
                               description="Who started the run (recorded with it).")

@@ -23,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.params import RunParameters, RunSummary
 from flows.runtime import fast_flow_runs
 from flows.settings import Settings, load_settings, transport_of
+from flows.shards import Shard, ShardResult, combine_shards, measure_and_score, split_into_shards
 from reports.bundle import AslFollowUp, DataQuality, RunReports, failed_run_folder, run_folder, write_run_reports
 from reports.context import band_counts, quarantine_summary_with_reasons
 from reports.outbox import DeliveryOutcome, deliver_run_messages, deliver_stopped_run_report
@@ -117,6 +118,25 @@ def score(selected: pl.DataFrame, metrics: pl.DataFrame, rule_set: RuleSet, as_o
     scored = score_suppliers(selected, metrics, rule_set, as_of=as_of)
     get_run_logger().info("Scored %s suppliers", f"{scored.height:,}")
     return scored
+
+
+@task(name="measure and score a shard", cache_policy=NO_CACHE)
+def score_shard(shard: Shard, rule_set: RuleSet, as_of: date, window_days: int) -> ShardResult:
+    return measure_and_score(shard, rule_set, as_of=as_of, window_days=window_days)
+
+
+def measure_and_score_in_shards(validated: ValidatedInputs, selected: pl.DataFrame, rule_set: RuleSet, as_of: date,
+                                window_days: int, shards: int) -> tuple[SupplierPerformance, pl.DataFrame]:
+    """Metrics and scores of the selected suppliers: in one go, or per supplier shard on the flow's task runner
+    (threads, or the workers of a Dask cluster), combined in the order one go gives."""
+    if shards == 1:
+        performance = compute_metrics(validated, selected, rule_set, as_of, window_days)
+        return performance, score(selected, performance.metrics, rule_set, as_of)
+    parts = split_into_shards(validated, selected, shards)
+    futures = [score_shard.submit(part, rule_set, as_of, window_days) for part in parts]
+    combined = combine_shards(selected, [future.result() for future in futures])
+    get_run_logger().info("Measured and scored %s suppliers in %s shards", f"{selected.height:,}", len(futures))
+    return combined.performance, combined.scored
 
 
 @task(name="decide", cache_policy=NO_CACHE)
@@ -220,6 +240,7 @@ def run_evaluation(params: RunParameters) -> RunSummary:
                 except SupplierEvalError as unreported:  # the bad data is what the user must hear about first
                     get_run_logger().warning("The data-quality report could not be sent: %s", unreported)
                 raise
+            loaded.raw.clear()  # every later step reads the validated frames: the raw ones need not stay in memory
             plan = schedule(validated.suppliers, read_schedule(store, as_of), in_force, as_of=as_of)
             chosen = choose_suppliers(validated.suppliers, requested)
             if due_only:  # by the evaluations before the as-of date: a re-run the same day chooses the same
@@ -235,8 +256,8 @@ def run_evaluation(params: RunParameters) -> RunSummary:
             selected = with_asl_facts(with_current_status(chosen, history.current_statuses), manual=history.manual,
                                       previous_bands=history.recent_bands,
                                       nonconformances=validated.nonconformances, as_of=as_of)
-            performance = compute_metrics(validated, selected, rule_set, as_of, window_days)
-            scored = score(selected, performance.metrics, rule_set, as_of)
+            performance, scored = measure_and_score_in_shards(validated, selected, rule_set, as_of, window_days,
+                                                              params.shards)
             decisions = decide_statuses(selected, scored, rule_set, history, as_of, official, settings.mail.officers)
             quarantine_summary = quarantine_summary_with_reasons(validated.summary, validated.quarantine)
             seen = chosen.select(SEEN_FIELDS) if official else chosen.select(SEEN_FIELDS).clear()

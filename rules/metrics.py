@@ -91,6 +91,24 @@ def line_facts(
     - ``lead_time_met`` = lead_time_days ≤ promised_lead_time_days, false for a line not completed by the as-of
       date (it is past its promise already); null without an order date
     """
+    outcomes = _line_outcomes(lines, receipts, as_of=as_of, window_days=window_days, tolerance_days=tolerance_days,
+                              early_tolerance_days=early_tolerance_days,
+                              quantity_accuracy_tolerance=quantity_accuracy_tolerance)
+    return _with_reasons(outcomes, as_of=as_of, early_tolerance_days=early_tolerance_days)
+
+
+def _with_reasons(facts: pl.LazyFrame, *, as_of: date, early_tolerance_days: int | None) -> pl.LazyFrame:
+    """The line facts plus ``reason`` and ``why`` (see :func:`line_facts`)."""
+    return facts.with_columns(reason=_not_on_time_reason(early_tolerance_days=early_tolerance_days)).with_columns(
+        why=_why_not_on_time(as_of=as_of, early_tolerance_days=early_tolerance_days))
+
+
+def _line_outcomes(
+    lines: pl.LazyFrame, receipts: pl.LazyFrame, *, as_of: date, window_days: int, tolerance_days: int,
+    early_tolerance_days: int | None = None, quantity_accuracy_tolerance: float = 0.0,
+) -> pl.LazyFrame:
+    """:func:`line_facts` without ``reason`` and ``why``: those are words for the lines not on time only, and
+    building them for every judged line costs more than all the numbers."""
     start = window_start(as_of, window_days)
     tolerance = pl.duration(days=tolerance_days)
     judged = (
@@ -105,21 +123,26 @@ def line_facts(
     # Sorted by line and date, a line's running quantity is the global running total minus the total before
     # the line began: no per-group window. Quantities are summed and compared in integer micro-units, so
     # 0.1 + 0.7 received covers 0.8 ordered (in floats it does not). A left join keeps lines with no receipt.
-    new_line = (pl.col("po_id") != pl.col("po_id").shift()) | (pl.col("line_no") != pl.col("line_no").shift())
+    # Each judged line is numbered before the join, so the sort and the grouping compare one integer, not the
+    # line's text key.
+    # Only the number and the dates and quantity the sums need go through the sort: the line's other columns
+    # are joined back to the one row per line afterwards.
+    new_line = pl.col("line_index") != pl.col("line_index").shift()
+    judged = judged.with_row_index("line_index").with_columns(ordered_micro=_micro(pl.col("quantity_ordered")))
     per_receipt = (
-        judged.join(known_receipts, on=list(RECEIPT_KEYS), how="left")
-        .sort(*RECEIPT_KEYS, "received_date", nulls_last=True)
+        judged.select("line_index", *RECEIPT_KEYS, "promised_date", "deadline", "ordered_micro")
+        .join(known_receipts, on=list(RECEIPT_KEYS), how="left")
+        .drop(*RECEIPT_KEYS)
+        .sort("line_index", "received_date", nulls_last=True)
         .with_columns(
             new_line=new_line.fill_null(True),
             received_micro=_micro(pl.col("quantity_received").fill_null(0.0)),
             accepted_micro=_micro(pl.col("quantity_accepted")),  # null for an uninspected receipt; sums skip it
             rejected_micro=_micro(pl.col("quantity_rejected").fill_null(0.0)),
             uninspected=pl.col("received_date").is_not_null() & ~_receipt_inspected(),
-            ordered_micro=_micro(pl.col("quantity_ordered")),
         )
         .with_columns(running=pl.col("received_micro").cum_sum())
         .with_columns(
-            line_index=pl.col("new_line").cum_sum(),
             received_so_far=pl.col("running")
             - pl.when(pl.col("new_line")).then(pl.col("running") - pl.col("received_micro")).forward_fill(),
         )
@@ -131,11 +154,9 @@ def line_facts(
         too_early = pl.col("received_date") < pl.col("promised_date") - pl.duration(days=early_tolerance_days)
     in_window = by_deadline & ~too_early
     ordered_micro = pl.col("ordered_micro")
-    return (
+    per_line = (
         per_receipt.group_by("line_index")
         .agg(
-            pl.col(*RECEIPT_KEYS, "supplier_id", "order_date", "promised_date", "deadline", "quantity_ordered",
-                   "ordered_micro").first(),
             received_by_deadline=pl.col("received_micro").filter(by_deadline).sum(),
             received_in_window=pl.col("received_micro").filter(in_window).sum(),
             accepted_by_deadline=pl.col("accepted_micro").filter(by_deadline).sum(),
@@ -149,6 +170,11 @@ def line_facts(
             has_inspection_results=(pl.col("received_date").is_not_null() & _receipt_inspected()).any(),
             early=(pl.col("received_date").is_not_null() & too_early).any(),
         )
+    )
+    return (
+        judged.select("line_index", *RECEIPT_KEYS, "supplier_id", "order_date", "promised_date", "deadline",
+                      "quantity_ordered", "ordered_micro")
+        .join(per_line, on="line_index", how="inner")
         .drop("line_index")
         .with_columns(
             on_time=pl.col("received_in_window") >= ordered_micro,
@@ -184,9 +210,7 @@ def line_facts(
             lead_time_met=pl.when(pl.col("order_date").is_not_null()).then(
                 (pl.col("lead_time_days") <= pl.col("promised_lead_time_days")).fill_null(False)
             ),
-            reason=_not_on_time_reason(early_tolerance_days=early_tolerance_days),
         )
-        .with_columns(why=_why_not_on_time(as_of=as_of, early_tolerance_days=early_tolerance_days))
     )
 
 
@@ -709,9 +733,13 @@ def measure_suppliers(
     receipts_lazy = receipts.lazy()
     nonconformances = nonconformances.join(suppliers.select("supplier_id"), on="supplier_id", how="semi")
     feedback = feedback.join(suppliers.select("supplier_id"), on="supplier_id", how="semi")
-    facts = line_facts(lines_lazy, receipts_lazy, as_of=as_of, window_days=window_days,
-                       tolerance_days=tolerance_days, early_tolerance_days=early_tolerance_days,
-                       quantity_accuracy_tolerance=quantity_accuracy_tolerance).collect()
+    facts = _line_outcomes(lines_lazy, receipts_lazy, as_of=as_of, window_days=window_days,
+                           tolerance_days=tolerance_days, early_tolerance_days=early_tolerance_days,
+                           quantity_accuracy_tolerance=quantity_accuracy_tolerance).collect()
+    # Texts for the lines not on time only, on the in-memory engine: Polars 2.1's streaming engine panics on
+    # these expressions ("i < self.len()" on a string array), over a filtered frame or at 10M order lines.
+    not_on_time = _with_reasons(facts.lazy().filter(~pl.col("on_time")), as_of=as_of,
+                                early_tolerance_days=early_tolerance_days).collect(engine="in-memory")
     frames = [
         delivery_metrics(facts.lazy(), on_time_basis=on_time_basis),
         quality_metrics(lines_lazy, receipts_lazy, as_of=as_of, window_days=window_days),
@@ -730,10 +758,11 @@ def measure_suppliers(
         .select("supplier_id", *METRIC_COLUMNS)
         .collect()
     )
-    records = (records_behind_metrics(facts.lazy(), lines_lazy, receipts_lazy, as_of=as_of,
-                                      window_days=window_days).collect()
+    # The in-memory engine for the same reason.
+    records = (_records_behind(not_on_time.lazy(), facts.lazy(), lines_lazy, receipts_lazy, as_of=as_of,
+                               window_days=window_days).collect(engine="in-memory")
                if with_records else pl.DataFrame(schema=RECORD_SCHEMA))
-    return SupplierPerformance(metrics=metrics, late_lines=_lines_not_on_time(facts), records=records)
+    return SupplierPerformance(metrics=metrics, late_lines=_lines_not_on_time(not_on_time), records=records)
 
 
 LINE_RECORD_COLUMNS = ("supplier_id", "po_id", "line_no", "promised_date", "completed_date", "days_late",
@@ -794,6 +823,14 @@ def records_behind_metrics(facts: pl.LazyFrame, lines: pl.LazyFrame, receipts: p
     supplier, then the three kinds in that order, then latest first (lines by promised date, receipts by
     received date).
     """
+    return _records_behind(facts.filter(~pl.col("on_time")), facts, lines, receipts, as_of=as_of,
+                           window_days=window_days)
+
+
+def _records_behind(not_on_time_facts: pl.LazyFrame, facts: pl.LazyFrame, lines: pl.LazyFrame,
+                    receipts: pl.LazyFrame, *, as_of: date, window_days: int) -> pl.LazyFrame:
+    """:func:`records_behind_metrics`, from the facts of the lines not on time (with ``why``) and of every
+    judged line (``why`` not needed)."""
     line_columns = dict(
         po_id=pl.col("po_id").cast(pl.String), line_no=pl.col("line_no").cast(pl.Int64),
         receipt_id=pl.lit(None, pl.String), promised_date="promised_date",
@@ -809,7 +846,7 @@ def records_behind_metrics(facts: pl.LazyFrame, lines: pl.LazyFrame, receipts: p
                              _quantity_text(pl.col("quantity_ordered")),
                              _quantity_text(kept - pl.col("quantity_ordered"))))
     )
-    not_on_time = facts.filter(~pl.col("on_time")).select(
+    not_on_time = not_on_time_facts.select(
         "supplier_id", metric=pl.lit(ON_TIME_RECORDS), why="why", **line_columns, days_late="days_late", kind=0)
     inaccurate = facts.filter(~pl.col("quantity_accurate")).select(
         "supplier_id", metric=pl.lit(QUANTITY_RECORDS), why=quantity_why, **line_columns,
