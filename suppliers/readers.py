@@ -137,17 +137,19 @@ class _Settings:
 # --- frame layout: columns cut into the same chunks, so that selecting columns copies nothing
 
 
-def aligned(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with every column cut into the same chunks as most of its columns.
+def aligned(frame: pl.DataFrame, like: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``frame`` with every column cut into the same chunks as most of its columns (or as ``like``'s, aligned).
 
     A reader gives columns in chunks (one per block it parsed); a column added whole (a row number, a constant)
     is one chunk. Polars copies every column into one chunk when a frame's columns are cut differently, on the
     next select or filter; a column cut like the others (zero-copy slices of it) avoids that copy.
     """
     layouts = [tuple(column.chunk_lengths()) for column in frame.get_columns()]
-    if len(set(layouts)) <= 1:
+    target = tuple(_layout(like)) if like is not None else None
+    if len(set(layouts)) <= 1 and (target is None or set(layouts) <= {target}):
         return frame
-    target = max(set(layouts), key=lambda layout: (layouts.count(layout), -len(layout)))
+    if target is None:
+        target = max(set(layouts), key=lambda layout: (layouts.count(layout), -len(layout)))
     starts = [0]
     for length in target[:-1]:
         starts.append(starts[-1] + length)
