@@ -77,8 +77,11 @@ class RawTable:
     label: str  # the file name, "N files matching <glob>", or "query on <redacted url>"
 
 
-def read_table(spec: SourceSpec, *, columns: Sequence[str] | None = None) -> RawTable:
+def read_table(spec: SourceSpec, *, columns: Sequence[str] | None = None, compact: Sequence[str] = ()) -> RawTable:
     """Read a source raw: only ``columns`` (by header name, stripped of surrounding spaces) when given.
+
+    ``compact``: CSV columns read as Categorical rather than String, the same text in a quarter of the memory
+    (for columns cast to a date, a number or true/false: few distinct texts, each parsed once).
 
     CSV and Excel columns are String; Parquet and SQL keep their types (a PostgreSQL type ADBC has no Arrow type
     for, such as ``numeric``, arrives as its text). Header names are stripped of surrounding whitespace. Rows
@@ -96,12 +99,15 @@ def read_table(spec: SourceSpec, *, columns: Sequence[str] | None = None) -> Raw
     files, label = _files(spec)
     frames: list[pl.DataFrame] = []
     digests: list[tuple[str, str]] = []
+    # One set of categories for every file of the source, so that their frames concatenate.
+    categorical = pl.Categorical(pl.Categories.random()) if compact and spec.format == "csv" else None
+    kept_compact = {c: categorical for c in compact} if categorical is not None else {}
     with ThreadPoolExecutor(max_workers=1) as hashing:  # the bytes are hashed while Polars parses them
         for path in files:
             data = _read_bytes(path)
             digest = hashing.submit(_sha256, data)
             if spec.format == "csv":
-                frame = _read_csv(data, path.name, settings, spec.header_row, wanted)
+                frame = _read_csv(data, path.name, settings, spec.header_row, wanted, kept_compact)
             elif spec.format == "parquet":
                 frame = _read_parquet(data, path.name, wanted)
             else:
@@ -481,7 +487,8 @@ def _delimiter(header: str, setting: str | None, name: str) -> str:
     return setting
 
 
-def _read_csv(data: bytes, name: str, settings: _Settings, header_row: int, wanted: list[str] | None) -> pl.DataFrame:
+def _read_csv(data: bytes, name: str, settings: _Settings, header_row: int, wanted: list[str] | None,
+              compact: dict[str, Any] | None = None) -> pl.DataFrame:
     body = _to_utf8(data, settings.encoding, name)
     if body.endswith(b"\x1a"):  # a DOS end-of-file mark
         body = body[:-1]
@@ -497,9 +504,11 @@ def _read_csv(data: bytes, name: str, settings: _Settings, header_row: int, want
     selected = _select(names, blank, repeated, wanted, name, where_line,
                        lambda: _csv_header_elsewhere(body, eol, wanted or [], header_row, delimiter))
 
+    overrides = {raw: compact[key] for raw, key in selected.items() if compact and key in compact}
+
     def read(truncate: bool = False) -> pl.DataFrame:
         frame = pl.read_csv(body, columns=list(selected) if wanted else None, raise_if_empty=False,
-                            truncate_ragged_lines=truncate, **options)
+                            truncate_ragged_lines=truncate, schema_overrides=overrides or None, **options)
         return numbered_rows(frame, ROW)  # not Polars' row index: one chunk, where the columns come in several
 
     try:
@@ -644,12 +653,16 @@ def _drop_blank(frame: pl.DataFrame, cells: list[str]) -> pl.DataFrame:
     """
     if not cells or frame.is_empty():
         return frame
-    pivot = min(cells, key=lambda c: frame.get_column(c).null_count())
-    maybe = frame.filter(pl.col(pivot).is_null() | (pl.col(pivot).str.len_bytes() == 0)
-                         | pl.col(pivot).str.contains(r"^\s"))
+
+    def text(column: str) -> pl.Expr:
+        return pl.col(column).cast(pl.String) if frame.schema[column] != pl.String else pl.col(column)
+
+    # Any column will do (a blank row is empty in every one): the fullest, and text over compact text.
+    pivot = min(cells, key=lambda c: (frame.get_column(c).null_count(), frame.schema[c] != pl.String))
+    maybe = frame.filter(text(pivot).is_null() | (text(pivot).str.len_bytes() == 0) | text(pivot).str.contains(r"^\s"))
     if maybe.is_empty():
         return frame
-    blank = maybe.filter(pl.all_horizontal(pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells))
+    blank = maybe.filter(pl.all_horizontal(text(c).is_null() | (text(c).str.strip_chars() == "") for c in cells))
     return frame.filter(~pl.col(ROW).is_in(blank.get_column(ROW).implode())) if blank.height else frame
 
 

@@ -75,3 +75,70 @@ def test_cells_only_the_slow_path_reads_validate_the_same_read_compact(tmp_path:
     values = dict(zip(compact.quarantine.get_column("column"), compact.quarantine.get_column("value"), strict=False))
     assert values["promised_date"] == "16/03/2026" and values["unit_price"] == "abc"  # as written
     assert compact.quarantine.height >= 5
+
+
+# --- a mapped export: the columns only typed fields use are read compact, with the mapping's formats
+
+EXPORT = """\
+PO,Vendor,Promised,Ordered,Qty,Price,Site
+P1,S1,15/03/2026,01/03/2026,"1.000,5",N/A,main
+P2,S2,20/04/2026,01/04/2026, 12 ,"2,50",main
+P3,S1,31/02/2026,01/04/2026,abc,3,main
+P4,S2,20/04/2026,01/04/2026,4,1,depot
+P5,S1,20/04/2026,02/04/2026,0,1,main
+"""
+MAPPING = """\
+sources:
+  export: {path: export.csv, missingValues: ["N/A"]}
+  receipts: {path: receipts.csv}
+  suppliers: {path: suppliers.csv}
+records:
+  purchase_order_lines:
+    from: export
+    where: [{column: Site, not_equals: depot}]
+    fields:
+      po_id: PO
+      line_no: {number_within: [PO]}
+      supplier_id: Vendor
+      promised_date: {column: Promised, format: "%d/%m/%Y"}
+      order_date: {column: Ordered, format: "%d/%m/%Y"}
+      quantity_ordered: {column: Qty, decimalChar: ",", groupChar: "."}
+      unit_price: {column: Price, decimalChar: ","}
+  receipts:
+    from: receipts
+    fields: {receipt_id: receipt_id, po_id: po_id, line_no: line_no, received_date: received_date,
+             quantity_received: quantity_received}
+  suppliers:
+    from: suppliers
+    fields: {supplier_id: supplier_id, name: name, category: category, criticality: criticality,
+             status: status, active: active}
+"""
+
+
+def test_a_mapped_export_validates_the_same_read_compact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from suppliers import mapping as mapping_module
+
+    (tmp_path / "export.csv").write_text(EXPORT, encoding="utf-8")
+    (tmp_path / "receipts.csv").write_text("receipt_id,po_id,line_no,received_date,quantity_received\n"
+                                           "R1,P1,1,2026-03-14,1000.5\nR2,P5,1,2026-03-40,x\n", encoding="utf-8")
+    (tmp_path / "suppliers.csv").write_text(GOOD["suppliers"], encoding="utf-8")
+    (tmp_path / "mapping.yaml").write_text(MAPPING, encoding="utf-8")
+    mapping = mapping_module.load_mapping(tmp_path / "mapping.yaml")
+    columns, compact = mapping_module.source_columns(mapping)["export"]
+    assert columns == ("Site", "PO", "Vendor", "Promised", "Ordered", "Qty", "Price")
+    assert compact == ("Promised", "Ordered", "Qty", "Price")  # not the filter, the key, the text field
+
+    def validated() -> ValidatedInputs:
+        loaded = mapping_module.read_mapped_sources(mapping)
+        return validate_inputs(loaded.raw, formats=loaded.formats, max_quarantine_share=1.0)
+
+    read_compact = validated()
+    assert isinstance(mapping_module.read_mapped_sources(mapping).raw["purchase_order_lines"][1]
+                      .schema["promised_date"], pl.Categorical)
+    as_text = mapping_module.source_columns
+    monkeypatch.setattr(mapping_module, "source_columns",
+                        lambda m: {name: (columns, ()) for name, (columns, _) in as_text(m).items()})
+    _same(read_compact, validated())
+    assert read_compact.purchase_order_lines.get_column("quantity_ordered").to_list() == [1000.5, 12.0]
+    values = read_compact.quarantine.select("column", "value").rows()
+    assert ("promised_date", "31/02/2026") in values and ("quantity_ordered", "abc") in values
