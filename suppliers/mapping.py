@@ -338,7 +338,7 @@ def read_mapped_sources(mapping: Mapping) -> LoadedSources:
     """Read each source once (only the columns the mapping uses) and build every mapped record kind from it."""
     from suppliers.readers import read_table
 
-    tables = {name: read_table(mapping.spec(name), columns=columns, compact=compact)
+    tables = {name: read_table(mapping.spec(name), columns=columns, **({"compact": compact} if compact else {}))
               for name, (columns, compact) in source_columns(mapping).items()}
     raw: dict[str, tuple[Source, pl.DataFrame]] = {}
     for kind, record in mapping.file.records.items():

@@ -657,9 +657,18 @@ def _drop_blank(frame: pl.DataFrame, cells: list[str]) -> pl.DataFrame:
     def text(column: str) -> pl.Expr:
         return pl.col(column).cast(pl.String) if frame.schema[column] != pl.String else pl.col(column)
 
-    # Any column will do (a blank row is empty in every one): the fullest, and text over compact text.
-    pivot = min(cells, key=lambda c: (frame.get_column(c).null_count(), frame.schema[c] != pl.String))
-    maybe = frame.filter(text(pivot).is_null() | (text(pivot).str.len_bytes() == 0) | text(pivot).str.contains(r"^\s"))
+    def empty_or_padded(cell: pl.Expr) -> pl.Expr:
+        return cell.is_null() | (cell.str.len_bytes() == 0) | cell.str.contains(r"^\s")
+
+    # Any column will do (a blank row is empty in every one): the fullest, compact text first (each distinct
+    # text is looked at once, then found by its code).
+    pivot = min(cells, key=lambda c: (frame.get_column(c).null_count(), frame.schema[c] == pl.String))
+    dtype = frame.schema[pivot]
+    if isinstance(dtype, pl.Categorical):
+        texts = pl.select(empty_or_padded(pl.lit(dtype.categories.to_series()))).to_series()
+        maybe = frame.filter(pl.col(pivot).is_null() | pl.lit(texts).gather(pl.col(pivot).to_physical()))
+    else:
+        maybe = frame.filter(empty_or_padded(text(pivot)))
     if maybe.is_empty():
         return frame
     blank = maybe.filter(pl.all_horizontal(text(c).is_null() | (text(c).str.strip_chars() == "") for c in cells))
