@@ -1071,6 +1071,7 @@ def validate_inputs(
         deeper = _items_without_previous_price(checked, history)
         if deeper.is_empty():
             break
+        checked.clear()  # let go of the first pass's frames before casting again
         checked = cast_all()  # more rows to validate: start again from the frames as read
 
     quarantine = pl.concat([c.quarantine() for c in checked.values()], how="vertical").cast(QUARANTINE_SCHEMA)
