@@ -5,8 +5,8 @@ used (``os.wait4``'s ``ru_maxrss``), so nothing the parent holds is counted. Gen
 the sample-data generator writes a data folder once into ``--work`` (every record kind, about 1.15 receipts per
 line) and later runs reuse it. Steps:
 
-- ``read``: the data folder read as the run reads it (``load_sources``: CSV every column as text, or Parquet as
-  stored), nothing else: the floor under any validation;
+- ``read``: the data folder read as the run reads it (``load_sources``: CSV as text, the columns cast to dates,
+  numbers and true/false compact, as Categorical; Parquet as stored), nothing else: the floor under validation;
 - ``validate``: read, then ``validate_inputs`` of every kind (cast, Pandera checks, duplicates, references);
 - ``window``: the same with the run's 365-day window (``validate_inputs(window=...)``), when available;
 - ``mapping``: the CSV folder read through a mapping file that maps every column by name, then validated.

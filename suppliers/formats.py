@@ -104,7 +104,8 @@ def changed_by_cleaning(text: pl.Expr, fmt: ColumnFormat) -> pl.Expr:
     value map, or is null and the format has a default. Validation reads every other cell as it is, without
     building a cleaned copy of the column; keep this in step with :func:`clean_cell`.
     """
-    changed = (text.str.len_bytes() == 0) | text.str.contains(r"^\s|\s$")  # \s: what strip_chars strips
+    length = text.str.len_bytes()
+    changed = (length == 0) | (text.str.strip_chars().str.len_bytes() != length)  # cheaper than a regular expression
     words = [*fmt.missing_values, *(written for written, _ in fmt.values)]
     if words:
         changed = changed | text.is_in(words)

@@ -49,7 +49,8 @@ from suppliers.yamlfile import Location, load_model, parse_yaml
 if TYPE_CHECKING:
     from suppliers.readers import RawTable, SourceSpec
 
-__all__ = ["MappingFile", "Mapping", "load_mapping", "read_mapped_sources", "load_inputs", "CHECK_COMMAND"]
+__all__ = ["MappingFile", "Mapping", "load_mapping", "read_mapped_sources", "source_columns", "load_inputs",
+           "CHECK_COMMAND"]
 
 CHECK_COMMAND = "supplier-eval mapping check"
 _ROW, _FILE, _FILE_ROW = "__row__", "__file__", "__file_row__"
@@ -311,19 +312,34 @@ def _format_problems(entry: FieldEntry, dtype: pl.DataType) -> list[str]:
     return problems
 
 
+def source_columns(mapping: Mapping) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Per source a record reads from: (the columns the mapping uses, those of them read compact).
+
+    A column is read compact (see :func:`suppliers.readers.read_table`) when its only use is as the column of
+    fields cast to a date, a number or true/false: not a filter, a key made, or a text field.
+    """
+    needed: dict[str, dict[str, bool]] = {}
+    for kind, record in mapping.file.records.items():
+        columns = needed.setdefault(record.source, {})
+
+        def use(column: str, typed: bool, columns: dict[str, bool] = columns) -> None:
+            columns[column] = columns.get(column, True) and typed
+
+        for condition in record.where:
+            use(condition.column, False)
+        for name, entry in record.fields.items():
+            for column in entry.source_columns():
+                use(column, column == entry.column and RECORDS[kind].field(name).dtype != pl.String)
+    return {name: (tuple(columns), tuple(c for c, typed in columns.items() if typed))
+            for name, columns in needed.items()}
+
+
 def read_mapped_sources(mapping: Mapping) -> LoadedSources:
     """Read each source once (only the columns the mapping uses) and build every mapped record kind from it."""
-    needed: dict[str, dict[str, None]] = {name: {} for name in mapping.file.sources}
-    for record in mapping.file.records.values():
-        columns = needed[record.source]
-        columns.update(dict.fromkeys(condition.column for condition in record.where))
-        for entry in record.fields.values():
-            columns.update(dict.fromkeys(entry.source_columns()))
     from suppliers.readers import read_table
 
-    used = {record.source for record in mapping.file.records.values()}
-    tables = {name: read_table(mapping.spec(name), columns=tuple(columns))
-              for name, columns in needed.items() if name in used}
+    tables = {name: read_table(mapping.spec(name), columns=columns, **({"compact": compact} if compact else {}))
+              for name, (columns, compact) in source_columns(mapping).items()}
     raw: dict[str, tuple[Source, pl.DataFrame]] = {}
     for kind, record in mapping.file.records.items():
         table, fmt = tables[record.source], mapping.spec(record.source).format

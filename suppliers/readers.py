@@ -77,8 +77,11 @@ class RawTable:
     label: str  # the file name, "N files matching <glob>", or "query on <redacted url>"
 
 
-def read_table(spec: SourceSpec, *, columns: Sequence[str] | None = None) -> RawTable:
+def read_table(spec: SourceSpec, *, columns: Sequence[str] | None = None, compact: Sequence[str] = ()) -> RawTable:
     """Read a source raw: only ``columns`` (by header name, stripped of surrounding spaces) when given.
+
+    ``compact``: CSV columns read as Categorical rather than String, the same text in a quarter of the memory
+    (for columns cast to a date, a number or true/false: few distinct texts, each parsed once).
 
     CSV and Excel columns are String; Parquet and SQL keep their types (a PostgreSQL type ADBC has no Arrow type
     for, such as ``numeric``, arrives as its text). Header names are stripped of surrounding whitespace. Rows
@@ -96,12 +99,15 @@ def read_table(spec: SourceSpec, *, columns: Sequence[str] | None = None) -> Raw
     files, label = _files(spec)
     frames: list[pl.DataFrame] = []
     digests: list[tuple[str, str]] = []
+    # One set of categories for every file of the source, so that their frames concatenate.
+    categorical = pl.Categorical(pl.Categories.random()) if compact and spec.format == "csv" else None
+    kept_compact = {c: categorical for c in compact} if categorical is not None else {}
     with ThreadPoolExecutor(max_workers=1) as hashing:  # the bytes are hashed while Polars parses them
         for path in files:
             data = _read_bytes(path)
             digest = hashing.submit(_sha256, data)
             if spec.format == "csv":
-                frame = _read_csv(data, path.name, settings, spec.header_row, wanted)
+                frame = _read_csv(data, path.name, settings, spec.header_row, wanted, kept_compact)
             elif spec.format == "parquet":
                 frame = _read_parquet(data, path.name, wanted)
             else:
@@ -137,17 +143,19 @@ class _Settings:
 # --- frame layout: columns cut into the same chunks, so that selecting columns copies nothing
 
 
-def aligned(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with every column cut into the same chunks as most of its columns.
+def aligned(frame: pl.DataFrame, like: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``frame`` with every column cut into the same chunks as most of its columns (or as ``like``'s, aligned).
 
     A reader gives columns in chunks (one per block it parsed); a column added whole (a row number, a constant)
     is one chunk. Polars copies every column into one chunk when a frame's columns are cut differently, on the
     next select or filter; a column cut like the others (zero-copy slices of it) avoids that copy.
     """
     layouts = [tuple(column.chunk_lengths()) for column in frame.get_columns()]
-    if len(set(layouts)) <= 1:
+    target = tuple(_layout(like)) if like is not None else None
+    if len(set(layouts)) <= 1 and (target is None or set(layouts) <= {target}):
         return frame
-    target = max(set(layouts), key=lambda layout: (layouts.count(layout), -len(layout)))
+    if target is None:
+        target = max(set(layouts), key=lambda layout: (layouts.count(layout), -len(layout)))
     starts = [0]
     for length in target[:-1]:
         starts.append(starts[-1] + length)
@@ -479,7 +487,8 @@ def _delimiter(header: str, setting: str | None, name: str) -> str:
     return setting
 
 
-def _read_csv(data: bytes, name: str, settings: _Settings, header_row: int, wanted: list[str] | None) -> pl.DataFrame:
+def _read_csv(data: bytes, name: str, settings: _Settings, header_row: int, wanted: list[str] | None,
+              compact: dict[str, Any] | None = None) -> pl.DataFrame:
     body = _to_utf8(data, settings.encoding, name)
     if body.endswith(b"\x1a"):  # a DOS end-of-file mark
         body = body[:-1]
@@ -495,9 +504,11 @@ def _read_csv(data: bytes, name: str, settings: _Settings, header_row: int, want
     selected = _select(names, blank, repeated, wanted, name, where_line,
                        lambda: _csv_header_elsewhere(body, eol, wanted or [], header_row, delimiter))
 
+    overrides = {raw: compact[key] for raw, key in selected.items() if compact and key in compact}
+
     def read(truncate: bool = False) -> pl.DataFrame:
         frame = pl.read_csv(body, columns=list(selected) if wanted else None, raise_if_empty=False,
-                            truncate_ragged_lines=truncate, **options)
+                            truncate_ragged_lines=truncate, schema_overrides=overrides or None, **options)
         return numbered_rows(frame, ROW)  # not Polars' row index: one chunk, where the columns come in several
 
     try:
@@ -642,12 +653,25 @@ def _drop_blank(frame: pl.DataFrame, cells: list[str]) -> pl.DataFrame:
     """
     if not cells or frame.is_empty():
         return frame
-    pivot = min(cells, key=lambda c: frame.get_column(c).null_count())
-    maybe = frame.filter(pl.col(pivot).is_null() | (pl.col(pivot).str.len_bytes() == 0)
-                         | pl.col(pivot).str.contains(r"^\s"))
+
+    def text(column: str) -> pl.Expr:
+        return pl.col(column).cast(pl.String) if frame.schema[column] != pl.String else pl.col(column)
+
+    def empty_or_padded(cell: pl.Expr) -> pl.Expr:
+        return cell.is_null() | (cell.str.len_bytes() == 0) | cell.str.contains(r"^\s")
+
+    # Any column will do (a blank row is empty in every one): the fullest, compact text first (each distinct
+    # text is looked at once, then found by its code).
+    pivot = min(cells, key=lambda c: (frame.get_column(c).null_count(), frame.schema[c] == pl.String))
+    dtype = frame.schema[pivot]
+    if isinstance(dtype, pl.Categorical):
+        texts = pl.select(empty_or_padded(pl.lit(dtype.categories.to_series()))).to_series()
+        maybe = frame.filter(pl.col(pivot).is_null() | pl.lit(texts).gather(pl.col(pivot).to_physical()))
+    else:
+        maybe = frame.filter(empty_or_padded(text(pivot)))
     if maybe.is_empty():
         return frame
-    blank = maybe.filter(pl.all_horizontal(pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in cells))
+    blank = maybe.filter(pl.all_horizontal(text(c).is_null() | (text(c).str.strip_chars() == "") for c in cells))
     return frame.filter(~pl.col(ROW).is_in(blank.get_column(ROW).implode())) if blank.height else frame
 
 

@@ -21,7 +21,7 @@ import polars as pl
 
 from suppliers.errors import SourceError
 from suppliers.formats import ColumnFormat
-from suppliers.records import RECORD_KINDS, REQUIRED_KINDS
+from suppliers.records import RECORD_KINDS, RECORDS, REQUIRED_KINDS
 
 __all__ = [
     "RECORD_KINDS",
@@ -101,12 +101,14 @@ def discover_sources(data_dir: Path) -> dict[str, Source]:
     return sources
 
 
-def read_source(source: Source) -> tuple[pl.DataFrame, str]:
+def read_source(source: Source, *, compact: bool = False) -> tuple[pl.DataFrame, str]:
     """Read a source raw, once: (the frame, the SHA-256 hex of the bytes it was parsed from).
 
     The file's bytes are read a single time and both parsed (CSV with every column as String, Parquet as
     stored) and hashed, so the digest always describes exactly the data that is scored — a new export
     landing in the folder mid-run cannot give a run key that does not match the data.
+    ``compact``: a CSV column that validation casts to a date, a number or true/false is read as Categorical
+    instead of String: the same text, a quarter of the memory (see :func:`_compact_columns`).
     Raises :class:`SourceError` naming the file when it is missing, empty, not UTF-8 or not parseable.
     """
     path = Path(source.path)
@@ -136,7 +138,7 @@ def read_source(source: Source) -> tuple[pl.DataFrame, str]:
         )
     digest = hashlib.sha256(data).hexdigest()
     if source.format == "csv":
-        return _read_csv(data, path.name), digest
+        return _read_csv(data, path.name, source.kind if compact else None), digest
     try:
         return pl.read_parquet(io.BytesIO(data)), digest
     except Exception as exc:  # polars raises several types for a damaged file
@@ -147,9 +149,29 @@ def read_source(source: Source) -> tuple[pl.DataFrame, str]:
         ) from exc
 
 
-def _read_csv(data: bytes, name: str) -> pl.DataFrame:
+def _compact_columns(data: bytes, kind: str) -> dict[str, pl.DataType]:
+    """Categorical for the header's columns that validation casts to a date, a number or true/false.
+
+    A text cell is a 16-byte view; a Categorical cell is a 4-byte code into the column's distinct texts, few for
+    dates, quantities and flags. Such a column is kept only to show a quarantined cell as written, so the
+    cheaper form holds the same text. Identifiers stay String: nearly every value is distinct, and validation
+    uses them as they are. Each file gets categories of its own, let go of with its frame.
+    """
+    if kind not in RECORDS:
+        return {}
+    typed = {f.name for f in RECORDS[kind].fields if f.dtype != pl.String}
+    header = pl.read_csv(io.BytesIO(data), infer_schema=False, encoding="utf8", n_rows=0).columns
+    chosen = [name for name in header if name.strip() in typed]
+    if not chosen:
+        return {}
+    dtype = pl.Categorical(pl.Categories.random())
+    return dict.fromkeys(chosen, dtype)
+
+
+def _read_csv(data: bytes, name: str, kind: str | None = None) -> pl.DataFrame:
     try:
-        frame = pl.read_csv(io.BytesIO(data), infer_schema=False, encoding="utf8")
+        overrides = _compact_columns(data, kind) if kind is not None else {}
+        frame = pl.read_csv(io.BytesIO(data), infer_schema=False, encoding="utf8", schema_overrides=overrides)
     except pl.exceptions.NoDataError as exc:
         raise SourceError(
             "the file is empty (not even a header line)",
@@ -234,6 +256,6 @@ def load_sources(data_dir: Path) -> LoadedSources:
     raw: dict[str, tuple[Source, pl.DataFrame]] = {}
     digests: dict[str, str] = {}
     for kind, source in discover_sources(data_dir).items():
-        frame, digests[kind] = read_source(source)
+        frame, digests[kind] = read_source(source, compact=True)
         raw[kind] = (source, frame)
     return LoadedSources(raw=raw, fingerprint=fingerprint_sources(digests))

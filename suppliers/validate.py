@@ -382,6 +382,10 @@ class _ColumnCast:
 
 def _column_cast(column: str, source: pl.DataType, target: pl.DataType, fmt: ColumnFormat) -> _ColumnCast:
     cell = pl.col(column)
+    texts = None
+    if isinstance(source, pl.Categorical):  # text kept compact (suppliers.sources): cast as the text it holds
+        texts = source.categories.to_series()
+        cell, source = cell.cast(pl.String), pl.String()
     cleaned = clean_cell(cell, source, target, fmt)
     untouched = cleaned.meta.eq(cell)  # a typed (Parquet, SQL) cell cleaning leaves as it is
     parsed = parse_cell(cleaned, source if untouched else pl.String(), target, fmt)
@@ -399,13 +403,16 @@ def _column_cast(column: str, source: pl.DataType, target: pl.DataType, fmt: Col
     if target == pl.String:  # parse_cell returns the cleaned text: a cell cleaning does not change is its value
         return _ColumnCast(cell, lambda _: changed_by_cleaning(cell, fmt), cleaned, parsed)
     quick = parse_text_quickly(cell, target, fmt)
+    if texts is not None and not has_words(fmt):  # each distinct text parsed once, looked up by the cell's code
+        quick = pl.lit(pl.select(parse_text_quickly(pl.lit(texts), target, fmt)).to_series()).gather(
+            pl.col(column).to_physical())
+    present = pl.col(column).is_not_null()
     if has_words(fmt):
-        return _ColumnCast(quick, lambda q: changed_by_cleaning(cell, fmt) | unsure(q, cell.is_not_null()),
-                           cleaned, parsed)
+        return _ColumnCast(quick, lambda q: changed_by_cleaning(cell, fmt) | unsure(q, present), cleaned, parsed)
     # Without words, cleaning only trims the cell or makes an empty one null: a cell that parses as it is parses
     # to the same value trimmed (a parser takes no whitespace, or skips it at the start), and one that does not
     # parse as it is goes the full way.
-    return _ColumnCast(quick, lambda q: unsure(q, cell.is_not_null()), cleaned, parsed)
+    return _ColumnCast(quick, lambda q: unsure(q, present), cleaned, parsed)
 
 
 def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str, formats: Mapping[str, ColumnFormat]) -> _Checked:
@@ -433,7 +440,8 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str, formats: Mapping
     quick = {c: f"_quick_{i}" for i, c in enumerate(schema)}
     suspect = {c: f"_suspect_{i}" for i, c in enumerate(schema)}
     # Eager selects of an aligned frame keep its chunks: a column passed through is not copied.
-    cast = aligned(raw_canonical.select(_ROW, *[casts[c].quick.alias(c) for c in schema]))
+    # Cut like the columns read: a column computed whole is sliced, never a column read copied whole.
+    cast = aligned(raw_canonical.select(_ROW, *[casts[c].quick.alias(c) for c in schema]), raw_canonical)
     both = aligned(pl.DataFrame([*raw_canonical.get_columns(), *[cast.get_column(c).alias(quick[c]) for c in schema]]))
     # A line can be blank only where every quick value is null or suspect; the full path decides those rows.
     maybe_blank = [] if numbered else [
@@ -1063,6 +1071,7 @@ def validate_inputs(
         deeper = _items_without_previous_price(checked, history)
         if deeper.is_empty():
             break
+        checked.clear()  # let go of the first pass's frames before casting again
         checked = cast_all()  # more rows to validate: start again from the frames as read
 
     quarantine = pl.concat([c.quarantine() for c in checked.values()], how="vertical").cast(QUARANTINE_SCHEMA)
