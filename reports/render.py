@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from reports.inline import CHAIN_GLOBAL, Element, Stylesheet, inline_template
 
@@ -34,6 +35,9 @@ __all__ = [
     "Rendered",
     "render_supplier_report",
     "render_digest",
+    "render_supplier_parts",
+    "render_buyer_message",
+    "buyer_subject",
     "supplier_report_subject",
     "digest_subject",
     "format_value",
@@ -60,6 +64,31 @@ class Rendered:
 def render_supplier_report(context: Mapping[str, Any]) -> Rendered:
     """Render one supplier's evaluation report."""
     return _render("supplier_report", context)
+
+
+def render_supplier_parts(context: Mapping[str, Any]) -> tuple[Rendered, Rendered]:
+    """One supplier's report as a document, and its sections alone (what a buyer's message shows of it); the
+    sections are rendered once and the document wraps them."""
+    body = _render("_supplier_body", context)
+    env = _environment()
+    full = Rendered(
+        html=_unquote(env.get_template("supplier_report.html.j2").render({**context, "body": markupsafe.Markup(
+            body.html)})),
+        text=env.get_template("supplier_report.txt.j2").render({**context, "body": body.text}))
+    return full, body
+
+
+def render_buyer_message(context: Mapping[str, Any]) -> Rendered:
+    """A buyer's message: the summary of all their suppliers, then each supplier's report sections."""
+    return _render("buyer", context)
+
+
+def buyer_subject(context: Mapping[str, Any]) -> str:
+    """E.g. ``Supplier evaluations as of 2026-06-30: 72 suppliers, 3 need attention``. Always one line."""
+    count, attention = context["totals"]["suppliers"], context["totals"]["attention"]
+    return _one_line(f"{_what_if(context)}Supplier evaluations as of {context['as_of']}: {count} "
+                     f"{_plural(count, 'supplier')}" + (f", {attention} {_plural(attention, 'needs', 'need')} "
+                                                         "attention" if attention else ""))
 
 
 def render_digest(context: Mapping[str, Any]) -> Rendered:
@@ -291,5 +320,9 @@ def _render(name: str, context: Mapping[str, Any]) -> Rendered:
             f"while rendering reports/templates/{name}: the context is missing a key the template uses"
         )
         raise
+    return Rendered(html=_unquote(html), text=text)
+
+
+def _unquote(html: str) -> str:
     # Every attribute in the templates is double-quoted, so an apostrophe needs no escaping: it reads as itself.
-    return Rendered(html=html.replace("&#39;", "'"), text=text)
+    return html.replace("&#39;", "'")
