@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from markupsafe import Markup
 
 from reports.context import (
     asl_follow_up_context,
@@ -42,13 +43,16 @@ from reports.quality import (
 )
 from reports.quality import write_quality_report as write_quality_files
 from reports.render import (
+    LazyRendered,
     Rendered,
     buyer_subject,
     digest_subject,
     render_buyer_message,
     render_digest,
-    render_supplier_parts,
+    render_supplier_html,
+    render_supplier_text,
     supplier_report_subject,
+    supplier_sections_html,
 )
 from rules.metrics import RECORD_SCHEMA
 from rules.model import RuleSet
@@ -64,6 +68,7 @@ Attachment = tuple[str, bytes, str]  # file name, content, MIME type
 RECORDS_FILE_NAME = "records.csv"
 PARALLEL_FROM = 400  # suppliers: below this, starting worker processes costs more than it saves
 CHUNKS_PER_WORKER = 4
+MAX_BUYER_SECTION_BYTES = 50_000  # supplier sections in a buyer's message: with its summary, under mail clipping
 BUYER_SUMMARY_COLUMNS = {"supplier_id": pl.String, "name": pl.String, "score": pl.Float64, "band": pl.String,
                          "status": pl.String, "previous_status": pl.String, "score_change": pl.Float64,
                          "next_due": pl.String, "attention": pl.String}
@@ -79,7 +84,7 @@ class Report:
 
     kind: str  # "digest" | "supplier" | "buyer" | "data-quality"
     supplier_id: str | None
-    owner_email: str | None  # the buyer responsible for the supplier (the buyer of a buyer message); None for the digest
+    owner_email: str | None  # the supplier's buyer (a buyer message's buyer); None for the digest
     subject: str
     rendered: Rendered
     attached: tuple[Attachment, ...] | Callable[[], tuple[Attachment, ...]] = ()
@@ -227,20 +232,26 @@ def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataF
                 "outcome": row.get("outcome"), "proposed_status": row.get("proposed_status"),
                 "note": row.get("status_note"), "proposal": piece["proposal"], "actions": piece["actions"]}
         jobs.append((stem, supplier))
-    rendered_reports = _render_suppliers(jobs, out_dir / "suppliers", bodies=buyer_messages, processes=processes)
+    _render_suppliers(jobs, out_dir / "suppliers", processes=processes)
 
     records_of = _records_by_supplier(records)
     reports = []
-    for (stem, supplier), (full, _) in zip(jobs, rendered_reports, strict=True):
+    for stem, supplier in jobs:
         supplier_id = supplier["supplier"]["supplier_id"]
         reports.append(Report(
-            "supplier", supplier_id, supplier["supplier"]["owner_email"], supplier_report_subject(supplier), full,
+            "supplier", supplier_id, supplier["supplier"]["owner_email"], supplier_report_subject(supplier),
+            _supplier_rendering(out_dir / "suppliers" / f"{stem}.html", supplier),
             _records_attachment(records_of, (supplier_id,), records_file_name(stem), drop_supplier=True)
             if supplier["records"]["file"] else (),
             contact_email=contact_of.get(supplier_id)))
-    buyers = (_buyer_reports(jobs, rendered_reports, records_of, run_info=run_info, rules_info=rules_info,
+    buyers = (_buyer_reports(jobs, out_dir / "suppliers", records_of, run_info=run_info, rules_info=rules_info,
                              bands=bands, as_of=run.as_of) if buyer_messages else ())
     return RunReports(out_dir=out_dir, digest=digest, suppliers=tuple(reports), buyers=buyers)
+
+
+def _supplier_rendering(path: Path, context: dict[str, Any]) -> Rendered:
+    """A supplier report as mailed: its HTML is the file written, its text part is rendered when it is mailed."""
+    return LazyRendered(lambda: Rendered(html=path.read_text(encoding="utf-8"), text=render_supplier_text(context)))
 
 
 def _records_by_supplier(records: pl.DataFrame) -> Callable[[Sequence[str]], pl.DataFrame]:
@@ -271,70 +282,103 @@ def _records_attachment(records_of: Callable[[Sequence[str]], pl.DataFrame], sup
 
 _JOBS: Sequence[tuple[str, dict[str, Any]]] = ()
 _FOLDER: Path = Path()
-_BODIES = False
 
 
-def _render_range(bounds: tuple[int, int]) -> list[tuple[Rendered, Rendered | None]]:
+def _render_range(bounds: tuple[int, int]) -> int:
     start, end = bounds
-    done = []
     for stem, context in _JOBS[start:end]:
-        full, body = render_supplier_parts(context)
-        (_FOLDER / f"{stem}.html").write_text(full.html, encoding="utf-8")
-        done.append((full, body if _BODIES else None))
-    return done
+        (_FOLDER / f"{stem}.html").write_text(render_supplier_html(context), encoding="utf-8")
+    return end - start
 
 
-def _render_suppliers(jobs: Sequence[tuple[str, dict[str, Any]]], folder: Path, *, bodies: bool,
-                      processes: int | None) -> list[tuple[Rendered, Rendered | None]]:
-    """Render and write every supplier's report; the sections alone too when ``bodies`` (for buyers' messages).
+def _render_suppliers(jobs: Sequence[tuple[str, dict[str, Any]]], folder: Path, *, processes: int | None) -> None:
+    """Render and write every supplier's report file.
 
-    Workers are forked, so the prepared contexts reach them without being copied; they use no Polars (whose
-    thread pool does not survive a fork) and no store, only Jinja and the file system.
+    Workers are forked, so the prepared contexts reach them without being copied, and they send nothing back:
+    what is mailed is read from the files. They use no Polars (whose thread pool does not survive a fork) and
+    no store, only Jinja and the file system.
     """
-    global _JOBS, _FOLDER, _BODIES
+    global _JOBS, _FOLDER
     workers = min(processes or len(os.sched_getaffinity(0)), max(1, len(jobs) // (PARALLEL_FROM // 2)))
-    _JOBS, _FOLDER, _BODIES = jobs, folder, bodies
+    _JOBS, _FOLDER = jobs, folder
     try:
         if workers <= 1 or len(jobs) < PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
-            return _render_range((0, len(jobs)))
+            _render_range((0, len(jobs)))
+            return
         step = -(-len(jobs) // (workers * CHUNKS_PER_WORKER))
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            chunks = pool.map(_render_range, [(start, start + step) for start in range(0, len(jobs), step)])
-        return [item for chunk in chunks for item in chunk]
+            pool.map(_render_range, [(start, start + step) for start in range(0, len(jobs), step)])
     finally:
-        _JOBS, _FOLDER, _BODIES = (), Path(), False
+        _JOBS, _FOLDER = (), Path()
 
 
-def _buyer_reports(jobs: Sequence[tuple[str, dict[str, Any]]], rendered: Sequence[tuple[Rendered, Rendered | None]],
+def _buyer_reports(jobs: Sequence[tuple[str, dict[str, Any]]], folder: Path,
                    records_of: Callable[[Sequence[str]], pl.DataFrame], *, run_info: dict[str, Any],
                    rules_info: dict[str, Any], bands: list[dict[str, Any]], as_of: date) -> tuple[Report, ...]:
-    """One message per buyer (owner_email) with all their suppliers; suppliers without a buyer get none."""
-    by_buyer: dict[str, list[tuple[dict[str, Any], Rendered]]] = {}
-    for (_, supplier), (_, body) in zip(jobs, rendered, strict=True):
+    """One message per buyer (owner_email) with all their suppliers; suppliers without a buyer get none. Each is
+    rendered only when it is mailed, from the supplier report files already written."""
+    by_buyer: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for stem, supplier in jobs:
         buyer = supplier["supplier"]["owner_email"]
-        if buyer and body is not None:
-            by_buyer.setdefault(buyer, []).append((supplier, body))
+        if buyer:
+            by_buyer.setdefault(buyer, []).append((stem, supplier))
     reports = []
     for buyer in sorted(by_buyer):
-        context = buyer_context(buyer, by_buyer[buyer], run=run_info, rule_set=rules_info, bands=bands,
-                                as_of=as_of)
-        ids = tuple(sorted(supplier["supplier"]["supplier_id"] for supplier, _ in by_buyer[buyer]))
-        summary = pl.DataFrame([{key: row[key] for key in BUYER_SUMMARY_COLUMNS} for row in context["summary_rows"]],
-                               schema=BUYER_SUMMARY_COLUMNS)
-        attachments: tuple[Attachment, ...] = ((context["summary_file"], csv_bytes(summary), "text/csv"),)
-        if context["more"]:
-            more = render_buyer_message({**context, "attachment": True, "sections": context["more"]})
-            attachments += ((context["more_file"], more.html.encode("utf-8"), "text/html"),)
+        entries = by_buyer[buyer]
+        context = buyer_context(buyer, [supplier for _, supplier in entries], run=run_info, rule_set=rules_info,
+                                bands=bands, as_of=as_of)
+        stems = {supplier["supplier"]["supplier_id"]: stem for stem, supplier in entries}
+        contexts = {supplier["supplier"]["supplier_id"]: supplier for _, supplier in entries}
+        ids = tuple(sorted(stems))
         records = _records_attachment(records_of, ids, context["summary_file"].replace("suppliers-", "records-", 1),
                                       drop_supplier=False)
-
-        def attached(fixed: tuple[Attachment, ...] = attachments, more: Callable[[], tuple[Attachment, ...]] = records
-                     ) -> tuple[Attachment, ...]:
-            return (*fixed, *more())
-
-        reports.append(Report("buyer", None, buyer, buyer_subject(context), render_buyer_message(context), attached,
-                              supplier_ids=ids))
+        make = _BuyerMessage(context, folder, stems, contexts, records)
+        reports.append(Report("buyer", None, buyer, buyer_subject(context), LazyRendered(make.rendered),
+                              make.attachments, supplier_ids=ids))
     return tuple(reports)
+
+
+class _BuyerMessage:
+    """A buyer's message and its attachments, made from the written report files when it is first mailed."""
+
+    def __init__(self, context: dict[str, Any], folder: Path, stems: dict[str, str], contexts: dict[str, Any],
+                 records: Callable[[], tuple[Attachment, ...]]) -> None:
+        self.context, self.folder, self.stems, self.contexts, self.records = context, folder, stems, contexts, records
+        self._shown: list[dict[str, Any]] | None = None
+
+    def _html(self, supplier_id: str) -> Markup:
+        path = self.folder / f"{self.stems[supplier_id]}.html"
+        return Markup(supplier_sections_html(path.read_text(encoding="utf-8")))
+
+    def _split(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The suppliers shown in full (the first always, the next while the message stays small) and the rest."""
+        if self._shown is None:
+            shown, size = [], 0
+            for row in self.context["sections"]:
+                html = self._html(row["supplier_id"])
+                size += len(html)
+                if shown and size > MAX_BUYER_SECTION_BYTES:
+                    break
+                shown.append({**row, "html": html,
+                              "text": render_supplier_text(self.contexts[row["supplier_id"]], sections_only=True)})
+            self._shown = shown
+        return self._shown, [*self.context["sections"][len(self._shown):], *self.context["more"]]
+
+    def rendered(self) -> Rendered:
+        shown, more = self._split()
+        return render_buyer_message({**self.context, "sections": shown, "more": more})
+
+    def attachments(self) -> tuple[Attachment, ...]:
+        context = self.context
+        summary = pl.DataFrame([{key: row[key] for key in BUYER_SUMMARY_COLUMNS} for row in context["summary_rows"]],
+                               schema=BUYER_SUMMARY_COLUMNS)
+        attached: tuple[Attachment, ...] = ((context["summary_file"], csv_bytes(summary), "text/csv"),)
+        _, more = self._split()
+        if more:
+            sections = [{**row, "html": self._html(row["supplier_id"]), "text": ""} for row in more]
+            rendered = render_buyer_message({**context, "attachment": True, "sections": sections, "more": []})
+            attached += ((context["more_file"], rendered.html.encode("utf-8"), "text/html"),)
+        return (*attached, *self.records())
 
 
 def records_file_name(stem: str) -> str:

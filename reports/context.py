@@ -12,7 +12,6 @@ from datetime import date
 from typing import Any
 
 import polars as pl
-from markupsafe import Markup
 
 from reports.render import MAX_LATE_LINES, _signed, band_colour, format_value
 from rules.asl import BLOCK, SCAR, action_ids
@@ -550,9 +549,8 @@ def supplier_pieces(supplier_ids: pl.Series, *, late_lines: pl.DataFrame, record
     return by_supplier
 
 
-MAX_BUYER_ROWS = 40  # suppliers in a buyer message's summary table; every one is in its attached CSV
-MAX_BUYER_SECTIONS = 10  # supplier reports shown in full in a buyer message ...
-MAX_BUYER_SECTION_BYTES = 60_000  # ... while their HTML stays under this; the others go in an attachment
+MAX_BUYER_ROWS = 25  # suppliers in a buyer message's summary table; every one is in its attached CSV
+MAX_BUYER_SECTIONS = 5  # supplier reports shown in full in a buyer message, at most (the rest are attached)
 ATTENTION_STATUSES = ("probation", "disqualified")
 
 
@@ -572,34 +570,26 @@ def _attention(context: Mapping[str, Any]) -> str | None:
     return "; ".join(reasons) or None
 
 
-def buyer_context(buyer: str, entries: Sequence[tuple[Mapping[str, Any], Any]], *, run: Mapping[str, Any],
+def buyer_context(buyer: str, entries: Sequence[Mapping[str, Any]], *, run: Mapping[str, Any],
                   rule_set: Mapping[str, Any], bands: Sequence[Mapping[str, Any]], as_of: date) -> dict[str, Any]:
-    """Context for one buyer's message: ``entries`` are each supplier's report context and its rendered sections
-    (``reports.render.render_supplier_parts``). Those needing attention (a status change, probation or
-    disqualification, a change awaiting approval, an overdue action) come first, then the lowest scores.
+    """Context for one buyer's message; ``entries`` are the report contexts of each of their suppliers. Those
+    needing attention (a status change, probation or disqualification, a change awaiting approval, an overdue
+    action) come first, then the lowest scores.
 
     ``summary`` has at most ``MAX_BUYER_ROWS`` rows (``summary_more`` counts the others, ``summary_rows`` are
-    all of them for the attached CSV); ``sections`` are the reports shown in full, at most
-    ``MAX_BUYER_SECTIONS`` and ``MAX_BUYER_SECTION_BYTES`` of HTML (the first always); ``more`` the others.
+    all of them, for the attached CSV); ``sections`` are the suppliers whose report is shown in full, the first
+    ``MAX_BUYER_SECTIONS``, each still to be given its ``html`` and ``text``; ``more`` the others.
     """
     names = _band_names(bands)
     rows = []
-    for context, body in entries:
+    for context in entries:
         s, e = context["supplier"], context["evaluation"]
         colour = band_colour(e["band"], names.index(e["band"]) if e["band"] in names else None, len(names))
         rows.append({"supplier_id": s["supplier_id"], "name": s["name"], "score": e["score"], "band": e["band"],
                      "colour": colour, "status": e["status"], "previous_status": e["previous_status"],
                      "score_change": e["score_change"], "next_due": (context.get("asl") or {}).get("next_due"),
-                     "attention": _attention(context), "html": body.html, "text": body.text})
+                     "attention": _attention(context)})
     rows.sort(key=lambda r: (r["attention"] is None, r["score"] is None, r["score"] or 0, r["supplier_id"]))
-    sections, size = [], 0
-    for row in rows:
-        size += len(row["html"])
-        if sections and (len(sections) >= MAX_BUYER_SECTIONS or size > MAX_BUYER_SECTION_BYTES):
-            break
-        sections.append(row)
-    for row in rows:
-        row["html"] = Markup(row["html"])
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", buyer.split("@")[0]).strip("._") or "buyer"
     counts = {name: 0 for name in names}
     for row in rows:
@@ -607,13 +597,14 @@ def buyer_context(buyer: str, entries: Sequence[tuple[Mapping[str, Any], Any]], 
             counts[row["band"]] += 1
     return {
         "run": dict(run), "rule_set": dict(rule_set), "buyer": buyer, "as_of": as_of.isoformat(),
-        "window_start": entries[0][0]["evaluation"]["window_start"], "window_end": as_of.isoformat(),
+        "window_start": entries[0]["evaluation"]["window_start"], "window_end": as_of.isoformat(),
         "attachment": False,
         "totals": {"suppliers": len(rows), "attention": sum(1 for row in rows if row["attention"]),
                    "bands": [{"band": name, "count": counts[name], "colour": band_colour(name, rank, len(names))}
                              for rank, name in enumerate(names)]},
         "summary": rows[:MAX_BUYER_ROWS], "summary_more": max(0, len(rows) - MAX_BUYER_ROWS),
         "summary_rows": rows, "summary_file": f"suppliers-{stem}.csv",
-        "sections": sections, "more": rows[len(sections):], "more_file": f"more-reports-{stem}.html",
+        "sections": rows[:MAX_BUYER_SECTIONS], "more": rows[MAX_BUYER_SECTIONS:],
+        "more_file": f"more-reports-{stem}.html",
         "legend": _legend(bands, len(names)),
     }

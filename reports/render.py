@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import markupsafe
 
 from reports.inline import CHAIN_GLOBAL, Element, Stylesheet, inline_template
 
@@ -35,7 +34,10 @@ __all__ = [
     "Rendered",
     "render_supplier_report",
     "render_digest",
-    "render_supplier_parts",
+    "render_supplier_html",
+    "render_supplier_text",
+    "supplier_sections_html",
+    "LazyRendered",
     "render_buyer_message",
     "buyer_subject",
     "supplier_report_subject",
@@ -66,16 +68,44 @@ def render_supplier_report(context: Mapping[str, Any]) -> Rendered:
     return _render("supplier_report", context)
 
 
-def render_supplier_parts(context: Mapping[str, Any]) -> tuple[Rendered, Rendered]:
-    """One supplier's report as a document, and its sections alone (what a buyer's message shows of it); the
-    sections are rendered once and the document wraps them."""
-    body = _render("_supplier_body", context)
-    env = _environment()
-    full = Rendered(
-        html=_unquote(env.get_template("supplier_report.html.j2").render({**context, "body": markupsafe.Markup(
-            body.html)})),
-        text=env.get_template("supplier_report.txt.j2").render({**context, "body": body.text}))
-    return full, body
+SECTIONS_START, SECTIONS_END = "<!--supplier-sections-->", "<!--/supplier-sections-->"
+
+
+def render_supplier_html(context: Mapping[str, Any]) -> str:
+    """One supplier's report, the HTML document alone (the report file; its text part is made when mailed)."""
+    return _unquote(_template("supplier_report.html.j2", context))
+
+
+def render_supplier_text(context: Mapping[str, Any], *, sections_only: bool = False) -> str:
+    """One supplier's report as plain text; its sections alone (no title, audit or legend) for a buyer message."""
+    return _template("_supplier_body.txt.j2" if sections_only else "supplier_report.txt.j2", context)
+
+
+def supplier_sections_html(document: str) -> str:
+    """The sections of a rendered supplier report (what a buyer message shows of it), cut out of the document."""
+    start = document.index(SECTIONS_START) + len(SECTIONS_START)
+    return document[start:document.index(SECTIONS_END, start)]
+
+
+class LazyRendered(Rendered):
+    """A rendering made when it is first read (when a message is composed), then kept."""
+
+    def __init__(self, make: Callable[[], Rendered]) -> None:  # noqa: D107 - frozen: set through object
+        object.__setattr__(self, "_make", make)
+        object.__setattr__(self, "_made", None)
+
+    def _rendered(self) -> Rendered:
+        if self._made is None:
+            object.__setattr__(self, "_made", self._make())
+        return self._made
+
+    @property
+    def html(self) -> str:  # type: ignore[override]
+        return self._rendered().html
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return self._rendered().text
 
 
 def render_buyer_message(context: Mapping[str, Any]) -> Rendered:
@@ -286,6 +316,7 @@ def _environment() -> jinja2.Environment:
             default=True,
         ),
         undefined=jinja2.StrictUndefined,
+        auto_reload=False,  # the templates ship with the code: no stat of every template at every render
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -307,6 +338,14 @@ def _environment() -> jinja2.Environment:
     env.globals.update(MAX_LATE_LINES=MAX_LATE_LINES, DASH=DASH)
     env.globals[CHAIN_GLOBAL] = loader.style
     return env
+
+
+def _template(name: str, context: Mapping[str, Any]) -> str:
+    try:
+        return _environment().get_template(name).render(dict(context))
+    except jinja2.UndefinedError as exc:
+        exc.add_note(f"while rendering reports/templates/{name}: the context is missing a key the template uses")
+        raise
 
 
 def _render(name: str, context: Mapping[str, Any]) -> Rendered:
