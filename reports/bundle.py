@@ -54,6 +54,7 @@ from reports.render import (
     supplier_report_subject,
     supplier_sections_html,
 )
+from reports.routing import PER_BUYER, Routing
 from rules.metrics import RECORD_SCHEMA
 from rules.model import RuleSet
 from suppliers.errors import ConfigError
@@ -102,6 +103,7 @@ class RunReports:
     digest: Report
     suppliers: tuple[Report, ...]
     buyers: tuple[Report, ...] = ()  # one message per buyer with all their suppliers (routing per_buyer)
+    routing: Routing = Routing()  # what the reports were rendered for; reports.routing.plan_messages follows it
 
 
 def run_folder(output_dir: Path, run: RunRecord) -> Path:
@@ -154,7 +156,7 @@ def write_run_reports(out_dir: Path, *, run: RunRecord, rule_set: RuleSet, evalu
                       quarantine_summary: pl.DataFrame, window_start: date,
                       follow_up: AslFollowUp | None = None, records: pl.DataFrame | None = None,
                       history: pl.DataFrame | None = None, contacts: pl.DataFrame | None = None,
-                      delivery_failures: pl.DataFrame | None = None, buyer_messages: bool = False,
+                      delivery_failures: pl.DataFrame | None = None, routing: Routing | None = None,
                       processes: int | None = None) -> RunReports:
     """Render the digest (the data-quality report attached) and every supplier's report into ``out_dir``.
 
@@ -163,14 +165,15 @@ def write_run_reports(out_dir: Path, *, run: RunRecord, rule_set: RuleSet, evalu
     attached to its own mail as ``records-<supplier>.csv`` (:func:`records_file_name`), and the run's folder
     holds them all in ``records.csv``. ``history`` are earlier scored official evaluations (supplier_id, as_of,
     score, band) for each report's score chart; ``contacts`` (supplier_id, contact_email) the suppliers' own
-    addresses; ``delivery_failures`` the messages the ledger gave up on, for the digest. ``buyer_messages``
-    also renders one message per buyer (owner_email) with all their suppliers. ``processes`` bounds the worker
-    processes (default: the CPUs this process may use).
+    addresses; ``delivery_failures`` the messages the ledger gave up on, for the digest (empty by default).
+    ``routing`` (default :class:`~reports.routing.Routing`: per buyer) says whether one message per buyer
+    (owner_email) with all their suppliers is made. ``processes`` bounds the worker processes (default: the CPUs
+    this process may use).
     """
     try:
         return _write(out_dir, run, rule_set, evaluated, changes, late_lines, quality, quarantine_summary,
                       window_start, follow_up, records, history=history, contacts=contacts,
-                      delivery_failures=delivery_failures, buyer_messages=buyer_messages, processes=processes)
+                      delivery_failures=delivery_failures, routing=routing or Routing(), processes=processes)
     except OSError as exc:
         raise ConfigError(f"cannot write the reports ({exc.strerror or exc})", where=str(out_dir),
                           fix="Check output.dir in the settings: it must be a folder you can write to.") from None
@@ -180,7 +183,7 @@ def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataF
            late_lines: pl.DataFrame, quality: DataQuality, quarantine_summary: pl.DataFrame,
            window_start: date, follow_up: AslFollowUp | None, records: pl.DataFrame | None, *,
            history: pl.DataFrame | None, contacts: pl.DataFrame | None, delivery_failures: pl.DataFrame | None,
-           buyer_messages: bool, processes: int | None) -> RunReports:
+           routing: Routing, processes: int | None) -> RunReports:
     (out_dir / "suppliers").mkdir(parents=True, exist_ok=True)
     run_info = {"run_id": run.run_id, "trigger": run.trigger, "requested_by": run.requested_by,
                 "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code_version": run.code_version,
@@ -245,8 +248,8 @@ def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataF
             if supplier["records"]["file"] else (),
             contact_email=contact_of.get(supplier_id)))
     buyers = (_buyer_reports(jobs, out_dir / "suppliers", records_of, run_info=run_info, rules_info=rules_info,
-                             bands=bands, as_of=run.as_of) if buyer_messages else ())
-    return RunReports(out_dir=out_dir, digest=digest, suppliers=tuple(reports), buyers=buyers)
+                             bands=bands, as_of=run.as_of) if routing.supplier_reports == PER_BUYER else ())
+    return RunReports(out_dir=out_dir, digest=digest, suppliers=tuple(reports), buyers=buyers, routing=routing)
 
 
 def _supplier_rendering(path: Path, context: dict[str, Any]) -> Rendered:
