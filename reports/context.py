@@ -605,6 +605,6 @@ def buyer_context(buyer: str, entries: Sequence[Mapping[str, Any]], *, run: Mapp
         "summary": rows[:MAX_BUYER_ROWS], "summary_more": max(0, len(rows) - MAX_BUYER_ROWS),
         "summary_rows": rows, "summary_file": f"suppliers-{stem}.csv",
         "sections": rows[:MAX_BUYER_SECTIONS], "more": rows[MAX_BUYER_SECTIONS:],
-        "more_file": f"more-reports-{stem}.html",
+        "more_file": f"more-reports-{stem}.zip",
         "legend": _legend(bands, len(names)),
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-
 from datetime import date, timedelta
 from email.message import EmailMessage
 from pathlib import Path
