@@ -67,7 +67,8 @@ class Stylesheet:
         rules = []
         for match in _RULE.finditer(_COMMENT.sub("", css)):
             declarations = tuple(
-                (prop.strip().lower(), value.strip())
+                # Single quotes: the declarations go into a double-quoted style="" attribute.
+                (prop.strip().lower(), value.strip().replace('"', "'"))
                 for prop, _, value in (part.partition(":") for part in match[2].split(";") if part.strip())
             )
             for selector in match[1].split(","):
