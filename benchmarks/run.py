@@ -1,6 +1,7 @@
 """Run every benchmark: the timing ones at 1M order lines (the figures the README quotes; --lines for other
-sizes), then loading, mapping and validating 5M receipts from CSV next to Polars' and DuckDB's own reads, and the
-peak memory of reading and validating 10M order lines with their receipts.
+sizes), rendering and writing 10,000 supplier reports, then loading, mapping and validating 5M receipts from
+CSV next to Polars' and DuckDB's own reads, and the peak memory of reading and validating 10M order lines with
+their receipts.
 
     make bench                                   # or: .venv/bin/python benchmarks/run.py --lines 10000000
 """
@@ -20,6 +21,7 @@ def main() -> int:
         ["bench_generate.py", "--lines", lines, "--repeat", "1"],
         ["bench_validate.py", "--lines", lines],
         ["bench_scoring.py", "--lines", lines, "--repeat", "3"],
+        ["bench_render.py", "--suppliers", "10000", "--repeat", "3"],
         ["bench_load.py", "--receipts", "5000000", "--repeat", "3"],
         ["bench_memory.py", "--lines", "10000000"],
     ]

@@ -30,7 +30,7 @@ def _band_names(bands: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 MAX_SCORE_CHANGES = 10  # the digest's largest score changes
-MAX_DIGEST_ROWS = 15  # rows of each list in the digest (per band for the suppliers by band); the rest are counted
+MAX_DIGEST_ROWS = 10  # rows of each list in the digest (per band for the suppliers by band); the rest are counted
 DELIVERY_FAILURE_SCHEMA = {"message_key": pl.String, "kind": pl.String, "supplier_id": pl.String,
                            "recipients": pl.List(pl.String), "subject": pl.String, "attempts": pl.Int64,
                            "last_error": pl.String, "last_attempt_at": pl.Datetime("us", "UTC")}
