@@ -22,11 +22,12 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.params import RunParameters, RunSummary
 from flows.runtime import fast_flow_runs
-from flows.settings import Settings, load_settings, transport_of
+from flows.settings import Settings, load_settings, routing_of, transport_of
 from flows.shards import Shard, ShardResult, combine_shards, measure_and_score, split_into_shards
 from reports.bundle import AslFollowUp, DataQuality, RunReports, failed_run_folder, run_folder, write_run_reports
 from reports.context import band_counts, quarantine_summary_with_reasons
 from reports.outbox import DeliveryOutcome, deliver_run_messages, deliver_stopped_run_report
+from reports.routing import Routing
 from rules.asl import due_suppliers, overdue_suppliers, schedule, with_asl_facts
 from rules.decide import Decisions, changes_asl, decide
 from rules.loader import load_rule_set, rule_file_text
@@ -178,14 +179,22 @@ def report_bad_data(store: Store, run: RunRecord, settings: Settings, error: Dat
                           f" and sent to {owner}" if outcome.sent_now else "")
 
 
+@task(name="read score history", cache_policy=NO_CACHE, **STORE_RETRIES)
+def read_score_history(store: Store, run_key: str, as_of: date) -> pl.DataFrame:
+    return store.score_history(as_of=as_of, excluding_run_key=run_key)
+
+
 @task(name="render reports", cache_policy=NO_CACHE)
 def render_reports(out_dir: Path, run: RunRecord, rule_set: RuleSet, decisions: Decisions,
                    performance: SupplierPerformance, quality: DataQuality, quarantine_summary: pl.DataFrame,
-                   window_first_day: date, follow_up: AslFollowUp) -> RunReports:
+                   window_first_day: date, follow_up: AslFollowUp, history: pl.DataFrame | None = None,
+                   contacts: pl.DataFrame | None = None, routing: Routing | None = None,
+                   delivery_failures: pl.DataFrame | None = None) -> RunReports:
     reports = write_run_reports(out_dir, run=run, rule_set=rule_set, evaluated=decisions.evaluated,
                                 changes=decisions.changes, late_lines=performance.late_lines, quality=quality,
                                 quarantine_summary=quarantine_summary, window_start=window_first_day,
-                                follow_up=follow_up, records=performance.records)
+                                follow_up=follow_up, records=performance.records, history=history,
+                                contacts=contacts, routing=routing, delivery_failures=delivery_failures)
     get_run_logger().info("Rendered %s supplier reports and the digest into %s", len(reports.suppliers), out_dir)
     return reports
 
@@ -269,10 +278,19 @@ def run_evaluation(params: RunParameters) -> RunSummary:
             quality = DataQuality(summary=validated.summary, quarantine=validated.quarantine,
                                   previous=history.previous_quality, read_from=read_from,
                                   max_share=settings.validation.max_quarantine_share)
+            # Refused for good since the last digest: shown in this one (an official digest goes to the officers).
+            failures = store.delivery_failures() if official else None
             reports = render_reports(run_folder(settings.output_dir, run), run, rule_set, decisions, performance,
-                                     quality, quarantine_summary, first_day, asl_report)
+                                     quality, quarantine_summary, first_day, asl_report,
+                                     history=read_score_history(store, run.run_key, as_of),
+                                     contacts=chosen.select("supplier_id", "contact_email")
+                                     if "contact_email" in chosen.columns else None,
+                                     routing=routing_of(settings), delivery_failures=failures)
             delivered = (deliver(store, run, reports, settings, params.recipients) if params.send_email
                          else DeliveryOutcome(messages=0, sent_now=0, elsewhere=0))
+            if params.send_email and not params.recipients and settings.mail.officers and failures is not None \
+                    and not failures.is_empty():
+                store.mark_failures_reported(failures["message_key"].to_list())
             store.finish_run(run.run_id, status="succeeded", evaluations_added=added)
         except BaseException as error:  # Ctrl-C too: the run must not stay "running" in the records
             _record_failure(store, run, started, error)

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reports.delivery import SmtpSettings, Transport
+from reports.routing import Routing
 from suppliers.addresses import is_address
 from suppliers.errors import ConfigError
 
@@ -120,6 +121,14 @@ class MailSettings(_Section):
         return value
 
 
+class RoutingSettings(_Section):
+    supplier_reports: Literal["per_buyer", "per_supplier"] = Field(
+        "per_buyer", description="How each buyer (a supplier's owner_email) gets the reports of their suppliers: "
+        "one message with all of them (a summary, then the reports), or one message per supplier.")
+    supplier_contact: bool = Field(False, description="Also send each supplier its own report, to its "
+                                                      "contact_email.")
+
+
 class Settings(_Section):
     data: DataSettings = DataSettings()
     store: StoreSettings = StoreSettings()
@@ -129,6 +138,7 @@ class Settings(_Section):
     mail: MailSettings = MailSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     organisation: OrganisationSettings = OrganisationSettings()
+    routing: RoutingSettings = RoutingSettings()
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("base_dir")
@@ -233,3 +243,9 @@ def transport_of(settings: Settings) -> Transport:
     mail = settings.mail
     return Transport(smtp=mail.smtp, outbox_dir=settings.outbox_dir, concurrency=mail.concurrency,
                      retries=mail.retries)
+
+
+def routing_of(settings: Settings) -> Routing:
+    """Who gets the supplier reports of an official run (the digest always goes to the officers)."""
+    return Routing(supplier_reports=settings.routing.supplier_reports,
+                   supplier_contact=settings.routing.supplier_contact)

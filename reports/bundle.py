@@ -1,26 +1,39 @@
 """A run's reports on disk: the officer digest, one report per supplier, the evaluations and the quarantine.
 
-Everything is rendered once and written to the run's folder; mail is composed from these renderings later,
-and only for messages that are really going out.
+Everything is rendered once; mail is composed from these renderings later, and only for messages that are really
+going out. A run's folder holds what a person opens: ``digest.html`` and ``digest.txt``, ``suppliers/<id>.html``
+(one report per supplier), ``evaluations.csv`` (every evaluation, the digest's full table), ``records.csv``
+(every supplier's records behind its metrics), ``quarantine.csv`` and the data-quality report. The plain-text
+part of each supplier report, its records attachment and the buyers' messages are not written: they exist only
+in the mail (and its ledger), cut from the renderings and frames when a message is composed.
+
+Supplier reports are rendered in worker processes (fork) when there are enough of them to pay for it: the
+contexts are prepared in this process (Polars) and the workers only run Jinja and write files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import multiprocessing
+import os
 import re
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+from markupsafe import Markup
 
 from reports.context import (
     asl_follow_up_context,
+    build_supplier_context,
+    buyer_context,
     digest_context,
-    records_summary,
-    supplier_asl_context,
-    supplier_context,
+    supplier_pieces,
 )
 from reports.quality import (
     QUALITY_FILE_NAME,
@@ -31,7 +44,19 @@ from reports.quality import (
     with_quality_report,
 )
 from reports.quality import write_quality_report as write_quality_files
-from reports.render import Rendered, digest_subject, render_digest, render_supplier_report, supplier_report_subject
+from reports.render import (
+    LazyRendered,
+    Rendered,
+    buyer_subject,
+    digest_subject,
+    render_buyer_message,
+    render_digest,
+    render_supplier_html,
+    render_supplier_text,
+    supplier_report_subject,
+    supplier_sections_html,
+)
+from reports.routing import PER_BUYER, Routing
 from rules.metrics import RECORD_SCHEMA
 from rules.model import RuleSet
 from suppliers.errors import ConfigError
@@ -40,21 +65,38 @@ from suppliers.runs import CURRENT_STATUS, RunRecord
 
 __all__ = ["Attachment", "Report", "RunReports", "DataQuality", "AslFollowUp", "run_folder", "failed_run_folder",
            "write_run_reports", "write_quality_report",
-           "evaluations_table", "records_file_name", "safe_file_name"]
+           "evaluations_table", "records_file_name", "safe_file_name", "RECORDS_FILE_NAME"]
 
 Attachment = tuple[str, bytes, str]  # file name, content, MIME type
+RECORDS_FILE_NAME = "records.csv"
+PARALLEL_FROM = 400  # suppliers: below this, starting worker processes costs more than it saves
+CHUNKS_PER_WORKER = 4
+MAX_BUYER_SECTION_BYTES = 50_000  # supplier sections in a buyer's message: with its summary, under mail clipping
+BUYER_SUMMARY_COLUMNS = {"supplier_id": pl.String, "name": pl.String, "score": pl.Float64, "band": pl.String,
+                         "status": pl.String, "previous_status": pl.String, "score_change": pl.Float64,
+                         "next_due": pl.String, "attention": pl.String}
 
 
 @dataclass(frozen=True)
 class Report:
-    """One rendered report and what goes with it when it is mailed."""
+    """One rendered report and what goes with it when it is mailed.
 
-    kind: str  # "digest" | "supplier"
+    ``attached`` is the attachments, or a function that makes them: a supplier's records are cut into CSV only
+    when its report is really mailed on its own. ``supplier_ids`` are the suppliers a buyer's message covers.
+    """
+
+    kind: str  # "digest" | "supplier" | "buyer" | "data-quality"
     supplier_id: str | None
-    owner_email: str | None  # the buyer responsible for the supplier; None for the digest
+    owner_email: str | None  # the supplier's buyer (a buyer message's buyer); None for the digest
     subject: str
     rendered: Rendered
-    attachments: tuple[Attachment, ...]
+    attached: tuple[Attachment, ...] | Callable[[], tuple[Attachment, ...]] = ()
+    contact_email: str | None = None  # the supplier's own contact (routing.supplier_contact)
+    supplier_ids: tuple[str, ...] = ()
+
+    @property
+    def attachments(self) -> tuple[Attachment, ...]:
+        return self.attached() if callable(self.attached) else self.attached
 
 
 @dataclass(frozen=True)
@@ -62,6 +104,8 @@ class RunReports:
     out_dir: Path
     digest: Report
     suppliers: tuple[Report, ...]
+    buyers: tuple[Report, ...] = ()  # one message per buyer with all their suppliers (routing per_buyer)
+    routing: Routing = Routing()  # what the reports were rendered for; reports.routing.plan_messages follows it
 
 
 def run_folder(output_dir: Path, run: RunRecord) -> Path:
@@ -112,16 +156,26 @@ def write_quality_report(out_dir: Path, run: RunRecord, quality: DataQuality, *,
 def write_run_reports(out_dir: Path, *, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataFrame,
                       changes: pl.DataFrame, late_lines: pl.DataFrame, quality: DataQuality,
                       quarantine_summary: pl.DataFrame, window_start: date,
-                      follow_up: AslFollowUp | None = None, records: pl.DataFrame | None = None) -> RunReports:
+                      follow_up: AslFollowUp | None = None, records: pl.DataFrame | None = None,
+                      history: pl.DataFrame | None = None, contacts: pl.DataFrame | None = None,
+                      delivery_failures: pl.DataFrame | None = None, routing: Routing | None = None,
+                      processes: int | None = None) -> RunReports:
     """Render the digest (the data-quality report attached) and every supplier's report into ``out_dir``.
 
     ``late_lines`` are the lines not on time and ``records`` the records behind the metrics
-    (``rules.metrics.SupplierPerformance``), of every supplier evaluated. A supplier with records gets them as
-    ``suppliers/records-<supplier>.csv`` next to its report and attached to its mail (:func:`records_file_name`).
+    (``rules.metrics.SupplierPerformance``), of every supplier evaluated; a supplier with records gets them
+    attached to its own mail as ``records-<supplier>.csv`` (:func:`records_file_name`), and the run's folder
+    holds them all in ``records.csv``. ``history`` are earlier scored official evaluations (supplier_id, as_of,
+    score, band) for each report's score chart; ``contacts`` (supplier_id, contact_email) the suppliers' own
+    addresses; ``delivery_failures`` the messages the ledger gave up on, for the digest (empty by default).
+    ``routing`` (default :class:`~reports.routing.Routing`: per buyer) says whether one message per buyer
+    (owner_email) with all their suppliers is made. ``processes`` bounds the worker processes (default: the CPUs
+    this process may use).
     """
     try:
         return _write(out_dir, run, rule_set, evaluated, changes, late_lines, quality, quarantine_summary,
-                      window_start, follow_up, records)
+                      window_start, follow_up, records, history=history, contacts=contacts,
+                      delivery_failures=delivery_failures, routing=routing or Routing(), processes=processes)
     except OSError as exc:
         raise ConfigError(f"cannot write the reports ({exc.strerror or exc})", where=str(out_dir),
                           fix="Check output.dir in the settings: it must be a folder you can write to.") from None
@@ -129,14 +183,16 @@ def write_run_reports(out_dir: Path, *, run: RunRecord, rule_set: RuleSet, evalu
 
 def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataFrame, changes: pl.DataFrame,
            late_lines: pl.DataFrame, quality: DataQuality, quarantine_summary: pl.DataFrame,
-           window_start: date, follow_up: AslFollowUp | None, records: pl.DataFrame | None) -> RunReports:
+           window_start: date, follow_up: AslFollowUp | None, records: pl.DataFrame | None, *,
+           history: pl.DataFrame | None, contacts: pl.DataFrame | None, delivery_failures: pl.DataFrame | None,
+           routing: Routing, processes: int | None) -> RunReports:
     (out_dir / "suppliers").mkdir(parents=True, exist_ok=True)
     run_info = {"run_id": run.run_id, "trigger": run.trigger, "requested_by": run.requested_by,
                 "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "code_version": run.code_version,
                 "what_if": not run.changes_asl}
     rules_info = {"name": rule_set.name, "version": rule_set.version, "content_hash": rule_set.content_hash}
-    bands: list[dict[str, Any]] = [{"band": b.band, "status": b.status, "action": rule_set.action_for(b.status)}
-                                   for b in rule_set.bands]
+    bands: list[dict[str, Any]] = [{"band": b.band, "status": b.status, "action": rule_set.action_for(b.status),
+                                    "lower": b.lower, "upper": b.upper} for b in rule_set.bands]
     follow = (asl_follow_up_context(follow_up, as_of=run.as_of, evaluated=evaluated) if follow_up is not None
               else None)
 
@@ -144,10 +200,14 @@ def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataF
     (out_dir / "evaluations.csv").write_bytes(evaluations_csv)
     write_csv_safely(quality.quarantine, out_dir / "quarantine.csv")
     quality_report = write_quality_report(out_dir, run, quality)
+    if records is None:
+        records = pl.DataFrame(schema=RECORD_SCHEMA)
+    write_csv_safely(records, out_dir / RECORDS_FILE_NAME)
 
     context = with_quality_report(digest_context(
         run=run_info, rule_set=rules_info, bands=bands, evaluated=evaluated, changes=changes,
-        quarantine_summary=quarantine_summary, window_start=window_start, as_of=run.as_of))
+        quarantine_summary=quarantine_summary, window_start=window_start, as_of=run.as_of,
+        delivery_failures=delivery_failures))
     if follow is not None:
         context["asl"] = follow
     rendered = render_digest(context)
@@ -156,40 +216,183 @@ def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataF
     digest = Report("digest", None, None, digest_subject(context), rendered,
                     (("evaluations.csv", evaluations_csv, "text/csv"), *quality_report.attachments))
 
-    late_by_supplier = late_lines.partition_by("supplier_id", as_dict=True)
-    no_late_lines = late_lines.clear()
-    if records is None:
-        records = pl.DataFrame(schema=RECORD_SCHEMA)
-    records_by_supplier = records.partition_by("supplier_id", as_dict=True)
-    no_records = records.clear()
-    if follow_up is not None:
-        proposals_of = follow_up.proposals.partition_by("supplier_id", as_dict=True)
-        actions_of = follow_up.actions.partition_by("supplier_id", as_dict=True)
-    reports = []
+    pieces = supplier_pieces(evaluated["supplier_id"], late_lines=late_lines, records=records,
+                             proposals=follow_up.proposals if follow_up is not None else None,
+                             actions=follow_up.actions if follow_up is not None else None,
+                             history=history, as_of=run.as_of)
+    contact_of = dict(contacts.select("supplier_id", "contact_email").iter_rows()) if contacts is not None else {}
+    jobs: list[tuple[str, dict[str, Any]]] = []
     for row in evaluated.iter_rows(named=True):
-        supplier_late = late_by_supplier.get((row["supplier_id"],), no_late_lines)
+        piece = pieces[row["supplier_id"]]
         stem = safe_file_name(row["supplier_id"])
-        supplier_records = records_by_supplier.get((row["supplier_id"],), no_records)
-        records_name = records_file_name(stem)
-        context = supplier_context(run=run_info, rule_set=rules_info, evaluation=row, window_start=window_start,
-                                   as_of=run.as_of, late_lines=supplier_late, bands=bands,
-                                   records=records_summary(supplier_records, records_name))
+        counts = [{"metric": c["metric"], "rows": c["rows"]} for c in piece["record_counts"]]
+        supplier = build_supplier_context(
+            run=run_info, rule_set=rules_info, evaluation=row, window_start=window_start, as_of=run.as_of,
+            late=piece["late"], late_total=piece["late_total"], late_kinds=piece["late_kinds"], bands=bands,
+            records={"file": records_file_name(stem) if counts else None, "counts": counts}, trend=piece["trend"])
         if follow_up is not None:
-            key = (row["supplier_id"],)
-            context["asl"] = supplier_asl_context(
-                row, proposals=proposals_of.get(key, follow_up.proposals.clear()),
-                actions=actions_of.get(key, follow_up.actions.clear()), as_of=run.as_of)
-        rendered = render_supplier_report(context)
-        (out_dir / "suppliers" / f"{stem}.html").write_text(rendered.html, encoding="utf-8")
-        (out_dir / "suppliers" / f"{stem}.txt").write_text(rendered.text, encoding="utf-8")
-        attachments: tuple[Attachment, ...] = ()
-        if supplier_records.height:
-            content = csv_bytes(supplier_records.drop("supplier_id"))
-            (out_dir / "suppliers" / records_name).write_bytes(content)
-            attachments = ((records_name, content, "text/csv"),)
-        reports.append(Report("supplier", row["supplier_id"], row["owner_email"], supplier_report_subject(context),
-                              rendered, attachments))
-    return RunReports(out_dir=out_dir, digest=digest, suppliers=tuple(reports))
+            supplier["asl"] = {
+                "profile": row.get("profile"), "reevaluate_every_days": row.get("reevaluate_every_days"),
+                "next_due": row["next_due"].isoformat() if row.get("next_due") is not None else None,
+                "outcome": row.get("outcome"), "proposed_status": row.get("proposed_status"),
+                "note": row.get("status_note"), "proposal": piece["proposal"], "actions": piece["actions"]}
+        jobs.append((stem, supplier))
+    _render_suppliers(jobs, out_dir / "suppliers", processes=processes)
+
+    records_of = _records_by_supplier(records)
+    reports = []
+    for stem, supplier in jobs:
+        supplier_id = supplier["supplier"]["supplier_id"]
+        reports.append(Report(
+            "supplier", supplier_id, supplier["supplier"]["owner_email"], supplier_report_subject(supplier),
+            _supplier_rendering(out_dir / "suppliers" / f"{stem}.html", supplier),
+            _records_attachment(records_of, (supplier_id,), records_file_name(stem), drop_supplier=True)
+            if supplier["records"]["file"] else (),
+            contact_email=contact_of.get(supplier_id)))
+    buyers = (_buyer_reports(jobs, out_dir / "suppliers", records_of, run_info=run_info, rules_info=rules_info,
+                             bands=bands, as_of=run.as_of) if routing.supplier_reports == PER_BUYER else ())
+    return RunReports(out_dir=out_dir, digest=digest, suppliers=tuple(reports), buyers=buyers, routing=routing)
+
+
+def _supplier_rendering(path: Path, context: dict[str, Any]) -> Rendered:
+    """A supplier report as mailed: its HTML is the file written, its text part is rendered when it is mailed."""
+    return LazyRendered(lambda: Rendered(html=path.read_text(encoding="utf-8"), text=render_supplier_text(context)))
+
+
+def _records_by_supplier(records: pl.DataFrame) -> Callable[[Sequence[str]], pl.DataFrame]:
+    """The records of some suppliers, partitioned once, on first use: most runs mail no supplier on its own."""
+    partitions: dict[tuple[Any, ...], pl.DataFrame] = {}
+
+    def of(supplier_ids: Sequence[str]) -> pl.DataFrame:
+        if not partitions and records.height:
+            partitions.update(records.partition_by("supplier_id", as_dict=True))
+        parts = [partitions[(supplier_id,)] for supplier_id in supplier_ids if (supplier_id,) in partitions]
+        return pl.concat(parts) if parts else records.clear()
+
+    return of
+
+
+def _records_attachment(records_of: Callable[[Sequence[str]], pl.DataFrame], supplier_ids: Sequence[str],
+                        name: str, *, drop_supplier: bool) -> Callable[[], tuple[Attachment, ...]]:
+    def attachment() -> tuple[Attachment, ...]:
+        frame = records_of(supplier_ids)
+        if not frame.height:
+            return ()
+        return ((name, csv_bytes(frame.drop("supplier_id") if drop_supplier else frame), "text/csv"),)
+
+    return attachment
+
+
+# ---- rendering the supplier reports, in worker processes when it pays -----------------------------------------
+
+_JOBS: Sequence[tuple[str, dict[str, Any]]] = ()
+_FOLDER: Path = Path()
+
+
+def _render_range(bounds: tuple[int, int]) -> int:
+    start, end = bounds
+    for stem, context in _JOBS[start:end]:
+        (_FOLDER / f"{stem}.html").write_text(render_supplier_html(context), encoding="utf-8")
+    return end - start
+
+
+def _render_suppliers(jobs: Sequence[tuple[str, dict[str, Any]]], folder: Path, *, processes: int | None) -> None:
+    """Render and write every supplier's report file.
+
+    Workers are forked, so the prepared contexts reach them without being copied, and they send nothing back:
+    what is mailed is read from the files. They use no Polars (whose thread pool does not survive a fork) and
+    no store, only Jinja and the file system.
+    """
+    global _JOBS, _FOLDER
+    workers = min(processes or len(os.sched_getaffinity(0)), max(1, len(jobs) // (PARALLEL_FROM // 2)))
+    _JOBS, _FOLDER = jobs, folder
+    try:
+        if workers <= 1 or len(jobs) < PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
+            _render_range((0, len(jobs)))
+            return
+        step = -(-len(jobs) // (workers * CHUNKS_PER_WORKER))
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            pool.map(_render_range, [(start, start + step) for start in range(0, len(jobs), step)])
+    finally:
+        _JOBS, _FOLDER = (), Path()
+
+
+def _buyer_reports(jobs: Sequence[tuple[str, dict[str, Any]]], folder: Path,
+                   records_of: Callable[[Sequence[str]], pl.DataFrame], *, run_info: dict[str, Any],
+                   rules_info: dict[str, Any], bands: list[dict[str, Any]], as_of: date) -> tuple[Report, ...]:
+    """One message per buyer (owner_email) with all their suppliers; suppliers without a buyer get none. Each is
+    rendered only when it is mailed, from the supplier report files already written."""
+    by_buyer: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for stem, supplier in jobs:
+        buyer = supplier["supplier"]["owner_email"]
+        if buyer:
+            by_buyer.setdefault(buyer, []).append((stem, supplier))
+    reports = []
+    for buyer in sorted(by_buyer):
+        entries = by_buyer[buyer]
+        context = buyer_context(buyer, [supplier for _, supplier in entries], run=run_info, rule_set=rules_info,
+                                bands=bands, as_of=as_of)
+        stems = {supplier["supplier"]["supplier_id"]: stem for stem, supplier in entries}
+        contexts = {supplier["supplier"]["supplier_id"]: supplier for _, supplier in entries}
+        ids = tuple(sorted(stems))
+        records = _records_attachment(records_of, ids, context["summary_file"].replace("suppliers-", "records-", 1),
+                                      drop_supplier=False)
+        make = _BuyerMessage(context, folder, stems, contexts, records)
+        reports.append(Report("buyer", None, buyer, buyer_subject(context), LazyRendered(make.rendered),
+                              make.attachments, supplier_ids=ids))
+    return tuple(reports)
+
+
+class _BuyerMessage:
+    """A buyer's message and its attachments, made from the written report files when it is first mailed."""
+
+    def __init__(self, context: dict[str, Any], folder: Path, stems: dict[str, str], contexts: dict[str, Any],
+                 records: Callable[[], tuple[Attachment, ...]]) -> None:
+        self.context, self.folder, self.stems, self.contexts, self.records = context, folder, stems, contexts, records
+        self._shown: list[dict[str, Any]] | None = None
+
+    def _html(self, supplier_id: str) -> Markup:
+        path = self.folder / f"{self.stems[supplier_id]}.html"
+        return Markup(supplier_sections_html(path.read_text(encoding="utf-8")))
+
+    def _split(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The suppliers shown in full (the first always, the next while the message stays small) and the rest."""
+        if self._shown is None:
+            shown, size = [], 0
+            for row in self.context["sections"]:
+                html = self._html(row["supplier_id"])
+                size += len(html)
+                if shown and size > MAX_BUYER_SECTION_BYTES:
+                    break
+                shown.append({**row, "html": html,
+                              "text": render_supplier_text(self.contexts[row["supplier_id"]], sections_only=True)})
+            self._shown = shown
+        return self._shown, [*self.context["sections"][len(self._shown):], *self.context["more"]]
+
+    def rendered(self) -> Rendered:
+        shown, more = self._split()
+        return render_buyer_message({**self.context, "sections": shown, "more": more})
+
+    def attachments(self) -> tuple[Attachment, ...]:
+        context = self.context
+        summary = pl.DataFrame([{key: row[key] for key in BUYER_SUMMARY_COLUMNS} for row in context["summary_rows"]],
+                               schema=BUYER_SUMMARY_COLUMNS)
+        attached: tuple[Attachment, ...] = ((context["summary_file"], csv_bytes(summary), "text/csv"),)
+        _, more = self._split()
+        if more:
+            attached += ((context["more_file"], self._zip(more), "application/zip"),)
+        return (*attached, *self.records())
+
+    def _zip(self, rows: Sequence[dict[str, Any]]) -> bytes:
+        """The report files of ``rows``, zipped: their inline styles repeat, so about a seventh of the bytes to mail."""
+        buffer = io.BytesIO()
+        stamp = date.fromisoformat(self.context["as_of"]).timetuple()[:6]
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for row in rows:
+                name = f"{self.stems[row['supplier_id']]}.html"
+                archive.writestr(zipfile.ZipInfo(name, date_time=stamp),  # the same bytes for the same reports
+                                 (self.folder / name).read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
+        return buffer.getvalue()
 
 
 def records_file_name(stem: str) -> str:

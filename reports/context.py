@@ -6,13 +6,14 @@ hard-coded list. Callers pass the rule set's bands best first, each ``{"band", "
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
 import polars as pl
 
-from reports.render import MAX_LATE_LINES, _signed, format_value
+from reports.render import MAX_LATE_LINES, _signed, band_colour, format_value
 from rules.asl import BLOCK, SCAR, action_ids
 from rules.metrics import EARLY, LATE, NOT_DELIVERED, SHORT
 from suppliers.validate import reason_family
@@ -29,6 +30,10 @@ def _band_names(bands: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 MAX_SCORE_CHANGES = 10  # the digest's largest score changes
+MAX_DIGEST_ROWS = 10  # rows of each list in the digest (per band for the suppliers by band); the rest are counted
+DELIVERY_FAILURE_SCHEMA = {"message_key": pl.String, "kind": pl.String, "supplier_id": pl.String,
+                           "recipients": pl.List(pl.String), "subject": pl.String, "attempts": pl.Int64,
+                           "last_error": pl.String, "last_attempt_at": pl.Datetime("us", "UTC")}
 
 
 def _criterion_value(value: Any, measured: bool | None, unit: str | None) -> str:
@@ -87,6 +92,7 @@ def supplier_context(
     late_lines: pl.DataFrame,
     bands: Sequence[Mapping[str, Any]] | None = None,
     records: Mapping[str, Any] | None = None,
+    trend: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Context for one supplier's report; ``evaluation`` is one row of the assembled evaluations.
 
@@ -103,7 +109,44 @@ def supplier_context(
     ``evaluation.not_measured`` lists the criteria not measured (``name``, ``reason``); ``measured_weight`` and
     ``total_weight`` are Σ weight of the measured and of all criteria, and ``renormalised`` says the score is
     over the measured criteria only.
+
+    ``trend`` are the supplier's previous scored official evaluations (``as_of``, ``score``, ``band``; oldest
+    first); ``evaluation.trend`` is them and this one as chart points (see :func:`trend_points`). With
+    ``bands``, ``legend`` lists every band with its score range, status and action.
     """
+    late = late_lines.head(MAX_LATE_LINES).select(_late_line_columns(late_lines.columns)).to_dicts()
+    return build_supplier_context(run=run, rule_set=rule_set, evaluation=evaluation, window_start=window_start,
+                                  as_of=as_of, late=late, late_total=late_lines.height,
+                                  late_kinds=_late_kinds(late_lines), bands=bands, records=records, trend=trend)
+
+
+def _late_line_columns(present: Sequence[str]) -> list[pl.Expr]:
+    """A late line as the reports show it: its dates as ISO text, ``why`` in words (None where not known)."""
+    def column(name: str, dtype: pl.DataType) -> pl.Expr:
+        return pl.col(name).cast(dtype) if name in present else pl.lit(None, dtype).alias(name)
+
+    return [column("po_id", pl.String()), column("line_no", pl.Int64()),
+            *(column(name, pl.Date()).dt.to_string("%Y-%m-%d") for name in ("promised_date", "completed_date")),
+            column("days_late", pl.Int64()), column("why", pl.String())]
+
+
+def build_supplier_context(
+    *,
+    run: Mapping[str, Any],
+    rule_set: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+    window_start: date,
+    as_of: date,
+    late: list[dict[str, Any]],
+    late_total: int,
+    late_kinds: list[dict[str, Any]],
+    bands: Sequence[Mapping[str, Any]] | None = None,
+    records: Mapping[str, Any] | None = None,
+    trend: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """:func:`supplier_context` from the late lines already cut (at most ``MAX_LATE_LINES`` dicts, dates as
+    text), counted (``late_total``) and grouped by kind (``late_kinds``): what a run prepares for every supplier
+    at once (:func:`supplier_pieces`)."""
     band = evaluation["band"]
     if bands is not None:
         names = _band_names(bands)
@@ -141,23 +184,44 @@ def supplier_context(
             "total_weight": sum(c["weight"] for c in criteria),
             "renormalised": bool(not_measured) and evaluation["score"] is not None,
             "change": change_context(evaluation),
+            "trend": trend_points(trend or (), current={"as_of": as_of.isoformat(), "score": evaluation["score"],
+                                                        "band": band}, bands=bands),
         },
         "criteria": criteria,
-        "late_lines": [
-            {
-                "po_id": row["po_id"],
-                "line_no": row["line_no"],
-                "promised_date": _text(row["promised_date"]),
-                "completed_date": _text(row["completed_date"]),
-                "days_late": row["days_late"],
-                "why": row.get("why"),
-            }
-            for row in late_lines.head(MAX_LATE_LINES).iter_rows(named=True)
-        ],
-        "late_lines_total": late_lines.height,
-        "late_kinds": _late_kinds(late_lines),
+        "late_lines": late,
+        "late_lines_total": late_total,
+        "late_kinds": late_kinds,
         "records": dict(records) if records is not None else {"file": None, "counts": []},
+        "legend": _legend(bands, band_count) if bands is not None else [],
     }
+
+
+MAX_TREND = 8  # evaluations in a supplier report's score chart, this one included
+CHART_HEIGHT = 60  # pixels of a score of 100 in the charts
+
+
+def trend_points(previous: Sequence[Mapping[str, Any]], *, current: Mapping[str, Any],
+                 bands: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """The score chart's columns: the last ``MAX_TREND - 1`` previous scored evaluations (oldest first) and this
+    one when it has a score; each ``as_of``, ``score``, ``band``, ``colour`` (see ``band_colour``), ``height``
+    (pixels, at least 2 so a score of 0 still shows) and ``current``."""
+    names = _band_names(bands) if bands is not None else []
+    points = [dict(point, current=False) for point in previous if point.get("score") is not None]
+    points = points[-(MAX_TREND - 1):]
+    if current.get("score") is not None:
+        points.append(dict(current, current=True))
+    for point in points:
+        band = point.get("band")
+        point["as_of"] = point["as_of"] if isinstance(point["as_of"], str) else point["as_of"].isoformat()
+        point["colour"] = band_colour(band, names.index(band) if band in names else None, len(names) or None)
+        point["height"] = max(2, round(float(point["score"]) * CHART_HEIGHT / 100))
+    return points
+
+
+def _legend(bands: Sequence[Mapping[str, Any]], count: int | None) -> list[dict[str, Any]]:
+    return [{"band": band["band"], "status": band.get("status"), "action": band.get("action"),
+             "lower": band.get("lower"), "upper": band.get("upper"),
+             "colour": band_colour(band["band"], rank, count)} for rank, band in enumerate(bands)]
 
 
 # How reports name the reasons a line is not on time (rules.metrics.NOT_ON_TIME_REASONS), in the order they list them.
@@ -191,6 +255,7 @@ def digest_context(
     window_start: date,
     as_of: date,
     bands: Sequence[Mapping[str, Any]],
+    delivery_failures: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Context for the officer digest: everyone by band, status changes, the largest score changes, insufficient
     data, criteria not measured, data quality.
@@ -205,13 +270,21 @@ def digest_context(
     ``MAX_SCORE_CHANGES``); they and ``status_changes`` each have ``change``, the change and its main causes in
     one sentence, and ``change_explained``, the same without the change itself (both None without a score then
     and now, see :func:`change_context`).
+
+    ``band_chart`` is the band distribution (each band and then insufficient data: ``band``, ``status``,
+    ``count``, ``share`` 0-1, ``width`` of its bar in percent of the largest, ``colour``); ``new_cases`` the
+    status changes into probation or disqualification; ``delivery_failures`` the messages the ledger gave up on
+    (at most ``MAX_DIGEST_ROWS``; ``totals.delivery_failures`` counts them all). Every list the digest shows
+    is cut to ``limit`` rows by the template, which says how many more there are.
     """
     names = evaluated.select("supplier_id", "name")
     criterion = pl.element().struct
     partial = pl.col("criteria").list.eval(~criterion.field("measured")).list.any()
     banded = evaluated.filter(pl.col("band").is_not_null()).sort("score", "supplier_id", descending=[True, False])
     members = {
-        key[0]: frame.select("supplier_id", "name", "score", "status", "score_change", partial=partial).to_dicts()
+        key[0]: frame.select("supplier_id", "name", "score", "status", "score_change", partial=partial,
+                             on_time_rate=pl.col("metrics").struct.field("on_time_rate") if "metrics" in frame.columns
+                             else pl.lit(None, pl.Float64)).to_dicts()
         for key, frame in banded.partition_by("band", as_dict=True, maintain_order=True).items()
     }
     entries: list[dict[str, Any]] = [
@@ -242,6 +315,15 @@ def digest_context(
         row["change"], row["change_explained"] = explained.get(row["supplier_id"], (None, None))
     not_measured = _not_measured(evaluated)
     quarantine_rows = quarantine_summary.to_dicts()
+    failures = delivery_failures if delivery_failures is not None else pl.DataFrame(schema=DELIVERY_FAILURE_SCHEMA)
+    counts = [len(entry["suppliers"]) for entry in entries] + [len(insufficient)]
+    widest = max(counts, default=0) or 1
+    chart = [{"band": entry["band"], "status": entry["status"], "count": count,
+              "share": count / evaluated.height if evaluated.height else 0.0,
+              "width": max(1, round(100 * count / widest)) if count else 0,
+              "colour": band_colour(entry["band"], entry["rank"], len(bands))}
+             for entry, count in zip([*entries, {"band": None, "status": INSUFFICIENT, "rank": None}], counts,
+                                     strict=True)]
     return {
         "run": dict(run),
         "rule_set": dict(rule_set),
@@ -255,7 +337,15 @@ def digest_context(
             "quarantined_rows": int(sum(row["rows_quarantined"] for row in quarantine_rows)),
             "partially_scored": evaluated.select((partial & pl.col("score").is_not_null()).sum()).item()
             if evaluated.height else 0,
+            "delivery_failures": failures.height,
         },
+        "limit": MAX_DIGEST_ROWS,
+        "band_chart": chart,
+        "new_cases": [row for row in status_rows if row["to_status"] in ATTENTION_STATUSES],
+        "delivery_failures": failures.head(MAX_DIGEST_ROWS).with_columns(
+            pl.col("recipients").cast(pl.List(pl.String)).list.join(", ")
+            if failures.schema["recipients"] != pl.String else pl.col("recipients"),
+            pl.col("last_attempt_at").cast(pl.String).str.slice(0, 16)).to_dicts(),
         "band_count": len(bands),
         "bands": entries,
         "insufficient": insufficient,
@@ -412,3 +502,109 @@ def quarantine_summary_with_reasons(summary: pl.DataFrame, quarantine: pl.DataFr
         pl.col("top_reasons").fill_null(pl.lit([], dtype=pl.List(pl.String)))
     )
 
+
+
+def supplier_pieces(supplier_ids: pl.Series, *, late_lines: pl.DataFrame, records: pl.DataFrame,
+                    proposals: pl.DataFrame | None, actions: pl.DataFrame | None, history: pl.DataFrame | None,
+                    as_of: date) -> dict[str, dict[str, Any]]:
+    """What each supplier's report shows beyond its evaluation row, for every supplier at once (a few group-bys,
+    not a filter per supplier): ``late`` (the first ``MAX_LATE_LINES`` lines not on time, as
+    :func:`supplier_context` shows them), ``late_total``, ``late_kinds``, ``record_counts`` (rows per metric of
+    its records attachment), ``actions`` (open, as :func:`actions_context`), ``proposal`` (the latest awaiting
+    approval, or None) and ``trend`` (previous scored evaluations, oldest first: ``as_of``, ``score``, ``band``).
+    """
+    ids = pl.DataFrame({"supplier_id": supplier_ids.cast(pl.String)})
+    kinds = pl.DataFrame({"reason": list(LATE_KINDS), "kind": list(LATE_KINDS.values()),
+                          "kind_order": list(range(len(LATE_KINDS)))})
+    parts = [
+        late_lines.group_by("supplier_id", maintain_order=True).agg(
+            late=pl.struct(_late_line_columns(late_lines.columns)).head(MAX_LATE_LINES), late_total=pl.len()),
+        late_lines.group_by("supplier_id", "reason").len().join(kinds, on="reason").sort("kind_order")
+        .group_by("supplier_id", maintain_order=True).agg(late_kinds=pl.struct("kind", lines="len"))
+        if "reason" in late_lines.columns else None,
+        records.group_by("supplier_id", "metric", maintain_order=True).len()
+        .group_by("supplier_id", maintain_order=True).agg(record_counts=pl.struct("metric", rows="len")),
+    ]
+    if actions is not None and actions.height:
+        shown = pl.DataFrame(actions_context(actions, as_of=as_of))
+        parts.append(shown.group_by("supplier_id", maintain_order=True).agg(actions=pl.struct(shown.columns)))
+    if proposals is not None and proposals.height:
+        parts.append(proposals.group_by("supplier_id", maintain_order=True).agg(proposal=pl.struct(
+            pl.col("as_of").cast(pl.Date).dt.to_string("%Y-%m-%d"), "from_status", "to_status", "reason").last()))
+    if history is not None and history.height:
+        parts.append(history.filter(pl.col("score").is_not_null()).sort("supplier_id", "as_of")
+                     .group_by("supplier_id", maintain_order=True).agg(trend=pl.struct(
+                         pl.col("as_of").dt.to_string("%Y-%m-%d"), "score", "band").tail(MAX_TREND - 1)))
+    joined = ids
+    for part in parts:
+        if part is not None:
+            joined = joined.join(part, on="supplier_id", how="left")
+    by_supplier = {}
+    for row in joined.iter_rows(named=True):
+        by_supplier[row["supplier_id"]] = {
+            "late": row.get("late") or [], "late_total": row.get("late_total") or 0,
+            "late_kinds": row.get("late_kinds") or [], "record_counts": row.get("record_counts") or [],
+            "actions": row.get("actions") or [], "proposal": row.get("proposal"), "trend": row.get("trend") or [],
+        }
+    return by_supplier
+
+
+MAX_BUYER_ROWS = 25  # suppliers in a buyer message's summary table; every one is in its attached CSV
+MAX_BUYER_SECTIONS = 5  # supplier reports shown in full in a buyer message, at most (the rest are attached)
+ATTENTION_STATUSES = ("probation", "disqualified")
+
+
+def _attention(context: Mapping[str, Any]) -> str | None:
+    """Why a supplier in a buyer's message needs attention first, in words, or None."""
+    e, asl = context["evaluation"], context.get("asl") or {}
+    reasons = []
+    if e["previous_status"] is not None and e["previous_status"] != e["status"]:
+        reasons.append(f"now {e['status']}")
+    elif e["status"] in ATTENTION_STATUSES:
+        reasons.append(f"on {e['status']}" if e["status"] == "probation" else str(e["status"]))
+    if asl.get("proposal"):
+        reasons.append(f"{asl['proposal']['to_status']} awaiting approval")
+    overdue = sum(1 for action in asl.get("actions") or () if action["overdue"])
+    if overdue:
+        reasons.append(f"{overdue} overdue {'action' if overdue == 1 else 'actions'}")
+    return "; ".join(reasons) or None
+
+
+def buyer_context(buyer: str, entries: Sequence[Mapping[str, Any]], *, run: Mapping[str, Any],
+                  rule_set: Mapping[str, Any], bands: Sequence[Mapping[str, Any]], as_of: date) -> dict[str, Any]:
+    """Context for one buyer's message; ``entries`` are the report contexts of each of their suppliers. Those
+    needing attention (a status change, probation or disqualification, a change awaiting approval, an overdue
+    action) come first, then the lowest scores.
+
+    ``summary`` has at most ``MAX_BUYER_ROWS`` rows (``summary_more`` counts the others, ``summary_rows`` are
+    all of them, for the attached CSV); ``sections`` are the suppliers whose report is shown in full, the first
+    ``MAX_BUYER_SECTIONS``, each still to be given its ``html`` and ``text``; ``more`` the others.
+    """
+    names = _band_names(bands)
+    rows = []
+    for context in entries:
+        s, e = context["supplier"], context["evaluation"]
+        colour = band_colour(e["band"], names.index(e["band"]) if e["band"] in names else None, len(names))
+        rows.append({"supplier_id": s["supplier_id"], "name": s["name"], "score": e["score"], "band": e["band"],
+                     "colour": colour, "status": e["status"], "previous_status": e["previous_status"],
+                     "score_change": e["score_change"], "next_due": (context.get("asl") or {}).get("next_due"),
+                     "attention": _attention(context)})
+    rows.sort(key=lambda r: (r["attention"] is None, r["score"] is None, r["score"] or 0, r["supplier_id"]))
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", buyer.split("@")[0]).strip("._") or "buyer"
+    counts = {name: 0 for name in names}
+    for row in rows:
+        if row["band"] in counts:
+            counts[row["band"]] += 1
+    return {
+        "run": dict(run), "rule_set": dict(rule_set), "buyer": buyer, "as_of": as_of.isoformat(),
+        "window_start": entries[0]["evaluation"]["window_start"], "window_end": as_of.isoformat(),
+        "attachment": False,
+        "totals": {"suppliers": len(rows), "attention": sum(1 for row in rows if row["attention"]),
+                   "bands": [{"band": name, "count": counts[name], "colour": band_colour(name, rank, len(names))}
+                             for rank, name in enumerate(names)]},
+        "summary": rows[:MAX_BUYER_ROWS], "summary_more": max(0, len(rows) - MAX_BUYER_ROWS),
+        "summary_rows": rows, "summary_file": f"suppliers-{stem}.csv",
+        "sections": rows[:MAX_BUYER_SECTIONS], "more": rows[MAX_BUYER_SECTIONS:],
+        "more_file": f"more-reports-{stem}.zip",
+        "legend": _legend(bands, len(names)),
+    }

@@ -10,8 +10,6 @@ is recorded as failed-permanent and left alone until someone re-queues it (`outb
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -20,9 +18,10 @@ from email.parser import BytesHeaderParser
 from email.utils import parseaddr
 from pathlib import Path
 
-from reports.bundle import DataQuality, Report, RunReports, write_quality_report
+from reports.bundle import DataQuality, RunReports, write_quality_report
 from reports.delivery import DeliveryResult, OutgoingMessage, Transport, deliver_messages
 from reports.mail import compose_message
+from reports.routing import PlannedMessage, message_key, plan_messages
 from suppliers.errors import DeliveryError, StoreError
 from suppliers.runs import RunRecord
 from suppliers.store import FAILED_PERMANENT, SENDING, ClaimedMessage, MessageOutcome, PendingMessage, Store
@@ -35,41 +34,11 @@ LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class PlannedMessage:
-    """One report to one recipient, before anything is composed."""
-
-    key: str
-    recipient: str
-    report: Report
-
-
-@dataclass(frozen=True)
 class DeliveryOutcome:
     messages: int  # messages of this evaluation
     sent_now: int  # delivered by this call
     elsewhere: int  # being sent by another run at this moment
     refused_before: int = 0  # refused for good by an earlier run: not tried again (`outbox retry --include-permanent`)
-
-
-def message_key(run_key: str, kind: str, supplier_id: str | None, recipient: str) -> str:
-    """One message per evaluation, report and recipient: a new recipient gets it, no one gets it twice."""
-    identity = json.dumps([run_key, kind, supplier_id, recipient.strip().lower()])
-    return f"{kind}-{hashlib.sha256(identity.encode()).hexdigest()[:32]}"
-
-
-def plan_messages(reports: RunReports, *, run: RunRecord, officers: Sequence[str],
-                  requested: Sequence[str] = ()) -> list[PlannedMessage]:
-    """Who gets what: the digest to the officers, each report to the supplier's buyer; or all to ``requested``.
-
-    A what-if run goes only to whoever asked for it: owners and officers act on the rules in force.
-    """
-    digest_to = requested or (officers if run.changes_asl else ())
-    planned = [PlannedMessage(message_key(run.run_key, "digest", None, to), to, reports.digest) for to in digest_to]
-    for report in reports.suppliers:
-        report_to = requested or ((report.owner_email,) if run.changes_asl and report.owner_email else ())
-        planned += [PlannedMessage(message_key(run.run_key, "supplier", report.supplier_id, to), to, report)
-                    for to in report_to]
-    return planned
 
 
 def compose_messages(planned: Sequence[PlannedMessage], *, sender: str) -> list[PendingMessage]:

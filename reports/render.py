@@ -19,20 +19,27 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import css_inline
 import jinja2
+
+from reports.inline import CHAIN_GLOBAL, Element, Stylesheet, inline_template
 
 __all__ = [
     "Rendered",
     "render_supplier_report",
     "render_digest",
+    "render_supplier_html",
+    "render_supplier_text",
+    "supplier_sections_html",
+    "LazyRendered",
+    "render_buyer_message",
+    "buyer_subject",
     "supplier_report_subject",
     "digest_subject",
     "format_value",
@@ -40,6 +47,7 @@ __all__ = [
 ]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+STYLESHEET = "_email.css"  # the one stylesheet of every HTML report, inlined into the templates when they load
 DASH = "—"
 MAX_LATE_LINES = 25
 LETTER_BANDS = ("A", "B", "C", "D")  # the classic names keep their fixed colours
@@ -58,6 +66,59 @@ class Rendered:
 def render_supplier_report(context: Mapping[str, Any]) -> Rendered:
     """Render one supplier's evaluation report."""
     return _render("supplier_report", context)
+
+
+SECTIONS_START, SECTIONS_END = "<!--supplier-sections-->", "<!--/supplier-sections-->"
+
+
+def render_supplier_html(context: Mapping[str, Any]) -> str:
+    """One supplier's report, the HTML document alone (the report file; its text part is made when mailed)."""
+    return _unquote(_template("supplier_report.html.j2", context))
+
+
+def render_supplier_text(context: Mapping[str, Any], *, sections_only: bool = False) -> str:
+    """One supplier's report as plain text; its sections alone (no title, audit or legend) for a buyer message."""
+    return _template("_supplier_body.txt.j2" if sections_only else "supplier_report.txt.j2", context)
+
+
+def supplier_sections_html(document: str) -> str:
+    """The sections of a rendered supplier report (what a buyer message shows of it), cut out of the document."""
+    start = document.index(SECTIONS_START) + len(SECTIONS_START)
+    return document[start:document.index(SECTIONS_END, start)]
+
+
+class LazyRendered(Rendered):
+    """A rendering made when it is first read (when a message is composed), then kept."""
+
+    def __init__(self, make: Callable[[], Rendered]) -> None:  # noqa: D107 - frozen: set through object
+        object.__setattr__(self, "_make", make)
+        object.__setattr__(self, "_made", None)
+
+    def _rendered(self) -> Rendered:
+        if self._made is None:
+            object.__setattr__(self, "_made", self._make())
+        return self._made
+
+    @property
+    def html(self) -> str:  # type: ignore[override]
+        return self._rendered().html
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return self._rendered().text
+
+
+def render_buyer_message(context: Mapping[str, Any]) -> Rendered:
+    """A buyer's message: the summary of all their suppliers, then each supplier's report sections."""
+    return _render("buyer", context)
+
+
+def buyer_subject(context: Mapping[str, Any]) -> str:
+    """E.g. ``Supplier evaluations as of 2026-06-30: 72 suppliers, 3 need attention``. Always one line."""
+    count, attention = context["totals"]["suppliers"], context["totals"]["attention"]
+    return _one_line(f"{_what_if(context)}Supplier evaluations as of {context['as_of']}: {count} "
+                     f"{_plural(count, 'supplier')}" + (f", {attention} {_plural(attention, 'needs', 'need')} "
+                                                         "attention" if attention else ""))
 
 
 def render_digest(context: Mapping[str, Any]) -> Rendered:
@@ -223,10 +284,30 @@ def _plural(count: Any, singular: str, plural: str | None = None) -> str:
 # ---- environment --------------------------------------------------------------------------------------
 
 
+class _InliningLoader(jinja2.FileSystemLoader):
+    """Loads ``*.html.j2`` templates with ``_email.css`` already inlined into their tags (see reports.inline)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.sheet = Stylesheet((folder / STYLESHEET).read_text(encoding="utf-8"), name=STYLESHEET)
+        self.chains: list[tuple[Element, ...]] = []
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str | None, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if template.endswith(".html.j2"):
+            source = inline_template(source, self.sheet, self.chains)
+        return source, filename, uptodate
+
+    def style(self, chain_index: int, tag: str, classes: str) -> str:
+        """The style of an element whose classes are known only when rendering."""
+        return self.sheet.style_of((*self.chains[chain_index], (tag, frozenset(str(classes).split()))))
+
+
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
+    loader = _InliningLoader(TEMPLATE_DIR)
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        loader=loader,
         # select_autoescape() matches name endings: its defaults leave "x.html.j2" (ends ".j2") unescaped; *.txt.j2 raw.
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html", "htm", "xml", "html.j2"),
@@ -235,6 +316,7 @@ def _environment() -> jinja2.Environment:
             default=True,
         ),
         undefined=jinja2.StrictUndefined,
+        auto_reload=False,  # the templates ship with the code: no stat of every template at every render
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -254,13 +336,16 @@ def _environment() -> jinja2.Environment:
         plural=_plural,
     )
     env.globals.update(MAX_LATE_LINES=MAX_LATE_LINES, DASH=DASH)
+    env.globals[CHAIN_GLOBAL] = loader.style
     return env
 
 
-@lru_cache(maxsize=1)
-def _inliner() -> css_inline.CSSInliner:
-    # Never fetch anything: reports are rendered offline and must not touch the network.
-    return css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False, keep_link_tags=False)
+def _template(name: str, context: Mapping[str, Any]) -> str:
+    try:
+        return _environment().get_template(name).render(dict(context))
+    except jinja2.UndefinedError as exc:
+        exc.add_note(f"while rendering reports/templates/{name}: the context is missing a key the template uses")
+        raise
 
 
 def _render(name: str, context: Mapping[str, Any]) -> Rendered:
@@ -274,4 +359,9 @@ def _render(name: str, context: Mapping[str, Any]) -> Rendered:
             f"while rendering reports/templates/{name}: the context is missing a key the template uses"
         )
         raise
-    return Rendered(html=_inliner().inline(html), text=text)
+    return Rendered(html=_unquote(html), text=text)
+
+
+def _unquote(html: str) -> str:
+    # Every attribute in the templates is double-quoted, so an apostrophe needs no escaping: it reads as itself.
+    return html.replace("&#39;", "'")

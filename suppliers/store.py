@@ -676,6 +676,24 @@ class Store:
         return (frame.unique(["supplier_id", "as_of"], keep="first", maintain_order=True)
                 .group_by("supplier_id", maintain_order=True).head(limit))
 
+    def score_history(self, *, as_of: date, excluding_run_key: str, limit: int = 7) -> pl.DataFrame:
+        """The latest ``limit`` scored official evaluations of each supplier before ``as_of``, one per as-of date
+        (supplier_id, as_of, score, band): what a supplier report's score chart shows before this evaluation."""
+        e = evaluations.c
+        ranked = (
+            sa.select(e.supplier_id, e.as_of, e.score, e.band, sa.func.row_number().over(
+                partition_by=e.supplier_id, order_by=(e.as_of.desc(), e.id.desc())).label("rank"))
+            .join(runs, runs.c.run_id == e.run_id)
+            .where(e.run_key != excluding_run_key, e.as_of < as_of, e.score.is_not(None), runs.c.changes_asl)
+            .subquery()
+        )
+        query = sa.select(ranked.c.supplier_id, ranked.c.as_of, ranked.c.score, ranked.c.band).where(
+            ranked.c.rank <= limit * 3)
+        frame = self._frame(query, schema={"supplier_id": pl.String, "as_of": pl.Date, "score": pl.Float64,
+                                           "band": pl.String})
+        return (frame.unique(["supplier_id", "as_of"], keep="first", maintain_order=True)
+                .group_by("supplier_id", maintain_order=True).head(limit))
+
     def last_scored(self, *, as_of: date) -> pl.DataFrame:
         """Per supplier, the as-of date of its latest scored official evaluation before ``as_of``
         (``last_scored_before``) and on or before it (``last_scored``): what the re-evaluation schedule runs on."""

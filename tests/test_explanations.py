@@ -181,7 +181,7 @@ def run_record() -> RunRecord:
                      rule_set_hash=RULES.content_hash, input_fingerprint="f" * 64, code_version="0.1.0")
 
 
-def test_each_supplier_gets_its_records_next_to_its_report_and_attached(tmp_path: Path) -> None:
+def test_each_supplier_gets_its_records_attached_and_the_run_folder_holds_them_all(tmp_path: Path) -> None:
     # S1 is the hand-computed supplier of tests/test_metrics.py; S2 has no order line and no receipt.
     lines = LINES.with_columns(po_id=pl.when(pl.col("po_id") == "P3").then(pl.lit("=HYPERLINK(1)"))
                                .otherwise("po_id"))
@@ -204,7 +204,10 @@ def test_each_supplier_gets_its_records_next_to_its_report_and_attached(tmp_path
     assert records_file_name("S1") == "records-S1.csv"
     [(name, content, mime)] = s1.attachments
     assert (name, mime) == ("records-S1.csv", "text/csv")
-    assert (tmp_path / "suppliers" / "records-S1.csv").read_bytes() == content
+    everyone = pl.read_csv(tmp_path / "records.csv", infer_schema_length=0)  # the run's folder: one file for all
+    assert everyone.filter(pl.col("supplier_id") == "S1").drop("supplier_id").equals(
+        pl.read_csv(content, infer_schema_length=0))
+    assert not (tmp_path / "suppliers" / "records-S1.csv").exists() and (tmp_path / "suppliers" / "S1.html").exists()
     written = pl.read_csv(content, infer_schema_length=0)
     assert written.columns == [c for c in metrics.RECORD_SCHEMA if c != "supplier_id"]
     assert written.group_by("metric", maintain_order=True).len().rows() == [
@@ -221,5 +224,5 @@ def test_each_supplier_gets_its_records_next_to_its_report_and_attached(tmp_path
     assert "- 3 rows for On-time delivery rate" in text and "- 3 rows for Rejected parts per million" in text
     assert "Attached as <strong>records-S1.csv</strong>" in html
 
-    assert s2.attachments == () and not (tmp_path / "suppliers" / "records-S2.csv").exists()
+    assert s2.attachments == () and everyone.filter(pl.col("supplier_id") == "S2").height == 0
     assert "nothing is attached" in s2.rendered.text and "nothing is attached" in s2.rendered.html

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -60,23 +61,29 @@ def test_nightly_flow_scores_stores_and_emails_everyone_once(workspace: Path) ->
         assert summary.bands["insufficient data"] >= 2  # the generator's sparse suppliers
         assert summary.bands["A"] > summary.bands["D"] > 0
 
+        # the default routing: one message per buyer (owner_email) with all their suppliers, names escaped in HTML
+        owners = active.group_by("owner_email").agg("name").sort("owner_email")
         messages = recorder.messages()
-        assert len(messages) == active.height + 1 == summary.messages_delivered_now
+        assert len(messages) == owners.height + 1 == summary.messages_delivered_now
         digests = [m for m in messages if m["Subject"].startswith("Supplier evaluation digest")]
         assert len(digests) == 1 and digests[0]["To"] == "qm@example.org"
         assert digests[0]["Subject"] == f"Supplier evaluation digest as of {SAMPLE_END}: {active.height} suppliers"
         digest_text, digest_html = parts(digests[0])
         assert "Band A" in digest_text and "<table" in digest_html
 
-        # each supplier report goes to the supplier's buyer (owner_email), names escaped in HTML only
-        reports = {m["Subject"]: m for m in messages if m not in digests}
-        owners = dict(active.select("name", "owner_email").iter_rows())
-        for name, owner in owners.items():
-            subject = next(s for s in reports if f": {name} (" in s)
-            assert reports[subject]["To"] == owner
-        tricky = next(m for s, m in reports.items() if HTML_FIXTURE_NAME in s)
+        to_buyers = {m["To"]: m for m in messages if m not in digests}
+        assert sorted(to_buyers) == owners["owner_email"].to_list()
+        for owner, names in owners.iter_rows():
+            message = to_buyers[owner]
+            count = f"{len(names)} supplier" + ("s" if len(names) > 1 else "")
+            assert re.fullmatch(rf"Supplier evaluations as of {SAMPLE_END}: {count}(, \d+ needs? attention)?",
+                                message["Subject"])
+            text, _ = parts(message)
+            assert all(name[:30] in text for name in names)  # every supplier in the summary (names cut at 30)
+            attached = {part.get_filename() for part in message.iter_attachments()}
+            assert any(name.startswith("suppliers-") and name.endswith(".csv") for name in attached)
+        tricky = next(m for m in to_buyers.values() if HTML_FIXTURE_NAME in parts(m)[0])
         text, html = parts(tricky)
-        assert HTML_FIXTURE_NAME in text
         assert "Smith &amp; Sons &lt;Precision&gt; Ltd" in html and "<Precision>" not in html
         for envelope_from, rcpt_tos, _ in recorder.envelopes:
             assert envelope_from == "supplier-eval@example.org" and len(rcpt_tos) == 1
@@ -85,7 +92,7 @@ def test_nightly_flow_scores_stores_and_emails_everyone_once(workspace: Path) ->
         again = run("nightly", config)
         assert again.run_key == summary.run_key and again.already_recorded
         assert again.evaluations_added == 0 and again.messages_delivered_now == 0
-        assert len(recorder.envelopes) == active.height + 1
+        assert len(recorder.envelopes) == owners.height + 1
 
     store = Store(f"sqlite:///{workspace / 'store' / 'supplier-eval.db'}")
     try:
@@ -151,8 +158,11 @@ def test_bad_rows_are_quarantined_and_the_run_goes_on(workspace: Path) -> None:
     assert any("S9999" in reason for reason in quarantine["reason"].to_list())
     digest_text = (Path(summary.reports_dir) / "digest.txt").read_text(encoding="utf-8")
     assert "purchase_order_lines.csv" in digest_text
-    # no SMTP configured: the messages are .eml files in the outbox folder
-    assert len(list((workspace / "outbox").glob("*.eml"))) == summary.messages == summary.suppliers_evaluated + 1
+    # no SMTP configured: the messages are .eml files in the outbox folder, the digest and one per buyer
+    active = pl.read_csv(workspace / "data" / "suppliers.csv").filter(pl.col("active"))
+    assert summary.suppliers_evaluated == active.height
+    buyers = active["owner_email"].drop_nulls().n_unique()
+    assert len(list((workspace / "outbox").glob("*.eml"))) == summary.messages == buyers + 1
 
 
 def test_a_bad_file_stops_the_run_and_is_recorded_as_failed(workspace: Path) -> None:
@@ -228,7 +238,8 @@ def test_scores_through_the_real_flow_match_the_hand_computed_ones(tmp_path: Pat
     # Both are new to the ASL, so both start as pending: their first scores set their status.
     write_hand_made_data(tmp_path / "data")
     config = tmp_path / "supplier-eval.toml"
-    config.write_text('[store]\nurl = "sqlite:///s.db"\n[mail]\nofficers = ["qm@example.org"]\n', encoding="utf-8")
+    config.write_text('[store]\nurl = "sqlite:///s.db"\n[mail]\nofficers = ["qm@example.org"]\n'
+                      '[routing]\nsupplier_reports = "per_supplier"\n', encoding="utf-8")  # each report on its own
     summary = run("nightly", config)
     assert summary.bands == {"A": 1, "B": 0, "C": 0, "D": 1, "insufficient data": 0}
     with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
@@ -307,7 +318,8 @@ def test_a_crash_after_storing_sends_every_message_exactly_once_on_the_re_run(
     monkeypatch.setattr(pipeline, "deliver", real_deliver)
     summary = run("nightly", workspace / "supplier-eval.toml")
     assert summary.already_recorded  # the evaluations were kept from the crashed run
-    assert summary.messages_delivered_now == summary.messages == summary.suppliers_evaluated + 1
+    buyers = pl.read_csv(workspace / "data" / "suppliers.csv").filter(pl.col("active"))["owner_email"].n_unique()
+    assert summary.messages_delivered_now == summary.messages == buyers + 1  # the digest and one per buyer
     again = run("nightly", workspace / "supplier-eval.toml")
     assert again.messages_delivered_now == 0
     assert len(list((workspace / "outbox").glob("*.eml"))) == summary.messages
@@ -455,6 +467,9 @@ def test_a_supplier_report_carries_its_records_and_the_change_since_the_previous
     import email
     import email.policy
 
+    config = workspace / "supplier-eval.toml"
+    config.write_text(config.read_text(encoding="utf-8") + '[routing]\nsupplier_reports = "per_supplier"\n',
+                      encoding="utf-8")
     earlier = SAMPLE_END - timedelta(days=91)
     run("adhoc", workspace / "supplier-eval.toml", as_of_override=earlier)  # official: the rules in force
     for old in (workspace / "outbox").glob("*.eml"):
@@ -466,7 +481,9 @@ def test_a_supplier_report_carries_its_records_and_the_change_since_the_previous
     attached = {part.get_filename(): part.get_content() for m in reports for part in m.iter_attachments()}
     assert attached and all(name.startswith("records-") and name.endswith(".csv") for name in attached)
     folder = Path(summary.reports_dir) / "suppliers"
-    assert {p.name for p in folder.glob("records-*.csv")} == set(attached)
+    everyone = pl.read_csv(Path(summary.reports_dir) / "records.csv", infer_schema_length=0)  # all in one file
+    assert {f"records-{supplier}.csv" for supplier in everyone["supplier_id"].unique()} == set(attached)
+    assert not list(folder.glob("records-*.csv"))
     header = next(iter(attached.values())).splitlines()[0]
     assert header.startswith("metric,why,po_id,line_no,receipt_id,")
     texts = [parts(m)[0] for m in reports]
@@ -526,7 +543,8 @@ def test_two_d_evaluations_a_scar_an_approval_from_the_cli_and_a_manual_decision
 
     write_hand_made_data(tmp_path / "data")
     config = tmp_path / "supplier-eval.toml"
-    config.write_text('[store]\nurl = "sqlite:///s.db"\n[mail]\nofficers = ["qm@example.org"]\n', encoding="utf-8")
+    config.write_text('[store]\nurl = "sqlite:///s.db"\n[mail]\nofficers = ["qm@example.org"]\n'
+                      '[routing]\nsupplier_reports = "per_supplier"\n', encoding="utf-8")  # each report on its own
     url = f"sqlite:///{tmp_path / 's.db'}"
     first = run("nightly", config)  # H2's first D: probation, and a SCAR for it
     assert (first.status_changes, first.actions_raised) == (2, 1)
@@ -537,9 +555,15 @@ def test_two_d_evaluations_a_scar_an_approval_from_the_cli_and_a_manual_decision
     second = run("adhoc", config, as_of_override=date(2026, 7, 31), suppliers=("H2",))
     assert (second.status_changes, second.proposals, second.awaiting_approval) == (0, 1, 1)
     digest = (Path(second.reports_dir) / "digest.txt").read_text(encoding="utf-8")
-    top = digest.split("Suppliers evaluated")[0]
+    top = digest.split("Status changes\n--------------")[0]
     assert "AWAITING YOUR APPROVAL" in top and "- Tardy & Co (H2): probation -> disqualified, as of 2026-07-31." in top
-    report = (Path(second.reports_dir) / "suppliers" / "H2.txt").read_text(encoding="utf-8")
+    import email
+    import email.policy
+
+    mailed = [email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+              for path in (tmp_path / "outbox").glob("*.eml")]
+    [h2] = [m for m in mailed if "(H2) as of 2026-07-31" in str(m["Subject"])]
+    report = parts(h2)[0]  # the text part, as the buyer reads it
     assert "Awaiting       probation -> disqualified, proposed as of 2026-07-31" in report
     assert "SCAR-0001 Corrective action request (SCAR), raised 2026-06-30, due 2026-07-30 (OVERDUE)" in report
 

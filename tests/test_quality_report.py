@@ -317,7 +317,7 @@ def test_validate_report_writes_html_and_text_and_creates_no_store(workspace: Pa
     assert "receipts.csv" in out and "1 quarantined" in out  # the command's own output is kept
     assert f"Data-quality report written to {report}" in out
     html, text = report.read_text(encoding="utf-8"), report.with_suffix(".txt").read_text(encoding="utf-8")
-    assert '&lt;b&gt;soon&lt;/b&gt; &amp; "later"' in html and "<b>soon" not in html
+    assert '&lt;b&gt;soon&lt;/b&gt; &amp; &#34;later&#34;' in html and "<b>soon" not in html
     assert '"<b>soon</b> & "later""' in text
     assert "received_date: not a date" in text and "the store does not exist" in text
     assert not (workspace / "store").exists()  # validate never creates the store

@@ -128,14 +128,21 @@ def supplier_report(what_if: bool, *, insufficient: bool = False) -> dict[str, A
 
 def digest(what_if: bool, *, empty: bool = False) -> dict[str, Any]:
     supplier = {"supplier_id": "S-001", "name": "Acme", "score": 91.0, "status": "approved", "score_change": 1.0,
-                "partial": True}
+                "partial": True, "on_time_rate": 0.95}
     return {
         "run": {**RUN, "what_if": what_if},
         "rule_set": RULE_SET,
         "as_of": "2026-11-24", "window_start": "2025-11-24", "window_end": "2026-11-24",
         "totals": {"suppliers_evaluated": 0 if empty else 2, "insufficient_data": 0 if empty else 1,
                    "status_changes": 0 if empty else 1, "quarantined_rows": 0 if empty else 3,
-                   "partially_scored": 0 if empty else 1},
+                   "partially_scored": 0 if empty else 1, "delivery_failures": 0},
+        "limit": 15,
+        "band_chart": [] if empty else [
+            {"band": "A", "status": "approved", "count": 1, "share": 0.5, "width": 100, "colour": "0"},
+            {"band": "B", "status": "disqualified", "count": 0, "share": 0.0, "width": 0, "colour": "3"},
+            {"band": None, "status": "insufficient data", "count": 1, "share": 0.5, "width": 100, "colour": "none"}],
+        "new_cases": [],
+        "delivery_failures": [],
         "band_count": 2,
         "bands": [] if empty else [
             {"band": "A", "status": "approved", "action": "Keep.", "rank": 0, "suppliers": [supplier]},
