@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import SAMPLE_END
-from smtp_support import HOST, Recorder, free_port, smtp_server
+from smtp_support import HOST, Recorder, RefusingRecipient, free_port, smtp_server
 
 from flows.params import RunParameters
 from suppliers.errors import DataQualityError, DeliveryError, SourceError
@@ -586,3 +586,33 @@ def test_two_d_evaluations_a_scar_an_approval_from_the_cli_and_a_manual_decision
     assert main(["asl", "--config", str(config)]) == 0
     h2 = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("H2 "))
     assert "conditional" in h2 and "proposed: disqualified (awaiting approval)" in h2 and "BLOCK-0002" in h2
+
+
+def test_a_message_refused_for_good_is_shown_in_the_next_digest_once(workspace: Path) -> None:
+    owners = pl.read_csv(workspace / "data" / "suppliers.csv").filter(pl.col("active"))["owner_email"].unique().sort()
+    refused = owners[0]
+    handler = RefusingRecipient(refused)
+    with smtp_server(handler) as controller:
+        config = smtp_settings(workspace, controller.port)
+        with pytest.raises(DeliveryError, match="refused for good"):
+            run("adhoc", config)
+        assert handler.refusals == 1
+        first_digest = next(m for m in handler.messages() if m["Subject"].startswith("Supplier evaluation digest"))
+        assert "DELIVERY FAILURES" not in parts(first_digest)[0]  # refused after this digest went out
+        handler.refused = "nobody@example.org"  # the buyer's mailbox works again for new mail
+
+        def digest_of(as_of: date) -> tuple[str, str]:
+            before = len(handler.messages())
+            run("adhoc", config, as_of_override=as_of)  # an official evaluation: the digest goes to the officers
+            new = handler.messages()[before:]
+            return parts(next(m for m in new if m["Subject"].startswith("Supplier evaluation digest")))
+
+        text, html = digest_of(SAMPLE_END + timedelta(days=1))
+        assert "DELIVERY FAILURES" in text and "1 message was refused for good" in text
+        assert f"to {refused}: 1 attempt, " in text and "550" in text
+        assert re.search(r"<h2[^>]*>Delivery failures</h2>", html) and refused in html
+        # the refused message was not tried again: the buyer got only this evaluation's new message
+        assert sum(m["To"] == refused for m in handler.messages()) == 1
+
+        text, _ = digest_of(SAMPLE_END + timedelta(days=2))
+        assert "DELIVERY FAILURES" not in text  # reported once; `supplier-eval outbox` still lists it
