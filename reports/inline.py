@@ -71,10 +71,11 @@ def _split_at_rules(css: str, name: str) -> tuple[str, tuple[str, ...]]:
     position = 0
     while (start := css.find("@", position)) >= 0:
         plain.append(css[position:start])
-        depth, end = 0, css.find("{", start)
-        if end < 0:
+        opening = css.find("{", start)
+        if opening < 0:
             raise ValueError(f"{name}: {css[start:start + 40].strip()!r} has no block")
-        for end in range(end, len(css)):
+        depth = 0
+        for end in range(opening, len(css)):
             depth += {"{": 1, "}": -1}.get(css[end], 0)
             if depth == 0:
                 break
