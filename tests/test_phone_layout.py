@@ -18,6 +18,7 @@ from test_quality_report import context as quality_report
 from test_templates import digest, supplier_report
 
 from reports.context import buyer_context
+from reports.evidence import _environment as evidence_environment
 from reports.quality import render_quality_report
 from reports.render import (
     render_buyer_message,
@@ -168,3 +169,21 @@ def test_a_hidden_column_is_hidden_in_every_row_so_the_other_columns_stay_in_lin
         # ... and on a phone the same four: the 3rd and 4th columns (evidence, weight) are hidden in every row.
         starts = [sum(colspans[:i]) for i in range(len(cells))]
         assert [starts[i] for i in hidden] == [2, 3], row
+
+
+def evidence_page(columns: int) -> str:
+    section = {"id": "asl", "title": "Approved supplier list", "about": "", "count": 1, "note": None,
+               "columns": [{"label": f"c{i}", "mono": False, "number": False, "date": False, "long": False}
+                           for i in range(columns)], "rows": [tuple(f"v{i}" for i in range(columns))]}
+    return evidence_environment().get_template("evidence.html.j2").render(
+        start="2026-01-01", end="2026-06-30", generated_at="2026-07-01 00:00 UTC", code_version="0", organisation=None,
+        scope=None, store="the store", sections=[section], empty=False, rule_texts=[])
+
+
+def test_a_wide_evidence_table_says_on_a_phone_that_it_scrolls_and_keeps_its_first_column_in_view() -> None:
+    wide, narrow = evidence_page(9), evidence_page(3)
+    assert "9 columns: the table scrolls sideways, its first column stays." in wide
+    assert "scrolls sideways" not in narrow.split("</style>")[1]
+    phone = " ".join(wide[wide.index("@media (max-width: 640px)"):wide.index("@page")].split())
+    assert ".swipe { display: block; }" in phone and "position: sticky; left: 0;" in phone
+    assert ".swipe { display: none;" in wide.split("@media")[0], "hidden on a wider screen and in print"
