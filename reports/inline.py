@@ -8,7 +8,11 @@ order in the file; a ``style=""`` written in the template wins). A class that is
 (``class="badge band-{{ bk }}"``) becomes a ``style`` computed when rendering, from the same rules, cached.
 
 The stylesheet may use element, class and ``element.class`` selectors and descendants of them (``.data th``),
-which is all an email can rely on anyway; anything else is refused when the templates load.
+which is all an email can rely on anyway; anything else is refused when the templates load. Its ``@media`` blocks
+(the phone layout) cannot be inlined: they are kept as written in a ``<style>`` block at the end of the template's
+``<head>``, with ``!important`` on each declaration to beat the inlined styles, as an inliner's ``keep_at_rules``
+would keep them. Clients that honour a head ``<style>`` (Apple Mail, Gmail, most phone apps) apply them; the others
+show the desktop layout.
 """
 
 from __future__ import annotations
@@ -60,12 +64,42 @@ def _compound_matches(compound: tuple[str | None, frozenset[str]], element: Elem
     return (tag is None or tag == element[0]) and classes <= element[1]
 
 
+def _split_at_rules(css: str, name: str) -> tuple[str, tuple[str, ...]]:
+    """The stylesheet without its ``@...{ ... }`` blocks, and those blocks as written (braces may nest)."""
+    plain: list[str] = []
+    blocks: list[str] = []
+    position = 0
+    while (start := css.find("@", position)) >= 0:
+        plain.append(css[position:start])
+        opening = css.find("{", start)
+        if opening < 0:
+            raise ValueError(f"{name}: {css[start:start + 40].strip()!r} has no block")
+        depth = 0
+        for end in range(opening, len(css)):
+            depth += {"{": 1, "}": -1}.get(css[end], 0)
+            if depth == 0:
+                break
+        else:
+            raise ValueError(f"{name}: {css[start:start + 40].strip()!r} is not closed")
+        block = " ".join(css[start:end + 1].split())
+        if not block.startswith("@media "):
+            raise ValueError(f"{name}: only @media blocks can be kept for mail, not {block.split()[0]!r}")
+        blocks.append(block)
+        position = end + 1
+    plain.append(css[position:])
+    return "".join(plain), tuple(blocks)
+
+
 class Stylesheet:
-    """The rules of one stylesheet, and the ``style`` attribute they give an element in its ancestors' chain."""
+    """The rules of one stylesheet, and the ``style`` attribute they give an element in its ancestors' chain.
+
+    ``kept`` is its ``@media`` blocks, as written: what goes into the ``<style>`` block of a document's head.
+    """
 
     def __init__(self, css: str, *, name: str = "stylesheet") -> None:
         rules = []
-        for match in _RULE.finditer(_COMMENT.sub("", css)):
+        css, self.kept = _split_at_rules(_COMMENT.sub("", css), name)
+        for match in _RULE.finditer(css):
             declarations = tuple(
                 # Single quotes: the declarations go into a double-quoted style="" attribute.
                 (prop.strip().lower(), value.strip().replace('"', "'"))
@@ -154,7 +188,12 @@ def inline_template(source: str, sheet: Stylesheet, chains: list[tuple[Element, 
         elif tag not in _VOID and not tag_match[4]:
             stack.append(element)
     out.append(masked[position:])
-    return _MASK.sub(lambda m: masked_parts[int(m[1])], "".join(out))
+    inlined = _MASK.sub(lambda m: masked_parts[int(m[1])], "".join(out))
+    if sheet.kept and "</head>" in inlined:
+        # Raw: the template engine must not read the CSS; one block, so a client that drops it drops all of it.
+        kept = "{% raw %}<style>\n" + "\n".join(sheet.kept) + "\n</style>{% endraw %}\n"
+        inlined = inlined.replace("</head>", kept + "</head>", 1)
+    return inlined
 
 
 def _class_expression(value: str, masked_parts: list[str]) -> str:

@@ -4,6 +4,7 @@ refused."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from html.parser import HTMLParser
 from typing import Any
@@ -37,7 +38,14 @@ def inlined_afterwards(name: str, context: Mapping[str, Any]) -> str:
     html = plain.get_template(name).render(dict(context))
     css = (TEMPLATE_DIR / STYLESHEET).read_text(encoding="utf-8")
     html = html.replace("</head>", f"<style>{css}</style></head>", 1)
-    return css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False).inline(html)
+    return css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False, keep_at_rules=True).inline(html)
+
+
+def head_style(html: str) -> str:
+    """The text of the document's <style> block, blanks collapsed."""
+    match = re.search(r"<head>.*<style>(.*?)</style>.*</head>", html, re.S)
+    assert match, "a <style> block in the head"
+    return " ".join(match[1].split())
 
 
 CASES: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
@@ -49,11 +57,15 @@ CASES: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
 @pytest.mark.parametrize("case", CASES)
 def test_every_element_gets_the_styles_an_inliner_would_give_it(case: str) -> None:
     name, context = CASES[case]
-    ours = Styles(_environment().get_template(name).render(context())).elements
-    theirs = [e for e in Styles(inlined_afterwards(name, context())).elements if e[0] not in ("tbody", "style")]
+    ours_html, theirs_html = _environment().get_template(name).render(context()), inlined_afterwards(name, context())
+    ours = [e for e in Styles(ours_html).elements if e[0] != "style"]
+    theirs = [e for e in Styles(theirs_html).elements if e[0] not in ("tbody", "style")]
     assert len(ours) == len(theirs) > 100
     assert [e for e in ours if e[1]], "the report is styled"
     assert ours == theirs
+    # The phone layout (@media) cannot be inlined: it is kept in the head, as the inliner keeps it.
+    assert head_style(ours_html) == head_style(theirs_html)
+    assert head_style(ours_html).startswith("@media only screen and (max-width: 480px) {")
 
 
 def test_a_selector_mail_clients_do_not_support_is_refused_when_the_templates_load() -> None:
