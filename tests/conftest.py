@@ -153,16 +153,25 @@ def prefect_harness() -> Iterator[str]:
     A test that runs the real command in a subprocess passes the URL on as PREFECT_API_URL, so the child
     uses this server instead of starting a temporary one of its own.
     """
+    from urllib.parse import urlsplit
+
     from prefect.context import _temporary_global_settings_context, get_settings_context
+    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     url = _PREFECT_SERVER.wait()
+    # A flow run finds this server, not a second one (Prefect keeps its temporary server here). In the worker
+    # that started it, that is the server itself; in the others a stand-in this worker never starts or stops.
+    server = SubprocessASGIServer(port=urlsplit(url).port)
+    server.running = True
+    SubprocessASGIServer._instances[None] = server
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}), \
                 _temporary_global_settings_context(get_settings_context()):
             yield url
     finally:
         _drain_prefect_workers()  # as Prefect's own harness does: no log or event left to send to a stopped server
+        SubprocessASGIServer._instances.pop(None, None)
         _PREFECT_SERVER.release()
 
 
