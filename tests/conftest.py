@@ -141,6 +141,14 @@ class _PrefectServer:
 _PREFECT_SERVER = _PrefectServer()
 
 
+# The longest tests, started first: a long test dealt out last keeps one worker busy while the other waits.
+_LONGEST_FIRST = ("test_serve.py::test_serve_comes_up_alone", "test_shards.py::test_shards_on_a_local_dask_cluster")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not any(name in item.nodeid for name in _LONGEST_FIRST))  # stable: same order in each
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     if any("prefect_harness" in getattr(item, "fixturenames", ()) for item in session.items):
         _PREFECT_SERVER.boot()
