@@ -8,6 +8,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -32,8 +33,18 @@ runtime.configure()
 SAMPLE_END = date(2026, 6, 30)
 
 
+@pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _PREFECT_SERVER.release()  # a worker that booted it but ran no test needing it lets go too
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # the process that made the shared folder, after its workers
+        shutil.rmtree(_SHARED_DIR, ignore_errors=True)
+
+
+# Shared by the session's processes (pytest -n 2: both workers inherit it from the process that starts them).
+if "SUPPLIER_EVAL_TESTS_SHARED" not in os.environ:
+    os.environ["SUPPLIER_EVAL_TESTS_SHARED"] = tempfile.mkdtemp(prefix="supplier-eval-shared-")
+_SHARED_DIR = Path(os.environ["SUPPLIER_EVAL_TESTS_SHARED"])
 
 
 class _PrefectServer:
@@ -41,12 +52,18 @@ class _PrefectServer:
 
     Starting it (a fresh database, its migrations) takes about ten seconds; the tests that do not need it run
     meanwhile, so the suite does not wait for it. It is the server Prefect's own test harness starts, on a
-    database of its own in the session folder.
+    PostgreSQL database of its own. With several workers, the first to get there starts it and the
+    others use it, so each can take any test; its starter stops it only once every other worker is done with it.
     """
 
     def __init__(self) -> None:
         self.thread: threading.Thread | None = None
-        self.server: object = None
+        self.url: str | None = None
+        self.server: object = None  # set in the worker that started it, which alone stops it
+        self.owned = ExitStack()  # its database server, in that worker
+        self.users: object = None
+        self.done = False
+        self.guard = threading.Lock()
         self.error: BaseException | None = None
 
     def boot(self) -> None:
@@ -55,44 +72,85 @@ class _PrefectServer:
             self.thread.start()
 
     def _start(self) -> None:
-        try:
-            from prefect.server.api.server import SubprocessASGIServer
-            from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+        import fcntl
 
-            database = f"sqlite+aiosqlite:///{_SESSION_DIR / 'prefect-test.db'}"
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
-            with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
-                server = SubprocessASGIServer(port=port)
-                server.start(timeout=90)
-            self.server = server
+        try:
+            with (_SHARED_DIR / "prefect.lock").open("w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                known = _SHARED_DIR / "prefect.url"
+                if known.exists():
+                    self.url = known.read_text(encoding="utf-8")
+                else:
+                    self.server = self._serve()
+                    self.url = str(self.server.api_url)
+                    known.write_text(self.url, encoding="utf-8")
+            with self.guard:
+                if not self.done:
+                    self.users = (_SHARED_DIR / "prefect.users").open("w")
+                    fcntl.flock(self.users, fcntl.LOCK_SH)  # held until this worker is done with it
         except BaseException as exc:  # noqa: BLE001 - raised in the test that needs the server
             self.error = exc
 
-    def wait(self) -> object:
+    def _serve(self) -> object:
+        from prefect.server.api.server import SubprocessASGIServer
+        from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+
+        # On SQLite, flow runs from two workers at once wait on its write lock, some for a minute.
+        database = f"postgresql+asyncpg://postgres@127.0.0.1:{self.owned.enter_context(_private_postgres())}/postgres"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database}):
+            server = SubprocessASGIServer(port=port)
+            server.start(timeout=90)
+        return server
+
+    def wait(self) -> str:
         self.boot()
         assert self.thread is not None
         self.thread.join()
         if self.error is not None:
             raise self.error
-        return self.server
+        assert self.url is not None
+        return self.url
+
+    def release(self) -> None:
+        """This worker is done with the server; the one that started it stops it once every other one is too."""
+        import fcntl
+        import time
+
+        with self.guard:
+            self.done = True
+            if self.users is not None:
+                self.users.close()  # lets go of its shared lock
+                self.users = None
+        if self.server is not None:
+            with (_SHARED_DIR / "prefect.users").open("w") as users:
+                deadline = time.monotonic() + 600
+                while time.monotonic() < deadline:
+                    try:
+                        fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        time.sleep(0.1)
+            self.server.stop()
+            self.server = None
+            self.owned.close()
 
 
 _PREFECT_SERVER = _PrefectServer()
 
 
+# The longest tests, started first: a long test dealt out last keeps one worker busy while the other waits.
+_LONGEST_FIRST = ("test_serve.py::test_serve_comes_up_alone", "test_shards.py::test_shards_on_a_local_dask_cluster")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # With several workers (pytest -n 2 --dist loadgroup), every test that needs the Prefect server runs on one
-    # worker, which alone starts it; the other worker runs the rest meanwhile.
-    for item in items:
-        if "prefect_harness" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("prefect"))
+    items.sort(key=lambda item: not any(name in item.nodeid for name in _LONGEST_FIRST))  # stable: same order in each
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    in_a_worker = "PYTEST_XDIST_WORKER" in os.environ  # each worker collects every test: start it on first use
-    if not in_a_worker and any("prefect_harness" in getattr(item, "fixturenames", ()) for item in session.items):
+    if any("prefect_harness" in getattr(item, "fixturenames", ()) for item in session.items):
         _PREFECT_SERVER.boot()
 
 
@@ -103,20 +161,26 @@ def prefect_harness() -> Iterator[str]:
     A test that runs the real command in a subprocess passes the URL on as PREFECT_API_URL, so the child
     uses this server instead of starting a temporary one of its own.
     """
+    from urllib.parse import urlsplit
+
     from prefect.context import _temporary_global_settings_context, get_settings_context
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    server = _PREFECT_SERVER.wait()
-    SubprocessASGIServer._instances[None] = server  # a flow run finds this server, not a second one
+    url = _PREFECT_SERVER.wait()
+    # A flow run finds this server, not a second one (Prefect keeps its temporary server here). In the worker
+    # that started it, that is the server itself; in the others a stand-in this worker never starts or stops.
+    server = SubprocessASGIServer(port=urlsplit(url).port)
+    server.running = True
+    SubprocessASGIServer._instances[None] = server
     try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}), \
+        with temporary_settings(updates={PREFECT_API_URL: url}), \
                 _temporary_global_settings_context(get_settings_context()):
-            yield str(server.api_url)
+            yield url
     finally:
         _drain_prefect_workers()  # as Prefect's own harness does: no log or event left to send to a stopped server
-        server.stop()
         SubprocessASGIServer._instances.pop(None, None)
+        _PREFECT_SERVER.release()
 
 
 def _drain_prefect_workers() -> None:
@@ -165,6 +229,13 @@ def workspace(tmp_path: Path, sample_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A private PostgreSQL server started from the machine's binaries, on 127.0.0.1, for this session."""
+    with _private_postgres() as port:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+
+@contextmanager
+def _private_postgres() -> Iterator[int]:
+    """Starts a PostgreSQL server of its own on 127.0.0.1 (user postgres, no password); yields its port."""
     import glob
     import socket
     import subprocess
@@ -190,7 +261,7 @@ def postgres_url() -> Iterator[str]:
     run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-o",
         f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off", "start")
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield port
     finally:
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(root, ignore_errors=True)
