@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/supplier-eval demo
 
-# Two workers: the tests that need the Prefect server run on one of them (see tests/conftest.py).
+# Two workers, sharing one Prefect API server that the first to need it starts (see tests/conftest.py).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 

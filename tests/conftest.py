@@ -233,6 +233,20 @@ def postgres_url() -> Iterator[str]:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
 
 
+def fresh_database(server_url: str) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server (``server_url``: its postgres one)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
 @contextmanager
 def _private_postgres() -> Iterator[int]:
     """Starts a PostgreSQL server of its own on 127.0.0.1 (user postgres, no password); yields its port."""

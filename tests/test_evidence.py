@@ -3,7 +3,6 @@ of the same tables, holding the records of the period and nothing else, escaped 
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
@@ -12,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import sqlalchemy as sa
-from conftest import SAMPLE_END
+from conftest import SAMPLE_END, fresh_database
 from test_store import asl_results, evaluated, run_record
 
 import reports.evidence
@@ -68,13 +67,7 @@ def config(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     if request.param == "sqlite":
         url = f"sqlite:///{folder / 'store.db'}"
     else:
-        server = request.getfixturevalue("postgres_url")
-        name = f"test_{uuid.uuid4().hex[:12]}"
-        admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(sa.text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = server.rsplit("/", 1)[0] + f"/{name}"
+        url = fresh_database(request.getfixturevalue("postgres_url"))
     path = folder / "supplier-eval.toml"
     path.write_text(f'[store]\nurl = "{url}"\n[output]\ndir = "out"\n[mail]\nofficers = ["qm@example.org"]\n'
                     '[organisation]\nname = "Acme <Instruments> GmbH"\nscope = "Purchasing, plant 2"\n',

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import fresh_database
 from smtp_support import HOST, FailingTimes, Recorder, RefusingRecipient, smtp_server
 
 import reports.outbox as outbox_module
@@ -258,17 +259,7 @@ def test_a_claim_is_free_when_its_holder_is_gone(tmp_path: Path, host: str, pid:
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
-    import uuid
-
-    import sqlalchemy as sa
-
-    server = request.getfixturevalue("postgres_url")
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return server.rsplit("/", 1)[0] + f"/{name}"
+    return fresh_database(request.getfixturevalue("postgres_url"))
 
 
 @pytest.mark.parametrize("version", [2, 3])

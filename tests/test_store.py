@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from conftest import fresh_database
 from sqlalchemy.schema import CreateTable
 
 from suppliers.errors import StoreError
@@ -41,13 +41,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty store of each kind: a SQLite file, or a fresh database on the session's PostgreSQL server."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
-    server = request.getfixturevalue("postgres_url")
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return server.rsplit("/", 1)[0] + f"/{name}"
+    return fresh_database(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
