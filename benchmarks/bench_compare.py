@@ -50,6 +50,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sample_data import sample_folder  # noqa: E402
+
 AS_OF = date(2026, 6, 30)
 WINDOW_DAYS = 365
 TOLERANCE_DAYS = 2
@@ -62,21 +64,7 @@ ENGINES = ("supplier-eval", "duckdb", "pandas")
 
 def prepare(work: Path, lines: int) -> Path:
     """The Parquet data folder of ``lines`` order lines, generated once (in a child, not measured)."""
-    folder = work / f"parquet-{lines}"
-    if not (folder / ".complete").exists():
-        code = (
-            "from pathlib import Path; from datetime import date\n"
-            "from suppliers.generate import generate_frames, write_sample_data\n"
-            f"frames = generate_frames(suppliers=max(60, {lines} // 200), lines={lines}, seed=7, "
-            f"end_date=date({AS_OF.year}, {AS_OF.month}, {AS_OF.day}))\n"
-            "frames.pop('profiles')\n"
-            f"write_sample_data(frames, Path({str(folder)!r}), 'parquet')\n"
-        )
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
-        (folder / ".complete").write_text("")
-        print(f"generated {lines:,} lines into {folder} in {time.perf_counter() - started:.0f} s", flush=True)
-    return folder
+    return sample_folder(work, lines, "parquet", AS_OF)
 
 
 # --- supplier-eval ------------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ import gc
 import inspect
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +41,8 @@ from typing import Any
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sample_data import sample_folder  # noqa: E402
 
 from rules.metrics import window_start  # noqa: E402
 from suppliers.mapping import load_mapping, read_mapped_sources  # noqa: E402
@@ -79,21 +80,7 @@ def mapping_text() -> str:
 def prepare(work: Path, receipts: int) -> Path:
     """The data folder for about ``receipts`` receipts, with its mapping file (generated once, in a child)."""
     lines = round(receipts / RECEIPTS_PER_LINE)
-    folder = work / f"csv-{lines}"
-    done = folder / ".complete"
-    if not done.exists():
-        started = time.perf_counter()
-        code = (
-            "from pathlib import Path; from datetime import date\n"
-            "from suppliers.generate import generate_frames, write_sample_data\n"
-            f"frames = generate_frames(suppliers=max(60, {lines} // 200), lines={lines}, seed=7, "
-            f"end_date=date({AS_OF.year}, {AS_OF.month}, {AS_OF.day}))\n"
-            "frames.pop('profiles')\n"
-            f"write_sample_data(frames, Path({str(folder)!r}), 'csv')\n"
-        )
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
-        done.write_text("")
-        print(f"generated {lines:,} lines into {folder} in {time.perf_counter() - started:.1f} s", flush=True)
+    folder = sample_folder(work, lines, "csv", AS_OF)
     (folder / "mapping.yaml").write_text(mapping_text())
     return folder
 

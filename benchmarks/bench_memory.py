@@ -30,6 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sample_data import sample_folder  # noqa: E402
+
 AS_OF = date(2026, 6, 30)
 WINDOW_DAYS = 365
 STEPS = ("read", "validate", "window", "mapping")
@@ -37,22 +39,7 @@ STEPS = ("read", "validate", "window", "mapping")
 
 def prepare(work: Path, lines: int, fmt: str) -> Path:
     """The data folder of ``lines`` order lines in ``fmt``, generated once (in a child, not measured)."""
-    folder = work / f"{fmt}-{lines}"
-    if not (folder / ".complete").exists():
-        code = (
-            "import sys; from pathlib import Path; from datetime import date\n"
-            "from suppliers.generate import generate_frames, write_sample_data\n"
-            f"frames = generate_frames(suppliers=max(60, {lines} // 200), lines={lines}, seed=7, "
-            f"end_date=date({AS_OF.year}, {AS_OF.month}, {AS_OF.day}))\n"
-            "frames.pop('profiles')\n"
-            f"write_sample_data(frames, Path({str(folder)!r}), {fmt!r})\n"
-        )
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
-        (folder / ".complete").write_text("")
-        print(f"generated {lines:,} lines as {fmt} into {folder} in {time.perf_counter() - started:.0f} s",
-              flush=True)
-    return folder
+    return sample_folder(work, lines, fmt, AS_OF)
 
 
 def child(step: str, folder: Path) -> None:
