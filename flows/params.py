@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import getpass
 from datetime import date
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from suppliers.addresses import is_address
+
+if TYPE_CHECKING:  # the CLI imports this module before anything heavy
+    from reports.bundle import AslFollowUp
+    from reports.delivery import Transport
+    from reports.outbox import DeliveryOutcome
+    from rules.decide import Decisions
+    from rules.model import RuleSet
+    from suppliers.runs import RunRecord
 
 
 def _default_user() -> str:
@@ -96,3 +104,25 @@ class RunSummary(BaseModel):
     actions_raised: int = 0
     overdue: int = 0  # active suppliers overdue for re-evaluation and not evaluated in this run
     unchanged_reason: str | None = None  # why the run changed no status its scores would have (what-if, back-dated)
+
+    @classmethod
+    def of(cls, run: RunRecord, rule_set: RuleSet, decisions: Decisions, *, added: int, quarantined_rows: int,
+           reports_dir: str, delivered: DeliveryOutcome, transport: Transport, follow_up: AslFollowUp,
+           selection: str) -> RunSummary:
+        """The summary of a finished run, from what its steps returned."""
+        from reports.context import band_counts
+
+        evaluated = decisions.evaluated
+        return cls(
+            run_id=run.run_id, run_key=run.run_key, as_of=run.as_of, window_days=run.window_days,
+            changes_asl=run.changes_asl, suppliers_evaluated=evaluated.height, evaluations_added=added,
+            bands=band_counts(evaluated, [b.band for b in rule_set.bands]),
+            band_statuses={b.band: b.status for b in rule_set.bands}, status_changes=decisions.changes.height,
+            quarantined_rows=quarantined_rows, reports_dir=reports_dir, messages=delivered.messages,
+            messages_delivered_now=delivered.sent_now, messages_in_progress_elsewhere=delivered.elsewhere,
+            transport=transport.name, delivery_location=transport.location,
+            already_recorded=added == 0 and evaluated.height > 0, selection=selection,
+            proposals=decisions.proposals.height, awaiting_approval=follow_up.proposals.height,
+            kept_by_manual_decision=decisions.kept_by_manual_decision, actions_raised=decisions.actions.height,
+            overdue=follow_up.overdue.height, unchanged_reason=decisions.unchanged_reason,
+        )

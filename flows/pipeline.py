@@ -11,7 +11,6 @@ file, a lost PostgreSQL connection); delivery retries per message inside ``deliv
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,10 @@ from flows.runtime import fast_flow_runs
 from flows.settings import Settings, load_settings, routing_of, transport_of
 from flows.shards import Shard, ShardResult, combine_shards, measure_and_score, split_into_shards
 from reports.bundle import AslFollowUp, DataQuality, RunReports, failed_run_folder, run_folder, write_run_reports
-from reports.context import band_counts, quarantine_summary_with_reasons
-from reports.outbox import DeliveryOutcome, deliver_run_messages, deliver_stopped_run_report
+from reports.context import quarantine_summary_with_reasons
+from reports.outbox import DeliveryOutcome, deliver_run_messages, deliver_stopped_run_report, failures_to_report
 from reports.routing import Routing
-from rules.asl import due_suppliers, overdue_suppliers, schedule, with_asl_facts
+from rules.asl import overdue_suppliers, schedule, suppliers_to_evaluate, with_asl_facts
 from rules.decide import Decisions, changes_asl, decide
 from rules.loader import load_rule_set, rule_file_text
 from rules.metrics import SupplierPerformance, measure_suppliers, window_start
@@ -40,9 +39,8 @@ from suppliers.runs import (
     EVERY_ACTIVE,
     EVERY_DUE,
     RunRecord,
-    choose_suppliers,
     code_version,
-    compute_run_key,
+    keyed,
     requested_suppliers,
     with_current_status,
 )
@@ -184,6 +182,11 @@ def read_score_history(store: Store, run_key: str, as_of: date) -> pl.DataFrame:
     return store.score_history(as_of=as_of, excluding_run_key=run_key)
 
 
+@task(name="read delivery failures", cache_policy=NO_CACHE, **STORE_RETRIES)
+def read_delivery_failures(store: Store, run: RunRecord) -> pl.DataFrame | None:
+    return failures_to_report(store, run)
+
+
 @task(name="render reports", cache_policy=NO_CACHE)
 def render_reports(out_dir: Path, run: RunRecord, rule_set: RuleSet, decisions: Decisions,
                    performance: SupplierPerformance, quality: DataQuality, quarantine_summary: pl.DataFrame,
@@ -236,10 +239,8 @@ def run_evaluation(params: RunParameters) -> RunSummary:
         started = False
         try:
             loaded = load(settings.data_dir, settings.mapping_file)
-            run = replace(run, input_fingerprint=loaded.fingerprint, run_key=compute_run_key(
-                as_of=as_of, window_days=window_days, tolerance_days=rule_set.evaluation.on_time_tolerance_days,
-                selection=run.selection, rule_hash=rule_set.content_hash, fingerprint=loaded.fingerprint,
-                code=run.code_version, changes_asl=official))
+            tolerance = rule_set.evaluation.on_time_tolerance_days
+            run = keyed(run, selection=run.selection, fingerprint=loaded.fingerprint, tolerance_days=tolerance)
             try:
                 validated = validate(loaded, as_of, settings.validation.max_quarantine_share,
                                      failed_run_folder(settings.output_dir, run) / "quarantine.csv", (first_day, as_of))
@@ -251,13 +252,9 @@ def run_evaluation(params: RunParameters) -> RunSummary:
                 raise
             loaded.raw.clear()  # every later step reads the validated frames: the raw ones need not stay in memory
             plan = schedule(validated.suppliers, read_schedule(store, as_of), in_force, as_of=as_of)
-            chosen = choose_suppliers(validated.suppliers, requested)
-            if due_only:  # by the evaluations before the as-of date: a re-run the same day chooses the same
-                chosen = due_suppliers(chosen, plan)
-            run = replace(run, run_key=compute_run_key(
-                as_of=as_of, window_days=window_days, tolerance_days=rule_set.evaluation.on_time_tolerance_days,
-                selection=chosen["supplier_id"].to_list(), rule_hash=rule_set.content_hash,
-                fingerprint=loaded.fingerprint, code=run.code_version, changes_asl=official))
+            chosen = suppliers_to_evaluate(validated.suppliers, requested, plan, due_only=due_only)
+            run = keyed(run, selection=chosen["supplier_id"].to_list(), fingerprint=loaded.fingerprint,
+                        tolerance_days=tolerance)
             store.start_run(run)
             started = True
             record_rule_text(store, rule_set, params.rules_file or settings.rules_file)
@@ -278,40 +275,23 @@ def run_evaluation(params: RunParameters) -> RunSummary:
             quality = DataQuality(summary=validated.summary, quarantine=validated.quarantine,
                                   previous=history.previous_quality, read_from=read_from,
                                   max_share=settings.validation.max_quarantine_share)
-            # Refused for good since the last digest: shown in this one (an official digest goes to the officers).
-            failures = store.delivery_failures() if official else None
             reports = render_reports(run_folder(settings.output_dir, run), run, rule_set, decisions, performance,
                                      quality, quarantine_summary, first_day, asl_report,
                                      history=read_score_history(store, run.run_key, as_of),
                                      contacts=chosen.select("supplier_id", "contact_email")
                                      if "contact_email" in chosen.columns else None,
-                                     routing=routing_of(settings), delivery_failures=failures)
+                                     routing=routing_of(settings),
+                                     delivery_failures=read_delivery_failures(store, run))
             delivered = (deliver(store, run, reports, settings, params.recipients) if params.send_email
-                         else DeliveryOutcome(messages=0, sent_now=0, elsewhere=0))
-            if params.send_email and not params.recipients and settings.mail.officers and failures is not None \
-                    and not failures.is_empty():
-                store.mark_failures_reported(failures["message_key"].to_list())
+                         else DeliveryOutcome())
             store.finish_run(run.run_id, status="succeeded", evaluations_added=added)
         except BaseException as error:  # Ctrl-C too: the run must not stay "running" in the records
             _record_failure(store, run, started, error)
             raise
-    transport = transport_of(settings)
-    return RunSummary(
-        run_id=run.run_id, run_key=run.run_key, as_of=as_of, window_days=window_days, changes_asl=official,
-        suppliers_evaluated=decisions.evaluated.height, evaluations_added=added,
-        bands=band_counts(decisions.evaluated, [b.band for b in rule_set.bands]),
-        band_statuses={b.band: b.status for b in rule_set.bands}, status_changes=decisions.changes.height,
-        quarantined_rows=int(validated.summary["rows_quarantined"].sum()), reports_dir=str(reports.out_dir),
-        messages=delivered.messages, messages_delivered_now=delivered.sent_now,
-        messages_in_progress_elsewhere=delivered.elsewhere, transport=transport.name,
-        delivery_location=transport.location, already_recorded=added == 0 and decisions.evaluated.height > 0,
-        selection="due" if due_only else ("chosen" if requested else "all active"),
-        proposals=decisions.proposals.height, awaiting_approval=asl_report.proposals.height,
-        kept_by_manual_decision=decisions.evaluated.filter(
-            (pl.col("outcome") == "manual") & (pl.col("proposed_status") != pl.col("status"))).height,
-        actions_raised=decisions.actions.height, overdue=asl_report.overdue.height,
-        unchanged_reason=decisions.unchanged_reason,
-    )
+    return RunSummary.of(run, rule_set, decisions, added=added, reports_dir=str(reports.out_dir),
+                         quarantined_rows=int(validated.summary["rows_quarantined"].sum()), delivered=delivered,
+                         transport=transport_of(settings), follow_up=asl_report,
+                         selection="due" if due_only else ("chosen" if requested else "all active"))
 
 
 def _record_failure(store: Store, run: RunRecord, started: bool, error: BaseException) -> None:

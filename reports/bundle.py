@@ -106,6 +106,7 @@ class RunReports:
     suppliers: tuple[Report, ...]
     buyers: tuple[Report, ...] = ()  # one message per buyer with all their suppliers (routing per_buyer)
     routing: Routing = Routing()  # what the reports were rendered for; reports.routing.plan_messages follows it
+    failures_shown: tuple[str, ...] = ()  # message keys of the ledger's permanent failures the digest lists
 
 
 def run_folder(output_dir: Path, run: RunRecord) -> Path:
@@ -251,7 +252,9 @@ def _write(out_dir: Path, run: RunRecord, rule_set: RuleSet, evaluated: pl.DataF
             contact_email=contact_of.get(supplier_id)))
     buyers = (_buyer_reports(jobs, out_dir / "suppliers", records_of, run_info=run_info, rules_info=rules_info,
                              bands=bands, as_of=run.as_of) if routing.supplier_reports == PER_BUYER else ())
-    return RunReports(out_dir=out_dir, digest=digest, suppliers=tuple(reports), buyers=buyers, routing=routing)
+    shown = tuple(delivery_failures["message_key"].to_list()) if delivery_failures is not None else ()
+    return RunReports(out_dir=out_dir, digest=digest, suppliers=tuple(reports), buyers=buyers, routing=routing,
+                      failures_shown=shown)
 
 
 def _supplier_rendering(path: Path, context: dict[str, Any]) -> Rendered:

@@ -18,6 +18,8 @@ from email.parser import BytesHeaderParser
 from email.utils import parseaddr
 from pathlib import Path
 
+import polars as pl
+
 from reports.bundle import DataQuality, RunReports, write_quality_report
 from reports.delivery import DeliveryResult, OutgoingMessage, Transport, deliver_messages
 from reports.mail import compose_message
@@ -28,16 +30,16 @@ from suppliers.store import FAILED_PERMANENT, SENDING, ClaimedMessage, MessageOu
 
 __all__ = ["PlannedMessage", "DeliveryOutcome", "message_key", "plan_messages", "compose_messages",
            "deliver_run_messages", "deliver_stopped_run_report", "deliver_planned", "retry_unsent", "send_claimed",
-           "raise_for_failures"]
+           "raise_for_failures", "failures_to_report"]
 
 LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
-    messages: int  # messages of this evaluation
-    sent_now: int  # delivered by this call
-    elsewhere: int  # being sent by another run at this moment
+    messages: int = 0  # messages of this evaluation
+    sent_now: int = 0  # delivered by this call
+    elsewhere: int = 0  # being sent by another run at this moment
     refused_before: int = 0  # refused for good by an earlier run: not tried again (`outbox retry --include-permanent`)
 
 
@@ -56,9 +58,22 @@ def compose_messages(planned: Sequence[PlannedMessage], *, sender: str) -> list[
 
 def deliver_run_messages(store: Store, run: RunRecord, reports: RunReports, *, sender: str,
                          officers: Sequence[str], requested: Sequence[str], transport: Transport) -> DeliveryOutcome:
-    """Plan who gets what (:func:`plan_messages`), then deliver it (:func:`deliver_planned`)."""
+    """Plan who gets what (:func:`plan_messages`), then deliver it (:func:`deliver_planned`).
+
+    Once the officers' digest is delivered, the permanent failures it listed are marked reported, so the next
+    digest does not list them again (a digest sent only to ``requested`` leaves them for the officers).
+    """
     planned = plan_messages(reports, run=run, officers=officers, requested=requested)
-    return deliver_planned(store, run, planned, sender=sender, transport=transport)
+    outcome = deliver_planned(store, run, planned, sender=sender, transport=transport)
+    if reports.failures_shown and not requested and any(item.report is reports.digest for item in planned):
+        store.mark_failures_reported(reports.failures_shown)
+    return outcome
+
+
+def failures_to_report(store: Store, run: RunRecord) -> pl.DataFrame | None:
+    """The permanent delivery failures the run's digest lists: those not yet reported, in an official run's digest
+    (the one the officers get); None for a what-if."""
+    return store.delivery_failures() if run.changes_asl else None
 
 
 def deliver_stopped_run_report(store: Store, run: RunRecord, quality: DataQuality, *, out_dir: Path,

@@ -44,7 +44,7 @@ import polars as pl
 from rules.model import RuleSet
 from rules.scoring import PROFILE, REEVALUATE_EVERY, per_profile, profile_expression
 from suppliers.errors import ConfigError
-from suppliers.runs import CURRENT_STATUS
+from suppliers.runs import CURRENT_STATUS, choose_suppliers
 
 if TYPE_CHECKING:
     from suppliers.store import AslRecords, Store
@@ -314,6 +314,14 @@ def schedule(suppliers: pl.DataFrame, last_scored: pl.DataFrame, rule_set: RuleS
         .select("supplier_id", "active", PROFILE, REEVALUATE_EVERY, "last_scored", "next_due", "due", "overdue")
         .sort("supplier_id")
     )
+
+
+def suppliers_to_evaluate(suppliers: pl.DataFrame, requested: Sequence[str], plan: pl.DataFrame, *,
+                          due_only: bool) -> pl.DataFrame:
+    """The requested suppliers (every active one when none are), only those due (see ``schedule``) with
+    ``due_only``: decided by the evaluations before the as-of date, so a re-run the same day chooses the same."""
+    chosen = choose_suppliers(suppliers, requested)
+    return due_suppliers(chosen, plan) if due_only else chosen
 
 
 def due_suppliers(chosen: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:

@@ -184,6 +184,12 @@ class Decisions:
     actions: pl.DataFrame | None = None
     unchanged_reason: str | None = None
 
+    @property
+    def kept_by_manual_decision(self) -> int:
+        """Suppliers whose band would have moved them, held where they are by a person's standing decision."""
+        return self.evaluated.filter((pl.col("outcome") == "manual")
+                                     & (pl.col("proposed_status") != pl.col("status"))).height
+
 
 def changes_asl(rule_set: RuleSet, in_force: RuleSet, window_days: int) -> bool:
     """Whether a run is official (may change the ASL): the rules in force, over their own window."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 
@@ -57,6 +57,13 @@ def compute_run_key(*, as_of: date, window_days: int, tolerance_days: int, selec
                            "selection": list(selection), "rules": rule_hash, "inputs": fingerprint, "code": code,
                            "official": changes_asl}, sort_keys=True)
     return hashlib.sha256(identity.encode()).hexdigest()
+
+
+def keyed(run: RunRecord, *, selection: Sequence[str], fingerprint: str, tolerance_days: int) -> RunRecord:
+    """``run`` with its input fingerprint and its run key (:func:`compute_run_key`) for ``selection``."""
+    return replace(run, input_fingerprint=fingerprint, run_key=compute_run_key(
+        as_of=run.as_of, window_days=run.window_days, tolerance_days=tolerance_days, selection=selection,
+        rule_hash=run.rule_set_hash, fingerprint=fingerprint, code=run.code_version, changes_asl=run.changes_asl))
 
 
 def requested_suppliers(trigger: str, supplier_ids: Sequence[str]) -> tuple[str, ...]:
