@@ -36,6 +36,17 @@ class _DateType(click.ParamType):
 
 DATE = _DateType()
 
+CONFIG_OPTION = click.option("--config", "config_file", type=click.Path(path_type=Path),
+                             help="Settings file (TOML).")
+SUPPLIER_OPTION = click.option("--supplier", "suppliers", multiple=True, metavar="ID",
+                               help="Supplier id (repeatable); default: all active.")
+AS_OF_OPTION = click.option("--as-of", type=DATE, help="Evaluate as of this date (YYYY-MM-DD); default today.")
+WINDOW_OPTION = click.option("--window-days", type=click.IntRange(1, 3660),
+                             help="Days to look back; default: the rule set's.")
+TO_OPTION = click.option("--to", "recipients", multiple=True, metavar="EMAIL",
+                         help="Send the digest and reports to this address instead (repeatable).")
+NO_EMAIL_OPTION = click.option("--no-email", is_flag=True, help="Store and render, but send nothing.")
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="supplier-eval")
@@ -84,15 +95,13 @@ def demo(work_dir: Path, supplier_count: int, lines: int, seed: int) -> None:
 
 
 @cli.command()
-@click.option("--supplier", "suppliers", multiple=True, metavar="ID",
-              help="Supplier id (repeatable); default: all active.")
-@click.option("--as-of", type=DATE, help="Evaluate as of this date (YYYY-MM-DD); default today.")
-@click.option("--window-days", type=click.IntRange(1, 3660), help="Days to look back; default: the rule set's.")
+@SUPPLIER_OPTION
+@AS_OF_OPTION
+@WINDOW_OPTION
 @click.option("--rules", "rules_file", type=click.Path(path_type=Path), help="Rule file (YAML).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
-@click.option("--to", "recipients", multiple=True, metavar="EMAIL",
-              help="Send the digest and reports to this address instead (repeatable).")
-@click.option("--no-email", is_flag=True, help="Store and render, but send nothing.")
+@CONFIG_OPTION
+@TO_OPTION
+@NO_EMAIL_OPTION
 @click.option("--compare-with", "compare_file", type=click.Path(path_type=Path),
               help="What-if: compare this rule file (A) with --rules or the settings' rules (B); prints each "
                    "supplier's band under both, stores and sends nothing.")
@@ -138,23 +147,28 @@ def evaluate(suppliers: tuple[str, ...], as_of: date | None, window_days: int | 
     if fmt is not None:
         raise ConfigError("only a comparison is printed in a chosen format", where="--format",
                           fix="Use it with --compare-with FILE, or leave it out")
-    from pydantic import ValidationError
-
-    from flows.params import RunParameters
-
-    try:
-        params = RunParameters(suppliers=suppliers, as_of=as_of, window_days=window_days,
-                               rules_file=str(rules_file) if rules_file else None,
-                               config_file=str(config_file) if config_file else None, recipients=recipients,
-                               send_email=not no_email, trigger="adhoc",
-                               shards=shards or (DASK_SHARDS if task_runner == "dask" else 1))
-    except ValidationError as exc:
-        raise ConfigError(str(exc.errors()[0]["msg"]).removeprefix("Value error, "), where="--to") from None
+    params = _run_parameters(suppliers=suppliers, as_of=as_of, window_days=window_days,
+                             rules_file=str(rules_file) if rules_file else None,
+                             config_file=str(config_file) if config_file else None, recipients=recipients,
+                             send_email=not no_email, trigger="adhoc",
+                             shards=shards or (DASK_SHARDS if task_runner == "dask" else 1))
     if (task_runner == "dask") != (dask_address is not None):
         raise ConfigError("--task-runner dask and --dask-address go together", where="--dask-address",
                           fix="Give both to run the shards on a Dask cluster, or neither")
     store = _preflight(params)
     _print_summary(_run_flow("adhoc", params, dask_address=dask_address), store=store)
+
+
+def _run_parameters(**fields: Any) -> Any:
+    """The run model from the command's options; an address it refuses is a usage error naming --to."""
+    from pydantic import ValidationError
+
+    from flows.params import RunParameters
+
+    try:
+        return RunParameters(**fields)
+    except ValidationError as exc:
+        raise ConfigError(str(exc.errors()[0]["msg"]).removeprefix("Value error, "), where="--to") from None
 
 
 DASK_SHARDS = 8  # shards when the user names a Dask cluster but no count (the --shards help says 8)
@@ -210,9 +224,9 @@ def _print_comparison(comparison: Any, fmt: str) -> None:
 
 
 @cli.command("nightly")
-@click.option("--as-of", type=DATE, help="Evaluate as of this date (YYYY-MM-DD); default today.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
-@click.option("--no-email", is_flag=True, help="Store and render, but send nothing.")
+@AS_OF_OPTION
+@CONFIG_OPTION
+@NO_EMAIL_OPTION
 def nightly_command(as_of: date | None, config_file: Path | None, no_email: bool) -> None:
     """Run the nightly flow once, recorded as nightly: for scheduling with cron or a systemd timer.
 
@@ -230,7 +244,7 @@ def nightly_command(as_of: date | None, config_file: Path | None, no_email: bool
 
 
 @cli.command()
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@CONFIG_OPTION
 @click.option("--port", type=click.IntRange(1, 65535),
               help="Port of the Prefect server started on 127.0.0.1  [default: the settings' schedule.port, 4200]")
 def serve(config_file: Path | None, port: int | None) -> None:
@@ -267,13 +281,11 @@ def trigger() -> None:
 
 
 @trigger.command("adhoc")
-@click.option("--supplier", "suppliers", multiple=True, metavar="ID",
-              help="Supplier id (repeatable); default: all active.")
-@click.option("--as-of", type=DATE, help="Evaluate as of this date (YYYY-MM-DD); default today.")
-@click.option("--window-days", type=click.IntRange(1, 3660), help="Days to look back; default: the rule set's.")
-@click.option("--to", "recipients", multiple=True, metavar="EMAIL",
-              help="Send the digest and reports to this address instead (repeatable).")
-@click.option("--no-email", is_flag=True, help="Store and render, but send nothing.")
+@SUPPLIER_OPTION
+@AS_OF_OPTION
+@WINDOW_OPTION
+@TO_OPTION
+@NO_EMAIL_OPTION
 @click.option("--api-url", metavar="URL", help="The Prefect API serve uses  [default: $PREFECT_API_URL]")
 @click.option("--timeout", type=click.FloatRange(1), default=3600, show_default=True,
               help="Seconds to wait for the run's outcome.")
@@ -286,16 +298,10 @@ def trigger_adhoc_command(suppliers: tuple[str, ...], as_of: date | None, window
     Example:
       supplier-eval trigger adhoc --supplier S0003 --to me@example.org --api-url http://127.0.0.1:4200/api
     """
-    from pydantic import ValidationError
-
-    from flows.params import RunParameters
     from flows.serve import trigger_adhoc
 
-    try:
-        params = RunParameters(suppliers=suppliers, as_of=as_of, window_days=window_days, recipients=recipients,
-                               send_email=not no_email, trigger="adhoc")
-    except ValidationError as exc:
-        raise ConfigError(str(exc.errors()[0]["msg"]).removeprefix("Value error, "), where="--to") from None
+    params = _run_parameters(suppliers=suppliers, as_of=as_of, window_days=window_days, recipients=recipients,
+                             send_email=not no_email, trigger="adhoc")
     runtime.configure(None)
     # only what was given: the deployment's defaults (its settings file) fill in the rest
     given = params.model_dump(mode="json", exclude_unset=True) | {"requested_by": params.requested_by}
@@ -325,7 +331,7 @@ def generate(supplier_count: int, lines: int, seed: int, out_dir: Path, fmt: str
 
 
 @cli.command()
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@CONFIG_OPTION
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), help="Data folder (overrides the settings).")
 @click.option("--quarantine-out", type=click.Path(path_type=Path), help="Write every quarantined row to this CSV.")
 @click.option("--report", "report_file", type=click.Path(path_type=Path, dir_okay=False),
@@ -463,7 +469,7 @@ def mapping_check(mapping_file: Path) -> None:
 @cli.command()
 @click.option("--supplier", "supplier_id", metavar="ID", help="One supplier's history.")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@CONFIG_OPTION
 def history(supplier_id: str | None, limit: int, config_file: Path | None) -> None:
     """Show recorded evaluations, newest first (the clause 8.4 evaluation records).
 
@@ -491,7 +497,7 @@ def history(supplier_id: str | None, limit: int, config_file: Path | None) -> No
 @cli.command()
 @click.option("--from", "start", type=DATE, required=True, help="First day of the period (YYYY-MM-DD).")
 @click.option("--to", "end", type=DATE, required=True, help="Last day of the period (YYYY-MM-DD), included.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@CONFIG_OPTION
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder to write into; default: the settings' output folder.")
 def evidence(start: date, end: date, config_file: Path | None, out_dir: Path | None) -> None:
@@ -531,8 +537,6 @@ def evidence(start: date, end: date, config_file: Path | None, out_dir: Path | N
     click.echo(str(folder / workbook_name))
 
 
-CONFIG_OPTION = click.option("--config", "config_file", type=click.Path(path_type=Path),
-                             help="Settings file (TOML).")
 BY_OPTION = click.option("--by", "by", required=True, metavar="NAME", help="Who decides (recorded as approver).")
 REASON_OPTION = click.option("--reason", required=True, metavar="TEXT", help="Why (recorded with the decision).")
 
@@ -754,7 +758,7 @@ def actions_close(action_id: str, by: str, effective: str, note: str | None, con
 
 @cli.group(invoke_without_command=True)
 @click.option("--retry", is_flag=True, help="Same as `outbox retry` (kept for scripts that use it).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@CONFIG_OPTION
 @click.pass_context
 def outbox(ctx: click.Context, retry: bool, config_file: Path | None) -> None:
     """Show the email ledger: messages per state, and each failed message with its last error.
@@ -803,7 +807,7 @@ def outbox(ctx: click.Context, retry: bool, config_file: Path | None) -> None:
 @outbox.command("retry")
 @click.option("--include-permanent", is_flag=True,
               help="Also re-queue and send the messages refused for good (after you fixed the cause).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Settings file (TOML).")
+@CONFIG_OPTION
 @click.pass_context
 def outbox_retry(ctx: click.Context, include_permanent: bool, config_file: Path | None) -> None:
     """Send every message not yet sent, from any run: queued, failed for now, or held by a killed run.

@@ -92,7 +92,7 @@ def deliver_planned(store: Store, run: RunRecord, planned: Sequence[PlannedMessa
                     transport: Transport) -> DeliveryOutcome:
     """Ledger first, then send what this run could claim; messages the ledger already holds are not composed."""
     if not planned:  # e.g. a what-if nobody asked to receive: no transport is touched
-        return DeliveryOutcome(messages=0, sent_now=0, elsewhere=0)
+        return DeliveryOutcome()
     keys = [item.key for item in planned]
     known = store.known_message_keys(keys)
     store.enqueue_messages(run.run_key, run.run_id,
