@@ -715,3 +715,61 @@ def test_an_over_delivery_is_a_quantity_record_but_a_replacement_for_rejects_is_
         (metrics.QUANTITY_RECORDS, 1, "over-delivered: 12 units kept of 10 ordered (2 extra)"),
         (metrics.REJECTED_RECORDS, 2, "rejected: 4 of 10 units inspected"),
     ]
+
+
+# --- how the metrics are computed at scale must not change what they are ------------------------------------
+
+def _everything(suppliers: pl.DataFrame, lines: pl.DataFrame, receipts: pl.DataFrame) -> metrics.SupplierPerformance:
+    return metrics.measure_suppliers(suppliers, lines, receipts, EMPTY_NCR, EMPTY_FEEDBACK, as_of=AS_OF,
+                                     window_days=90, tolerance_days=2, with_records=True)
+
+
+def _same(first: metrics.SupplierPerformance, second: metrics.SupplierPerformance) -> None:
+    from polars.testing import assert_frame_equal
+
+    assert_frame_equal(first.metrics, second.metrics)
+    assert_frame_equal(first.late_lines, second.late_lines)
+    assert_frame_equal(first.records, second.records)
+
+
+BOTH = pl.concat([LINES, PRICE_LINES.select(LINES.columns)]).with_columns(
+    item_id=pl.lit("X"), currency=pl.lit("EUR"), unit_price=pl.int_range(1, pl.len() + 1, dtype=pl.Int64) * 1.5,
+    order_date=pl.col("promised_date") - timedelta(days=20))
+
+
+def test_colliding_key_hashes_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Receipts are matched to their lines and price histories sorted by a 64-bit hash; should every key's first
+    hash collide, the second hash keeps the match exact and the price history is sorted by the texts."""
+    expected = _everything(SUPPLIERS, BOTH, RECEIPTS)
+    assert expected.metrics["priced_lines"].sum() > 0 and expected.records.height > 0
+    real = metrics.key_hash
+    monkeypatch.setattr(metrics, "key_hash", lambda *columns, seed=0: real(*columns, seed=seed) if seed else
+                        pl.lit(7, pl.UInt64))
+    _same(_everything(SUPPLIERS, BOTH, RECEIPTS), expected)
+
+
+def test_lines_measured_in_parts_give_what_they_give_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = _everything(SUPPLIERS, BOTH, RECEIPTS)
+    assert len(metrics._line_parts(BOTH.height, 2)) > 3
+    monkeypatch.setattr(metrics, "_line_parts", lambda count, size=2: [range(s, min(s + 2, count))
+                                                                      for s in range(0, count, 2)])
+    _same(_everything(SUPPLIERS, BOTH, RECEIPTS), expected)
+
+
+def test_one_suppliers_metrics_are_what_it_gets_among_all() -> None:
+    two = pl.concat([BOTH, BOTH.with_columns(supplier_id=pl.lit("S2"), po_id="Z" + pl.col("po_id"))])
+    receipts = pl.concat([RECEIPTS, RECEIPTS.with_columns(po_id="Z" + pl.col("po_id"))])
+    together = _everything(pl.DataFrame({"supplier_id": ["S1", "S2"]}), two, receipts)
+    alone = _everything(pl.DataFrame({"supplier_id": ["S1"]}), two, receipts)
+    _same(alone, metrics.SupplierPerformance(
+        metrics=together.metrics.filter(pl.col("supplier_id") == "S1"),
+        late_lines=together.late_lines.filter(pl.col("supplier_id") == "S1"),
+        records=together.records.filter(pl.col("supplier_id") == "S1")))
+
+
+@pytest.mark.parametrize("n", range(1, 41))
+def test_p90_lead_time_is_the_nearest_rank(n: int) -> None:
+    days = [(7 * i) % (n + 3) for i in range(n)]  # some repeats, not in order
+    nearest_rank = sorted(days)[-(-9 * n // 10) - 1]  # the ⌈0.9 n⌉-th smallest
+    got = pl.DataFrame({"lead_time_days": days}).select(metrics.p90_lead_time_days()).item()
+    assert got == nearest_rank
