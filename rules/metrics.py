@@ -933,7 +933,7 @@ def measure_suppliers(
 DELIVERY_FACTS = ("supplier_id", "inspected", "has_inspection_results", "on_time", "in_full", "otif", "late",
                   "days_late", "early", "quantity_ordered", "units_on_time", "quantity_accurate", "order_date",
                   "lead_time_days", "lead_time_met")
-LINES_PER_PART = 2_000_000
+LINES_PER_PART = 1_000_000
 
 
 def _line_parts(count: int, size: int = LINES_PER_PART) -> list[range]:
