@@ -486,7 +486,8 @@ def wilson_interval(successes: pl.Expr, trials: pl.Expr, *, z: float = Z_95) -> 
     return pl.when(valid).then(centre - half), pl.when(valid).then(centre + half)
 
 
-def delivery_metrics(facts: pl.LazyFrame, *, on_time_basis: OnTimeBasis = "lines") -> pl.LazyFrame:
+def delivery_metrics(facts: pl.LazyFrame, *, on_time_basis: OnTimeBasis = "lines",
+                     supplier: str = "supplier_id") -> pl.LazyFrame:
     """Per supplier: evidence counts, delivery rates with Wilson intervals, lateness, quantity accuracy, lead times.
 
     ``order_lines`` counts judged lines (the on-time rate's evidence), ``inspected_lines`` those whose in-full
@@ -495,9 +496,9 @@ def delivery_metrics(facts: pl.LazyFrame, *, on_time_basis: OnTimeBasis = "lines
     lines with units received before their on-time window, ``late_lines`` those not fully received by the
     deadline. ``lines_with_order_date`` is lead-time adherence's evidence, ``lead_time_lines`` (those also
     completed) the mean and p90 lead time's. A quantity-weighted on-time rate has no Wilson interval (units of
-    one line are not independent trials).
+    one line are not independent trials). ``supplier`` names the column the facts are grouped by.
     """
-    metrics = facts.group_by("supplier_id").agg(
+    metrics = facts.group_by(supplier).agg(
         order_lines=pl.len().cast(pl.Int64),
         inspected_lines=_with_inspection_results(pl.col("inspected").sum()).fill_null(0).cast(pl.Int64),
         on_time_lines=pl.col("on_time").sum().cast(pl.Int64),
@@ -543,17 +544,12 @@ def quality_metrics(
 
 
 def _quality(lines: pl.DataFrame, known: pl.DataFrame, *, as_of: date, window_days: int,
-             ids: pl.Series | None = None) -> pl.LazyFrame:
-    """:func:`quality_metrics` from the order lines and their known receipts (:func:`matched_receipts`);
-    ``ids``, when given, are the distinct supplier ids of the lines (or more)."""
-    # Grouped by a number per supplier, not its id: reading a 4-byte number for each receipt's line and
-    # grouping on it is a fraction of doing it with the text.
-    if ids is None:
-        ids = lines.get_column("supplier_id").unique(maintain_order=True)
-    code = lines.get_column("supplier_id").cast(pl.Enum(ids)).to_physical()
+             suppliers: SupplierCodes | None = None) -> pl.LazyFrame:
+    """:func:`quality_metrics` from the order lines and their known receipts (:func:`matched_receipts`)."""
+    suppliers = suppliers or SupplierCodes.of(lines)
     in_window = known.filter(pl.col("received_date") >= window_start(as_of, window_days))
-    return (
-        in_window.with_columns(supplier=code.gather(in_window.get_column("line")))
+    return suppliers.named(
+        in_window.with_columns(supplier=suppliers.of_lines.gather(in_window.get_column("line")))
         .lazy()
         .group_by("supplier")
         .agg(
@@ -563,8 +559,28 @@ def _quality(lines: pl.DataFrame, known: pl.DataFrame, *, as_of: date, window_da
             acceptance_rate=acceptance_rate(),
             ppm_rejected=ppm_rejected(),
         )
-        .select(pl.lit(ids).gather(pl.col("supplier")).alias("supplier_id"), pl.exclude("supplier"))
     )
+
+
+@dataclass(frozen=True)
+class SupplierCodes:
+    """A number for each supplier (its place in ``ids``) and the number of each order line's supplier: grouping
+    millions of rows on a 4-byte number and naming the few groups after is a fraction of grouping on the id."""
+
+    ids: pl.Series
+    of_lines: pl.Series
+
+    @classmethod
+    def of(cls, lines: pl.DataFrame, ids: pl.Series | None = None) -> SupplierCodes:
+        """``ids``: the distinct supplier ids of ``lines`` or more (those of ``lines`` when not given)."""
+        supplier_ids = lines.get_column("supplier_id")
+        ids = supplier_ids.unique(maintain_order=True) if ids is None else ids.unique(maintain_order=True)
+        return cls(ids=ids, of_lines=supplier_ids.cast(pl.Enum(ids)).to_physical())
+
+    def named(self, grouped: pl.LazyFrame) -> pl.LazyFrame:
+        """``grouped`` by ``supplier`` (a number) with ``supplier_id`` in its place."""
+        return grouped.select(pl.lit(self.ids).gather(pl.col("supplier")).alias("supplier_id"),
+                              pl.exclude("supplier"))
 
 
 def nonconformance_metrics(
@@ -882,8 +898,8 @@ def measure_suppliers(
     # In this order, each step's working memory is let go before the next: the line facts are the largest.
     price = price_metrics(lines.lazy(), as_of=as_of, window_days=window_days).collect()
     known = matched_receipts(lines, receipts, as_of=as_of)
-    quality = _quality(lines, known, as_of=as_of, window_days=window_days,
-                       ids=chosen.unique(maintain_order=True)).collect()
+    codes = SupplierCodes.of(lines, chosen)
+    quality = _quality(lines, known, as_of=as_of, window_days=window_days, suppliers=codes).collect()
     rejected = _rejected(lines, receipts, known, as_of=as_of, window_days=window_days) if with_records else None
     delivery_facts, late, inaccurate = [], [], []
     for part in _line_parts(lines.height):  # the facts of every line at once would double the memory it takes
@@ -892,13 +908,15 @@ def measure_suppliers(
                           early_tolerance_days=early_tolerance_days,
                           quantity_accuracy_tolerance=quantity_accuracy_tolerance).collect(engine="in-memory")
         facts = facts.with_columns(pl.col("line") + part.start)
-        delivery_facts.append(facts.select(DELIVERY_FACTS))
+        delivery_facts.append(facts.select(DELIVERY_FACTS).with_columns(
+            supplier=codes.of_lines.gather(facts.get_column("line"))))
         late.append(facts.filter(~pl.col("on_time")))
         if with_records:
             inaccurate.append(facts.filter(~pl.col("quantity_accurate")))
         del facts
     del known
-    delivery = delivery_metrics(pl.concat(delivery_facts).lazy(), on_time_basis=on_time_basis).collect()
+    delivery = codes.named(delivery_metrics(pl.concat(delivery_facts).lazy(), on_time_basis=on_time_basis,
+                                            supplier="supplier")).collect()
     del delivery_facts
     late = pl.concat(late)
     # Texts for the lines not on time only, on the in-memory engine: Polars 2.1's streaming engine panics on
@@ -929,8 +947,8 @@ def measure_suppliers(
     return SupplierPerformance(metrics=metrics, late_lines=_lines_not_on_time(not_on_time), records=records)
 
 
-# The line facts :func:`delivery_metrics` reads.
-DELIVERY_FACTS = ("supplier_id", "inspected", "has_inspection_results", "on_time", "in_full", "otif", "late",
+# The line facts :func:`delivery_metrics` reads, besides the supplier.
+DELIVERY_FACTS = ("inspected", "has_inspection_results", "on_time", "in_full", "otif", "late",
                   "days_late", "early", "quantity_ordered", "units_on_time", "quantity_accurate", "order_date",
                   "lead_time_days", "lead_time_met")
 LINES_PER_PART = 1_000_000
