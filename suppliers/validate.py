@@ -1173,7 +1173,7 @@ def _price_history(lines: pl.DataFrame, first: date, last: date) -> pl.DataFrame
     ).to_series()
     item = lines.select(pl.struct(_PRICE_ITEM).hash()).to_series()
     ordered = lines.get_column("order_date")
-    bought = item.filter(priced & ordered.is_between(first, last))
+    bought = item.filter(priced & ordered.is_between(first, last)).unique()  # a small set looks up faster
     at = (priced & (ordered < first) & item.is_in(bought.implode())).arg_true()
     before = pl.DataFrame([lines.get_column(c).gather(at) for c in (_ROW, *_PRICE_ITEM, "order_date")])
     return before.select(
@@ -1198,5 +1198,7 @@ def _items_without_previous_price(checked: dict[str, _Checked], history: pl.Data
 def _among(keys: pl.Series, asked: pl.Series, wanted: pl.Series) -> pl.Series:
     """True where ``asked`` is and the key is one of ``wanted`` (only the asked rows are looked up)."""
     at = asked.arg_true()
-    return pl.repeat(False, keys.len(), dtype=pl.Boolean, eager=True).scatter(
-        at, keys.gather(at).is_in(wanted.implode()))
+    looked_up = keys.gather(at)
+    if looked_up.len() < wanted.len():  # a look-up builds a set of what it looks in: build it of the fewer keys
+        wanted = wanted.filter(wanted.is_in(looked_up.implode())).unique()
+    return pl.repeat(False, keys.len(), dtype=pl.Boolean, eager=True).scatter(at, looked_up.is_in(wanted.implode()))
