@@ -1187,12 +1187,18 @@ def _items_without_previous_price(checked: dict[str, _Checked], history: pl.Data
     kept = lines.cast.select(_ROW, *_PRICE_ITEM).filter(
         pl.col(_ROW).is_in(history.filter("_kept").get_column(_ROW).implode()))
     return (
-        kept.with_columns(pl.col(_ROW).is_in(lines.good.get_column(_ROW).implode()).alias("_good"))
+        kept.with_columns(_good_rows(lines).alias("_good"))
         .group_by(_PRICE_ITEM)
         .agg(pl.col("_good").any())
         .filter(~pl.col("_good"))
         .select(_PRICE_ITEM)
     )
+
+
+def _good_rows(checked: _Checked) -> pl.Expr:
+    """True for a cast row that is not quarantined (a look-up among the few quarantined rows, not the many good)."""
+    bad = [part.get_column(_ROW) for part in checked.parts]
+    return ~pl.col(_ROW).is_in(pl.concat(bad).drop_nulls().unique().implode()) if bad else pl.lit(True)
 
 
 def _among(keys: pl.Series, asked: pl.Series, wanted: pl.Series) -> pl.Series:
