@@ -737,12 +737,18 @@ def _reference(child: _Checked, key: ForeignKey, parent: _Checked) -> None:
     children = child.good.select(_ROW, *columns, *sorted(named & own - set(columns)))
     found = pl.col(_FOUND)
     broken = [(found & ~rule.holds).fill_null(False).alias(f"_broken_{i}") for i, rule in enumerate(key.rules)]
-    flagged = pl.concat([
-        joined.select(_ROW, *columns, _FOUND, *broken)
-        .filter(~found | pl.any_horizontal(pl.lit(False), *[pl.col(f"_broken_{i}") for i in range(len(broken))]))
-        .collect(engine="streaming")  # the join's rows are looked at as they come, never held all at once
-        for joined in _with_parents(children, parents, columns, parent_keys)
-    ]).sort(_ROW)
+    if len(columns) == 1 and not broken:  # only whether the key is there: a look-up, not a join
+        flagged = children.select(
+            _ROW, *columns, pl.col(columns[0]).is_in(parents.get_column(parent_keys[0]).implode())
+            .fill_null(False).alias(_FOUND)).filter(~found)
+    else:
+        flagged = pl.concat([
+            joined.select(_ROW, *columns, _FOUND, *broken)
+            .filter(~found | pl.any_horizontal(pl.lit(False), *[pl.col(f"_broken_{i}") for i in range(len(broken))]))
+            .collect(engine="streaming")  # the join's rows are looked at as they come, never held all at once
+            for joined in _with_parents(children, parents, columns, parent_keys)
+        ])
+    flagged = flagged.sort(_ROW)
     missing = flagged.filter(~found).unique(_ROW, keep="first", maintain_order=True)
     # A row whose key shares its hash with another parent's has a row of its own parent too: not missing.
     missing = missing.join(_good_keys(parent, key, missing.select(columns)), on=columns, how="anti")
