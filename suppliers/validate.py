@@ -109,6 +109,7 @@ from suppliers.schemas import (
     OUT_OF_RANGE,
     check_reasons,
     empty_frame,
+    passes_every_check,
 )
 from suppliers.sources import Source
 
@@ -510,6 +511,8 @@ def _schema_failures(checked: _Checked) -> None:
     """Run the Pandera schema on the cast rows and quarantine every failure with a readable reason and its code."""
     schema = MODELS[checked.kind]
     frame = checked.cast  # a DataFrame: on a LazyFrame Pandera would skip every value check
+    if passes_every_check(checked.kind, frame):  # the common case, found in one pass; else Pandera says where
+        return
     try:
         schema.validate(frame, lazy=True)
         return
@@ -734,12 +737,18 @@ def _reference(child: _Checked, key: ForeignKey, parent: _Checked) -> None:
     children = child.good.select(_ROW, *columns, *sorted(named & own - set(columns)))
     found = pl.col(_FOUND)
     broken = [(found & ~rule.holds).fill_null(False).alias(f"_broken_{i}") for i, rule in enumerate(key.rules)]
-    flagged = pl.concat([
-        joined.select(_ROW, *columns, _FOUND, *broken)
-        .filter(~found | pl.any_horizontal(pl.lit(False), *[pl.col(f"_broken_{i}") for i in range(len(broken))]))
-        .collect(engine="streaming")  # the join's rows are looked at as they come, never held all at once
-        for joined in _with_parents(children, parents, columns, parent_keys)
-    ]).sort(_ROW)
+    if len(columns) == 1 and not broken:  # only whether the key is there: a look-up, not a join
+        flagged = children.select(
+            _ROW, *columns, pl.col(columns[0]).is_in(parents.get_column(parent_keys[0]).implode())
+            .fill_null(False).alias(_FOUND)).filter(~found)
+    else:
+        flagged = pl.concat([
+            joined.select(_ROW, *columns, _FOUND, *broken)
+            .filter(~found | pl.any_horizontal(pl.lit(False), *[pl.col(f"_broken_{i}") for i in range(len(broken))]))
+            .collect(engine="streaming")  # the join's rows are looked at as they come, never held all at once
+            for joined in _with_parents(children, parents, columns, parent_keys)
+        ])
+    flagged = flagged.sort(_ROW)
     missing = flagged.filter(~found).unique(_ROW, keep="first", maintain_order=True)
     # A row whose key shares its hash with another parent's has a row of its own parent too: not missing.
     missing = missing.join(_good_keys(parent, key, missing.select(columns)), on=columns, how="anti")
@@ -1173,7 +1182,7 @@ def _price_history(lines: pl.DataFrame, first: date, last: date) -> pl.DataFrame
     ).to_series()
     item = lines.select(pl.struct(_PRICE_ITEM).hash()).to_series()
     ordered = lines.get_column("order_date")
-    bought = item.filter(priced & ordered.is_between(first, last))
+    bought = item.filter(priced & ordered.is_between(first, last)).unique()  # a small set looks up faster
     at = (priced & (ordered < first) & item.is_in(bought.implode())).arg_true()
     before = pl.DataFrame([lines.get_column(c).gather(at) for c in (_ROW, *_PRICE_ITEM, "order_date")])
     return before.select(
@@ -1187,7 +1196,7 @@ def _items_without_previous_price(checked: dict[str, _Checked], history: pl.Data
     kept = lines.cast.select(_ROW, *_PRICE_ITEM).filter(
         pl.col(_ROW).is_in(history.filter("_kept").get_column(_ROW).implode()))
     return (
-        kept.with_columns(pl.col(_ROW).is_in(lines.good.get_column(_ROW).implode()).alias("_good"))
+        kept.with_columns(_good_rows(lines).alias("_good"))
         .group_by(_PRICE_ITEM)
         .agg(pl.col("_good").any())
         .filter(~pl.col("_good"))
@@ -1195,8 +1204,16 @@ def _items_without_previous_price(checked: dict[str, _Checked], history: pl.Data
     )
 
 
+def _good_rows(checked: _Checked) -> pl.Expr:
+    """True for a cast row that is not quarantined (a look-up among the few quarantined rows, not the many good)."""
+    bad = [part.get_column(_ROW) for part in checked.parts]
+    return ~pl.col(_ROW).is_in(pl.concat(bad).drop_nulls().unique().implode()) if bad else pl.lit(True)
+
+
 def _among(keys: pl.Series, asked: pl.Series, wanted: pl.Series) -> pl.Series:
     """True where ``asked`` is and the key is one of ``wanted`` (only the asked rows are looked up)."""
     at = asked.arg_true()
-    return pl.repeat(False, keys.len(), dtype=pl.Boolean, eager=True).scatter(
-        at, keys.gather(at).is_in(wanted.implode()))
+    looked_up = keys.gather(at)
+    if looked_up.len() < wanted.len():  # a look-up builds a set of what it looks in: build it of the fewer keys
+        wanted = wanted.filter(wanted.is_in(looked_up.implode())).unique()
+    return pl.repeat(False, keys.len(), dtype=pl.Boolean, eager=True).scatter(at, looked_up.is_in(wanted.implode()))
