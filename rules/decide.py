@@ -73,7 +73,7 @@ def _criteria_column(rule_set: RuleSet) -> pl.Expr:
                 confidence_high=pl.col(f"{criterion.metric}_high") if has_interval else pl.lit(None, pl.Float64),
             )
         )
-    return pl.concat_list(items)
+    return pl.concat_arr(items).arr.to_list()  # concat_list of structs goes row by row: 1.4 s at 50,000 suppliers
 
 
 def _status_actions(rule_set: RuleSet) -> pl.Expr:

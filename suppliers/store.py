@@ -456,18 +456,20 @@ class Store:
         dialect = connection.dialect
         quote = dialect.identifier_preparer.quote
         name = dialect.identifier_preparer.format_table(table)
-        marker = "?" if dialect.paramstyle == "qmark" else "%s"
-        sql = (f"INSERT INTO {name} ({', '.join(quote(c) for c in frame.columns)}) "
-               f"VALUES ({', '.join(marker for _ in frame.columns)}) ON CONFLICT")
+        conflict = " ON CONFLICT"
         if update:
-            key = ", ".join(quote(c.name) for c in table.primary_key.columns)
-            sql += f" ({key}) DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update)
+            key = [c.name for c in table.primary_key.columns]
+            conflict += (f" ({', '.join(map(quote, key))}) DO UPDATE SET "
+                         + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update))
             if unless_newer is not None:
-                sql += f" WHERE {name}.{quote(unless_newer)} <= excluded.{quote(unless_newer)}"
+                conflict += f" WHERE {name}.{quote(unless_newer)} <= excluded.{quote(unless_newer)}"
         else:
-            sql += " DO NOTHING"
-        result = connection.exec_driver_sql(sql, _driver_rows(frame, table, dialect))
-        return int(result.rowcount or 0)
+            conflict += " DO NOTHING"
+        columns = ", ".join(quote(c) for c in frame.columns)
+        marker = "?" if dialect.paramstyle == "qmark" else "%s"
+        sql = f"INSERT INTO {name} ({columns}) VALUES ({', '.join(marker for _ in frame.columns)}){conflict}"
+        rows = pl.DataFrame(_driver_columns(frame, table, dialect)).rows()
+        return int(connection.exec_driver_sql(sql, rows).rowcount or 0)
 
     # runs ------------------------------------------------------------------------------------------------
 
@@ -1334,8 +1336,8 @@ def _action_frame(source_key: str, raised: pl.DataFrame, now: datetime) -> pl.Da
 _CONVERTED = (pl.Date, pl.Datetime, pl.Boolean)
 
 
-def _driver_rows(frame: pl.DataFrame, table: sa.Table, dialect: sa.Dialect) -> list[tuple[Any, ...]]:
-    """The rows of ``frame`` as the driver takes them: dates, times and flags as SQLAlchemy binds them for
+def _driver_columns(frame: pl.DataFrame, table: sa.Table, dialect: sa.Dialect) -> list[pl.Series]:
+    """The columns of ``frame`` as the driver takes them: dates, times and flags as SQLAlchemy binds them for
     ``dialect`` (SQLite keeps dates as text), everything else as it is."""
     columns = []
     for series in frame.iter_columns():
@@ -1345,7 +1347,7 @@ def _driver_rows(frame: pl.DataFrame, table: sa.Table, dialect: sa.Dialect) -> l
             series = series.replace_strict(distinct, pl.Series([convert(value) for value in distinct.to_list()]),
                                            default=None)
         columns.append(series)
-    return pl.DataFrame(columns).rows()
+    return columns
 
 
 @dataclass(frozen=True)
