@@ -145,6 +145,76 @@ def postgres_database(server: str, name: str) -> str:
     return sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
 
 
+def bench(inputs: Path, rule_set: RuleSet, repeat: int, postgres: str | None) -> None:
+    """Time each step of one size ``repeat`` times (see the module docstring)."""
+    counter = iter(range(1_000_000))
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as scratch_name:
+        scratch = Path(scratch_name)
+        with Store(f"sqlite:///{scratch / 'empty.db'}") as empty:
+            run = run_record(rule_set, AS_OF)
+            blank = empty.read_history(run_key=run.run_key, run_id=run.run_id, as_of=AS_OF)
+
+        def first_decide() -> float:
+            score_and_decide(inputs, rule_set, blank, AS_OF)
+            return score_and_decide.seconds  # type: ignore[attr-defined]
+
+        timed("score+decide (first)", repeat, first_decide)
+        first = score_and_decide(inputs, rule_set, blank, AS_OF)
+
+        def first_save(url_of: Callable[[int], str]) -> Callable[[], float]:
+            def once() -> float:
+                with Store(url_of(next(counter))) as store:
+                    return save(store, run_record(rule_set, AS_OF), first, inputs)
+            return once
+
+        timed("store (first, SQLite)", repeat, first_save(lambda n: f"sqlite:///{scratch / f'first-{n}.db'}"))
+        baseline = scratch / "baseline.db"
+        with Store(f"sqlite:///{baseline}") as store:
+            save(store, run_record(rule_set, AS_OF), first, inputs)
+        later = run_record(rule_set, NEXT)
+
+        def read() -> float:
+            with Store(f"sqlite:///{baseline}") as store:
+                started = time.perf_counter()
+                store.read_history(run_key=later.run_key, run_id=later.run_id, as_of=NEXT)
+                return time.perf_counter() - started
+
+        timed("store read (SQLite)", repeat, read)
+        with Store(f"sqlite:///{baseline}") as store:
+            history = store.read_history(run_key=later.run_key, run_id=later.run_id, as_of=NEXT)
+        assert history.previous.height == first.evaluated.height
+
+        def next_decide() -> float:
+            score_and_decide(inputs, rule_set, history, NEXT)
+            return score_and_decide.seconds  # type: ignore[attr-defined]
+
+        timed("score+decide (next)", repeat, next_decide)
+        following = score_and_decide(inputs, rule_set, history, NEXT)
+
+        def next_save() -> float:
+            copy = scratch / f"next-{next(counter)}.db"
+            shutil.copyfile(baseline, copy)
+            with Store(f"sqlite:///{copy}") as store:
+                return save(store, run_record(rule_set, NEXT), following, inputs)
+
+        timed("store (next, SQLite)", repeat, next_save)
+        if postgres is None:
+            return
+        server = postgres
+
+        def database(n: int) -> str:
+            return postgres_database(server, f"bench_store_{n}")
+
+        timed("store (first, PostgreSQL)", repeat, first_save(database))
+
+        def next_postgres() -> float:
+            with Store(database(next(counter))) as store:
+                save(store, run_record(rule_set, AS_OF), first, inputs)
+                return save(store, run_record(rule_set, NEXT), following, inputs)
+
+        timed("store (next, PostgreSQL)", repeat, next_postgres)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, nargs="+", default=[10_000_000])
@@ -157,74 +227,9 @@ def main() -> None:
     rule_set = load_rule_set()
     for lines in args.lines:
         inputs = prepare(args.work, lines, args.validated)
-        print(f"{lines:,} order lines, {pl.scan_parquet(inputs / 'chosen.parquet').select(pl.len()).collect().item():,}"
-              " suppliers", flush=True)
-        with tempfile.TemporaryDirectory(prefix="bench-store-") as scratch_name:
-            scratch = Path(scratch_name)
-            with Store(f"sqlite:///{scratch / 'empty.db'}") as empty:
-                run = run_record(rule_set, AS_OF)
-                blank = empty.read_history(run_key=run.run_key, run_id=run.run_id, as_of=AS_OF)
-
-            def first_decide() -> float:
-                score_and_decide(inputs, rule_set, blank, AS_OF)
-                return score_and_decide.seconds  # type: ignore[attr-defined]
-
-            timed("score+decide (first)", args.repeat, first_decide)
-            first = score_and_decide(inputs, rule_set, blank, AS_OF)
-            counter = iter(range(1_000))
-
-            def first_save(url_of: Callable[[int], str]) -> Callable[[], float]:
-                def once() -> float:
-                    with Store(url_of(next(counter))) as store:
-                        return save(store, run_record(rule_set, AS_OF), first, inputs)
-                return once
-
-            def sqlite_file(n: int) -> str:
-                return f"sqlite:///{scratch / f'first-{n}.db'}"
-
-            timed("store (first, SQLite)", args.repeat, first_save(sqlite_file))
-            baseline = scratch / "baseline.db"
-            with Store(f"sqlite:///{baseline}") as store:
-                save(store, run_record(rule_set, AS_OF), first, inputs)
-            later = run_record(rule_set, NEXT)
-
-            def read() -> float:
-                with Store(f"sqlite:///{baseline}") as store:
-                    started = time.perf_counter()
-                    store.read_history(run_key=later.run_key, run_id=later.run_id, as_of=NEXT)
-                    return time.perf_counter() - started
-
-            timed("store read (SQLite)", args.repeat, read)
-            with Store(f"sqlite:///{baseline}") as store:
-                history = store.read_history(run_key=later.run_key, run_id=later.run_id, as_of=NEXT)
-            assert history.previous.height == first.evaluated.height
-
-            def next_decide() -> float:
-                score_and_decide(inputs, rule_set, history, NEXT)
-                return score_and_decide.seconds  # type: ignore[attr-defined]
-
-            timed("score+decide (next)", args.repeat, next_decide)
-            following = score_and_decide(inputs, rule_set, history, NEXT)
-
-            def next_save() -> float:
-                copy = scratch / f"next-{next(counter)}.db"
-                shutil.copyfile(baseline, copy)
-                with Store(f"sqlite:///{copy}") as store:
-                    return save(store, run_record(rule_set, NEXT), following, inputs)
-
-            timed("store (next, SQLite)", args.repeat, next_save)
-            if args.postgres:
-                def postgres(n: int) -> str:
-                    return postgres_database(args.postgres, f"bench_store_{n}")
-
-                timed("store (first, PostgreSQL)", args.repeat, first_save(postgres))
-
-                def next_postgres() -> float:
-                    with Store(postgres(next(counter))) as store:
-                        save(store, run_record(rule_set, AS_OF), first, inputs)
-                        return save(store, run_record(rule_set, NEXT), following, inputs)
-
-                timed("store (next, PostgreSQL)", args.repeat, next_postgres)
+        suppliers = pl.scan_parquet(inputs / "chosen.parquet").select(pl.len()).collect().item()
+        print(f"{lines:,} order lines, {suppliers:,} suppliers", flush=True)
+        bench(inputs, rule_set, args.repeat, args.postgres)
 
 
 if __name__ == "__main__":
