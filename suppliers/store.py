@@ -27,6 +27,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -508,14 +509,17 @@ class Store:
 
         Returns how many evaluations this run recorded, counted by run id, so a retried call still says so.
         """
-        with self.engine.begin() as connection:
-            self.save_evaluations(run_key, run_id, evaluated, as_of=as_of, window_start=window_start,
-                                  rule_set_hash=rule_set_hash, connection=connection)
+        # The evaluations' JSON columns are written by Polars, mostly outside the GIL: in a thread, while the
+        # connection writes the other tables (one thread at a time uses the connection).
+        with ThreadPoolExecutor(max_workers=1) as pool, self.engine.begin() as connection:
+            frame = pool.submit(_evaluation_frame, run_key, run_id, evaluated, as_of=as_of, window_start=window_start,
+                                rule_set_hash=rule_set_hash)
             self.save_status_changes(run_key, run_id, changes, as_of=as_of, approved_by=approved_by,
                                      connection=connection)
             self.save_quarantine_summary(run_key, run_id, quarantine_summary, connection=connection)
             if asl is not None:
                 self._save_asl(connection, run_key, run_id, as_of=as_of, asl=asl)
+            self._insert_frame(connection, evaluations, frame.result())
             mine = sa.select(sa.func.count()).select_from(evaluations).where(evaluations.c.run_id == run_id)
             return int(connection.execute(mine).scalar_one())
 
@@ -569,16 +573,8 @@ class Store:
             with self.engine.begin() as own:
                 return self.save_evaluations(run_key, run_id, evaluated, as_of=as_of, window_start=window_start,
                                              rule_set_hash=rule_set_hash, connection=own)
-        frame = evaluated.select(
-            "supplier_id", "score", "band", "status", "insufficient_reason", previous_status=CURRENT_STATUS,
-        ).with_columns(
-            json_texts(evaluated[name]) for name in ("gates_hit", "metrics", "criteria")
-        ).with_columns(
-            run_key=pl.lit(run_key), run_id=pl.lit(run_id), as_of=pl.lit(as_of, dtype=pl.Date),
-            window_start=pl.lit(window_start, dtype=pl.Date), rule_set_hash=pl.lit(rule_set_hash),
-            recorded_at=pl.lit(_now(), dtype=pl.Datetime("us", "UTC")),
-        )
-        return self._insert_frame(connection, evaluations, frame)
+        return self._insert_frame(connection, evaluations, _evaluation_frame(
+            run_key, run_id, evaluated, as_of=as_of, window_start=window_start, rule_set_hash=rule_set_hash))
 
     def save_status_changes(self, run_key: str, run_id: str, changes: pl.DataFrame, *, as_of: date,
                             approved_by: str, connection: sa.Connection | None = None) -> int:
@@ -1324,6 +1320,20 @@ class Store:
 
 
 _DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
+
+
+def _evaluation_frame(run_key: str, run_id: str, evaluated: pl.DataFrame, *, as_of: date, window_start: date,
+                      rule_set_hash: str) -> pl.DataFrame:
+    """The rows of the ``evaluations`` table for one run: gates hit, metrics and criteria as ``json.dumps`` text."""
+    return evaluated.select(
+        "supplier_id", "score", "band", "status", "insufficient_reason", previous_status=CURRENT_STATUS,
+    ).with_columns(
+        json_texts(evaluated[name]) for name in ("gates_hit", "metrics", "criteria")
+    ).with_columns(
+        run_key=pl.lit(run_key), run_id=pl.lit(run_id), as_of=pl.lit(as_of, dtype=pl.Date),
+        window_start=pl.lit(window_start, dtype=pl.Date), rule_set_hash=pl.lit(rule_set_hash),
+        recorded_at=pl.lit(_now(), dtype=pl.Datetime("us", "UTC")),
+    )
 
 
 def _action_frame(source_key: str, raised: pl.DataFrame, now: datetime) -> pl.DataFrame:
