@@ -445,32 +445,9 @@ class Store:
 
     def _insert_frame(self, connection: sa.Connection, table: sa.Table, frame: pl.DataFrame, *,
                       update: Sequence[str] = (), unless_newer: str | None = None) -> int:
-        """Insert the rows of ``frame`` (named as ``table``'s columns) in one executemany; how many were written.
-
-        A row whose unique key is already there is left alone, or, with ``update``, those of its columns take the
-        new values (not when its ``unless_newer`` column is later than the new row's). The values go to the
-        driver as SQLAlchemy would bind them (its own converters, once per distinct date or flag), without
-        SQLAlchemy's per-row work: statements it compiles itself would cost seconds at 50,000 suppliers.
-        """
-        if frame.is_empty():
-            return 0
-        dialect = connection.dialect
-        quote = dialect.identifier_preparer.quote
-        name = dialect.identifier_preparer.format_table(table)
-        conflict = " ON CONFLICT"
-        if update:
-            key = [c.name for c in table.primary_key.columns]
-            conflict += (f" ({', '.join(map(quote, key))}) DO UPDATE SET "
-                         + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update))
-            if unless_newer is not None:
-                conflict += f" WHERE {name}.{quote(unless_newer)} <= excluded.{quote(unless_newer)}"
-        else:
-            conflict += " DO NOTHING"
-        columns = ", ".join(quote(c) for c in frame.columns)
-        marker = "?" if dialect.paramstyle == "qmark" else "%s"
-        sql = f"INSERT INTO {name} ({columns}) VALUES ({', '.join(marker for _ in frame.columns)}){conflict}"
-        rows = pl.DataFrame(_driver_columns(frame, table, dialect)).rows()
-        return int(connection.exec_driver_sql(sql, rows).rowcount or 0)
+        """Insert the rows of ``frame`` (named as ``table``'s columns) in one executemany; how many were written
+        (see :class:`_Insert`)."""
+        return _Insert.of(frame, table, connection.dialect, update=update, unless_newer=unless_newer).run(connection)
 
     # runs ------------------------------------------------------------------------------------------------
 
@@ -509,18 +486,21 @@ class Store:
 
         Returns how many evaluations this run recorded, counted by run id, so a retried call still says so.
         """
-        # The evaluations' JSON columns are written by Polars, mostly outside the GIL: in a thread, while the
-        # connection writes the other tables (one thread at a time uses the connection).
+        # The evaluations' rows (JSON text written by Polars, mostly outside the GIL) are made in a thread while the
+        # connection writes the other tables; only this thread uses the connection.
         with ThreadPoolExecutor(max_workers=1) as pool, self.engine.begin() as connection:
-            frame = pool.submit(_evaluation_frame, run_key, run_id, evaluated, as_of=as_of, window_start=window_start,
-                                rule_set_hash=rule_set_hash)
+            prepared = pool.submit(lambda: _Insert.of(_evaluation_frame(
+                run_key, run_id, evaluated, as_of=as_of, window_start=window_start, rule_set_hash=rule_set_hash),
+                evaluations, connection.dialect))
             self.save_status_changes(run_key, run_id, changes, as_of=as_of, approved_by=approved_by,
                                      connection=connection)
             self.save_quarantine_summary(run_key, run_id, quarantine_summary, connection=connection)
             if asl is not None:
                 self._save_asl(connection, run_key, run_id, as_of=as_of, asl=asl)
-            self._insert_frame(connection, evaluations, frame.result())
-            mine = sa.select(sa.func.count()).select_from(evaluations).where(evaluations.c.run_id == run_id)
+            prepared.result().run(connection)
+            # By run key too: its index finds the run's rows without reading every earlier run's.
+            mine = sa.select(sa.func.count()).select_from(evaluations).where(evaluations.c.run_key == run_key,
+                                                                             evaluations.c.run_id == run_id)
             return int(connection.execute(mine).scalar_one())
 
     def _save_asl(self, connection: sa.Connection, run_key: str, run_id: str, *, as_of: date,
@@ -1344,6 +1324,44 @@ def _action_frame(source_key: str, raised: pl.DataFrame, now: datetime) -> pl.Da
 
 # Columns of these types are bound through SQLAlchemy's converter for the dialect, once per distinct value.
 _CONVERTED = (pl.Date, pl.Datetime, pl.Boolean)
+
+
+class _Insert(NamedTuple):
+    """One INSERT of many rows, ready for the driver's executemany.
+
+    A row whose unique key is already there is left alone, or, with ``update``, those of its columns take the new
+    values (not when its ``unless_newer`` column is later than the new row's). The values go to the driver as
+    SQLAlchemy would bind them (its own converters, once per distinct date or flag), without SQLAlchemy's per-row
+    work: statements it compiles itself cost seconds at 50,000 suppliers.
+    """
+
+    sql: str
+    rows: list[tuple[Any, ...]]
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame, table: sa.Table, dialect: sa.Dialect, *, update: Sequence[str] = (),
+           unless_newer: str | None = None) -> _Insert:
+        quote = dialect.identifier_preparer.quote
+        name = dialect.identifier_preparer.format_table(table)
+        conflict = " ON CONFLICT"
+        if update:
+            key = [c.name for c in table.primary_key.columns]
+            conflict += (f" ({', '.join(map(quote, key))}) DO UPDATE SET "
+                         + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update))
+            if unless_newer is not None:
+                conflict += f" WHERE {name}.{quote(unless_newer)} <= excluded.{quote(unless_newer)}"
+        else:
+            conflict += " DO NOTHING"
+        columns = ", ".join(quote(c) for c in frame.columns)
+        marker = "?" if dialect.paramstyle == "qmark" else "%s"
+        sql = f"INSERT INTO {name} ({columns}) VALUES ({', '.join(marker for _ in frame.columns)}){conflict}"
+        return cls(sql, pl.DataFrame(_driver_columns(frame, table, dialect)).rows())
+
+    def run(self, connection: sa.Connection) -> int:
+        """Execute it; how many rows were written."""
+        if not self.rows:
+            return 0
+        return int(connection.exec_driver_sql(self.sql, self.rows).rowcount or 0)
 
 
 def _driver_columns(frame: pl.DataFrame, table: sa.Table, dialect: sa.Dialect) -> list[pl.Series]:
