@@ -14,12 +14,15 @@ timed alone, ``--repeat`` times (best and all shown):
 - ``store (next)``: saving that evaluation into a copy of the store holding the first one.
 
 With ``--postgres URL`` (a server URL; the benchmark creates and drops databases named ``bench_store_*`` there)
-the two store steps are timed on PostgreSQL as well. The machine's other load counts in every figure.
+the two store steps are timed on PostgreSQL as well (the CPU time shown is this process's, not the server's).
+Each step shows its best wall time and that run's CPU time (user + system, all threads): the machine's other
+load counts in the wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -105,34 +108,46 @@ def score_and_decide(inputs: Path, rule_set: RuleSet, history: History, as_of: d
     metrics = pl.read_parquet(inputs / "metrics.parquet")
     selected = with_asl_facts(with_current_status(chosen, history.current_statuses), manual=history.manual,
                               previous_bands=history.recent_bands, nonconformances=nonconformances, as_of=as_of)
-    started = time.perf_counter()
+    started = Clock()
     scored = score_suppliers(selected, metrics, rule_set, as_of=as_of)
     decisions = decide(selected, scored, rule_set, previous=history.previous,
                        official_as_of=history.official_as_of, as_of=as_of, official=True)
-    score_and_decide.seconds = time.perf_counter() - started  # type: ignore[attr-defined]
+    score_and_decide.seconds = started.lap()  # type: ignore[attr-defined]
     return decisions
 
 
-def save(store: Store, run: RunRecord, decisions: Decisions, inputs: Path) -> float:
+class Clock:
+    """Wall time and this process's CPU time (user + system, every thread) since it was made."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), sum(os.times()[:2])
+
+    def lap(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, sum(os.times()[:2]) - self.cpu
+
+
+def save(store: Store, run: RunRecord, decisions: Decisions, inputs: Path) -> tuple[float, float]:
     chosen = pl.read_parquet(inputs / "chosen.parquet")
     summary = pl.read_parquet(inputs / "quarantine_summary.parquet")
     asl = AslResults(outcomes=decisions.evaluated, proposals=decisions.proposals, actions=decisions.actions,
                      seen=chosen.select(*SEEN))
     store.start_run(run)
-    started = time.perf_counter()
+    started = Clock()
     added = store.save_results(run.run_key, run.run_id, evaluated=decisions.evaluated, changes=decisions.changes,
                                quarantine_summary=summary, as_of=run.as_of,
                                window_start=window_start(run.as_of, WINDOW_DAYS), rule_set_hash=run.rule_set_hash,
                                approved_by=run.approver, asl=asl)
-    seconds = time.perf_counter() - started
+    seconds = started.lap()
     store.finish_run(run.run_id, status="succeeded", evaluations_added=added)
     assert added == decisions.evaluated.height, (added, decisions.evaluated.height)
     return seconds
 
 
-def timed(label: str, repeat: int, once: Callable[[], float]) -> None:
+def timed(label: str, repeat: int, once: Callable[[], tuple[float, float]]) -> None:
     timings = [once() for _ in range(repeat)]
-    print(f"  {label:<28} best {min(timings):6.2f} s  (runs: {', '.join(f'{t:.2f}' for t in timings)})", flush=True)
+    wall, cpu = min(timings)
+    print(f"  {label:<26} best {wall:6.2f} s wall, {cpu:6.2f} s CPU  "
+          f"(runs: {', '.join(f'{w:.2f}' for w, _ in timings)})", flush=True)
 
 
 def postgres_database(server: str, name: str) -> str:
@@ -154,15 +169,15 @@ def bench(inputs: Path, rule_set: RuleSet, repeat: int, postgres: str | None) ->
             run = run_record(rule_set, AS_OF)
             blank = empty.read_history(run_key=run.run_key, run_id=run.run_id, as_of=AS_OF)
 
-        def first_decide() -> float:
+        def first_decide() -> tuple[float, float]:
             score_and_decide(inputs, rule_set, blank, AS_OF)
             return score_and_decide.seconds  # type: ignore[attr-defined]
 
         timed("score+decide (first)", repeat, first_decide)
         first = score_and_decide(inputs, rule_set, blank, AS_OF)
 
-        def first_save(url_of: Callable[[int], str]) -> Callable[[], float]:
-            def once() -> float:
+        def first_save(url_of: Callable[[int], str]) -> Callable[[], tuple[float, float]]:
+            def once() -> tuple[float, float]:
                 with Store(url_of(next(counter))) as store:
                     return save(store, run_record(rule_set, AS_OF), first, inputs)
             return once
@@ -173,25 +188,25 @@ def bench(inputs: Path, rule_set: RuleSet, repeat: int, postgres: str | None) ->
             save(store, run_record(rule_set, AS_OF), first, inputs)
         later = run_record(rule_set, NEXT)
 
-        def read() -> float:
+        def read() -> tuple[float, float]:
             with Store(f"sqlite:///{baseline}") as store:
-                started = time.perf_counter()
+                started = Clock()
                 store.read_history(run_key=later.run_key, run_id=later.run_id, as_of=NEXT)
-                return time.perf_counter() - started
+                return started.lap()
 
         timed("store read (SQLite)", repeat, read)
         with Store(f"sqlite:///{baseline}") as store:
             history = store.read_history(run_key=later.run_key, run_id=later.run_id, as_of=NEXT)
         assert history.previous.height == first.evaluated.height
 
-        def next_decide() -> float:
+        def next_decide() -> tuple[float, float]:
             score_and_decide(inputs, rule_set, history, NEXT)
             return score_and_decide.seconds  # type: ignore[attr-defined]
 
         timed("score+decide (next)", repeat, next_decide)
         following = score_and_decide(inputs, rule_set, history, NEXT)
 
-        def next_save() -> float:
+        def next_save() -> tuple[float, float]:
             copy = scratch / f"next-{next(counter)}.db"
             shutil.copyfile(baseline, copy)
             with Store(f"sqlite:///{copy}") as store:
@@ -207,7 +222,7 @@ def bench(inputs: Path, rule_set: RuleSet, repeat: int, postgres: str | None) ->
 
         timed("store (first, PostgreSQL)", repeat, first_save(database))
 
-        def next_postgres() -> float:
+        def next_postgres() -> tuple[float, float]:
             with Store(database(next(counter))) as store:
                 save(store, run_record(rule_set, AS_OF), first, inputs)
                 return save(store, run_record(rule_set, NEXT), following, inputs)
