@@ -224,20 +224,22 @@ def _plain_number(value: pl.Expr) -> pl.Expr:
 def status_changes(evaluated: pl.DataFrame) -> pl.DataFrame:
     """The suppliers whose ASL status this run changes (supplier_id, from_status, to_status, reason)."""
     return (
-        evaluated.filter(pl.col("status") != pl.col(CURRENT_STATUS))
+        evaluated.lazy().filter(pl.col("status") != pl.col(CURRENT_STATUS))  # lazy: only the columns used are filtered
         .select("supplier_id", from_status=pl.col(CURRENT_STATUS), to_status=pl.col("status"),
                 reason=change_reason(evaluated))
         .sort("supplier_id")
+        .collect()
     )
 
 
 def proposals(evaluated: pl.DataFrame) -> pl.DataFrame:
     """The changes this run proposes for a person to approve (supplier_id, from_status, to_status, reason)."""
     return (
-        evaluated.filter(pl.col("outcome") == "proposed")
+        evaluated.lazy().filter(pl.col("outcome") == "proposed")
         .select("supplier_id", from_status=pl.col(CURRENT_STATUS), to_status=pl.col("proposed_status"),
                 reason=change_reason(evaluated))
         .sort("supplier_id")
+        .collect()
     )
 
 

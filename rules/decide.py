@@ -36,6 +36,13 @@ __all__ = ["CHANGE_CAUSE", "Decisions", "assemble_evaluations", "change_causes",
            "status_changes"]
 
 
+CRITERION = pl.Struct({
+    "name": pl.String, "metric": pl.String, "metric_label": pl.String, "unit": pl.String, "value": pl.Float64,
+    "measured": pl.Boolean, "not_measured_reason": pl.String, "evidence": pl.Int64, "evidence_label": pl.String,
+    "weight": pl.Float64, "effective_weight": pl.Float64, "points": pl.Float64, "weighted_points": pl.Float64,
+    "confidence_low": pl.Float64, "confidence_high": pl.Float64})
+
+
 def _criteria_column(rule_set: RuleSet) -> pl.Expr:
     """Each criterion of each supplier, as the reports show it.
 
@@ -71,9 +78,10 @@ def _criteria_column(rule_set: RuleSet) -> pl.Expr:
                 weighted_points=(points * effective / 100.0).round(2),
                 confidence_low=pl.col(f"{criterion.metric}_low") if has_interval else pl.lit(None, pl.Float64),
                 confidence_high=pl.col(f"{criterion.metric}_high") if has_interval else pl.lit(None, pl.Float64),
-            )
+            ).cast(CRITERION)
         )
-    return pl.concat_list(items)
+    # One array of the criteria, then a list: concat_list of structs goes row by row (1.4 s at 50,000 suppliers).
+    return pl.concat_arr(items).arr.to_list()
 
 
 def _status_actions(rule_set: RuleSet) -> pl.Expr:

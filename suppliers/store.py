@@ -27,6 +27,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -40,7 +41,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from suppliers.errors import StoreError
 from suppliers.holder import LEASE, Holder, LeaseKeeper, is_alive, this_process
-from suppliers.runs import RunRecord
+from suppliers.json_text import json_texts
+from suppliers.runs import CURRENT_STATUS, RunRecord
 
 __all__ = ["Store", "RunRecord", "PendingMessage", "ClaimedMessage", "History", "AslRecords", "AslResults", "FollowUp",
            "STALE_CLAIM", "SCHEMA_VERSION", "LockHolder", "RunLockedError", "hold_run_lock",
@@ -441,6 +443,12 @@ class Store:
         with self.engine.begin() as own:
             return len(own.execute(statement, list(rows)).all())
 
+    def _insert_frame(self, connection: sa.Connection, table: sa.Table, frame: pl.DataFrame, *,
+                      update: Sequence[str] = (), unless_newer: str | None = None) -> int:
+        """Insert the rows of ``frame`` (named as ``table``'s columns) in one executemany; how many were written
+        (see :class:`_Insert`)."""
+        return _Insert.of(frame, table, connection.dialect, update=update, unless_newer=unless_newer).run(connection)
+
     # runs ------------------------------------------------------------------------------------------------
 
     def start_run(self, record: RunRecord) -> None:
@@ -478,15 +486,21 @@ class Store:
 
         Returns how many evaluations this run recorded, counted by run id, so a retried call still says so.
         """
-        with self.engine.begin() as connection:
-            self.save_evaluations(run_key, run_id, evaluated, as_of=as_of, window_start=window_start,
-                                  rule_set_hash=rule_set_hash, connection=connection)
+        # The evaluations' rows (JSON text written by Polars, mostly outside the GIL) are made in a thread while the
+        # connection writes the other tables; only this thread uses the connection.
+        with ThreadPoolExecutor(max_workers=1) as pool, self.engine.begin() as connection:
+            prepared = pool.submit(lambda: _Insert.of(_evaluation_frame(
+                run_key, run_id, evaluated, as_of=as_of, window_start=window_start, rule_set_hash=rule_set_hash),
+                evaluations, connection.dialect))
             self.save_status_changes(run_key, run_id, changes, as_of=as_of, approved_by=approved_by,
                                      connection=connection)
             self.save_quarantine_summary(run_key, run_id, quarantine_summary, connection=connection)
             if asl is not None:
                 self._save_asl(connection, run_key, run_id, as_of=as_of, asl=asl)
-            mine = sa.select(sa.func.count()).select_from(evaluations).where(evaluations.c.run_id == run_id)
+            prepared.result().run(connection)
+            # By run key too: its index finds the run's rows without reading every earlier run's.
+            mine = sa.select(sa.func.count()).select_from(evaluations).where(evaluations.c.run_key == run_key,
+                                                                             evaluations.c.run_id == run_id)
             return int(connection.execute(mine).scalar_one())
 
     def _save_asl(self, connection: sa.Connection, run_key: str, run_id: str, *, as_of: date,
@@ -494,10 +508,10 @@ class Store:
         """Outcomes, proposals (an open one of an earlier evaluation is superseded by this one), actions, and the
         suppliers seen: all keyed like the evaluations, so a re-run adds nothing."""
         now = _now()
-        outcome_rows = [{"run_key": run_key, "run_id": run_id, "as_of": as_of, **row} for row in asl.outcomes.select(
+        keyed = {"run_key": pl.lit(run_key), "run_id": pl.lit(run_id), "as_of": pl.lit(as_of, dtype=pl.Date)}
+        self._insert_frame(connection, evaluation_outcomes, asl.outcomes.select(
             "supplier_id", "profile", "reevaluate_every_days", "next_due", "proposed_status", "outcome",
-            note="status_note", action="action").to_dicts()]
-        self._insert_ignoring_duplicates(evaluation_outcomes, outcome_rows, connection)
+            note="status_note", action="action").with_columns(**keyed))
         decided = asl.outcomes.filter(pl.col("outcome").is_in(["changed", "unchanged", "proposed", "manual"]))
         p = proposals.c
         for chunk in _chunks(decided["supplier_id"].to_list(), 500):
@@ -507,19 +521,16 @@ class Store:
                 .values(state="superseded", decided_at=now,
                         decision_reason=f"superseded by the evaluation as of {as_of.isoformat()}")
             )
-        proposal_rows = [{"run_key": run_key, "run_id": run_id, "as_of": as_of, "state": "open", "proposed_at": now,
-                          **row} for row in asl.proposals.select("supplier_id", "from_status", "to_status",
-                                                                 "reason").to_dicts()]
-        self._insert_ignoring_duplicates(proposals, proposal_rows, connection)
-        self._insert_actions(connection, run_key, asl.actions)
+        self._insert_frame(connection, proposals, asl.proposals.select(
+            "supplier_id", "from_status", "to_status", "reason").with_columns(
+            **keyed, state=pl.lit("open"), proposed_at=pl.lit(now, dtype=pl.Datetime("us", "UTC"))))
+        self._insert_frame(connection, actions, _action_frame(run_key, asl.actions, now))
         self._upsert_seen(connection, run_id, as_of, asl.seen)
 
     def _insert_actions(self, connection: sa.Connection, source_key: str, raised: pl.DataFrame) -> list[int]:
         """Insert the actions raised by one source (a run key, an approval, a manual decision); the numbers of
         those that are new."""
-        now = _now()
-        rows = [{"source_key": source_key, "state": "open", "created_at": now, **row} for row in raised.select(
-            "supplier_id", "kind", "raised_on", "due", "owner", "description").to_dicts()]
+        rows = _action_frame(source_key, raised, _now()).to_dicts()
         if not rows:
             return []
         statement = _DIALECTS[self.engine.dialect.name].insert(actions).on_conflict_do_nothing().returning(
@@ -528,50 +539,33 @@ class Store:
 
     def _upsert_seen(self, connection: sa.Connection, run_id: str, as_of: date, seen: pl.DataFrame) -> None:
         """Keep each supplier's record fields as the latest-dated run saw them."""
-        if seen.is_empty():
-            return
-        now = _now()
-        fresh = {"first_seen_at": now, "last_seen_as_of": as_of, "last_seen_run_id": run_id}
-        rows = [{**fresh, **row} for row in seen.select(
-            "supplier_id", "name", "category", "criticality", "owner_email", "active").to_dicts()]
-        statement = _DIALECTS[self.engine.dialect.name].insert(suppliers_seen)
         fields = ("name", "category", "criticality", "owner_email", "active", "last_seen_as_of", "last_seen_run_id")
-        statement = statement.on_conflict_do_update(
-            index_elements=[suppliers_seen.c.supplier_id],
-            set_={name: statement.excluded[name] for name in fields},
-            where=suppliers_seen.c.last_seen_as_of <= statement.excluded.last_seen_as_of,
-        )
-        for chunk in range(0, len(rows), 500):
-            connection.execute(statement, rows[chunk:chunk + 500])
+        self._insert_frame(connection, suppliers_seen, seen.select(
+            "supplier_id", "name", "category", "criticality", "owner_email", "active").with_columns(
+            first_seen_at=pl.lit(_now(), dtype=pl.Datetime("us", "UTC")),
+            last_seen_as_of=pl.lit(as_of, dtype=pl.Date), last_seen_run_id=pl.lit(run_id)),
+            update=fields, unless_newer="last_seen_as_of")
 
     def save_evaluations(self, run_key: str, run_id: str, evaluated: pl.DataFrame, *, as_of: date,
                          window_start: date, rule_set_hash: str, connection: sa.Connection | None = None) -> int:
         """Append one evaluation per supplier; rows already recorded under this run key are left alone."""
-        recorded_at = _now()
-        rows = [
-            {
-                "run_key": run_key, "run_id": run_id, "supplier_id": row["supplier_id"], "as_of": as_of,
-                "window_start": window_start, "score": row["score"], "band": row["band"], "status": row["status"],
-                "previous_status": row["current_status"], "insufficient_reason": row["insufficient_reason"],
-                "gates_hit": json.dumps(row["gates_hit"]), "metrics": json.dumps(row["metrics"]),
-                "criteria": json.dumps(row["criteria"]), "rule_set_hash": rule_set_hash, "recorded_at": recorded_at,
-            }
-            for row in evaluated.select(
-                "supplier_id", "score", "band", "status", "current_status", "insufficient_reason", "gates_hit",
-                "metrics", "criteria",
-            ).iter_rows(named=True)
-        ]
-        return self._insert_ignoring_duplicates(evaluations, rows, connection)
+        if connection is None:
+            with self.engine.begin() as own:
+                return self.save_evaluations(run_key, run_id, evaluated, as_of=as_of, window_start=window_start,
+                                             rule_set_hash=rule_set_hash, connection=own)
+        return self._insert_frame(connection, evaluations, _evaluation_frame(
+            run_key, run_id, evaluated, as_of=as_of, window_start=window_start, rule_set_hash=rule_set_hash))
 
     def save_status_changes(self, run_key: str, run_id: str, changes: pl.DataFrame, *, as_of: date,
                             approved_by: str, connection: sa.Connection | None = None) -> int:
-        changed_at = _now()
-        rows = [
-            {"run_key": run_key, "run_id": run_id, "as_of": as_of, "approved_by": approved_by,
-             "changed_at": changed_at, **row}
-            for row in changes.select("supplier_id", "from_status", "to_status", "reason").iter_rows(named=True)
-        ]
-        return self._insert_ignoring_duplicates(status_changes, rows, connection)
+        if connection is None:
+            with self.engine.begin() as own:
+                return self.save_status_changes(run_key, run_id, changes, as_of=as_of, approved_by=approved_by,
+                                                connection=own)
+        return self._insert_frame(connection, status_changes, changes.select(
+            "supplier_id", "from_status", "to_status", "reason").with_columns(
+            run_key=pl.lit(run_key), run_id=pl.lit(run_id), as_of=pl.lit(as_of, dtype=pl.Date),
+            approved_by=pl.lit(approved_by), changed_at=pl.lit(_now(), dtype=pl.Datetime("us", "UTC"))))
 
     def save_quarantine_summary(self, run_key: str, run_id: str, summary: pl.DataFrame,
                                 connection: sa.Connection | None = None) -> int:
@@ -1306,6 +1300,82 @@ class Store:
 
 
 _DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
+
+
+def _evaluation_frame(run_key: str, run_id: str, evaluated: pl.DataFrame, *, as_of: date, window_start: date,
+                      rule_set_hash: str) -> pl.DataFrame:
+    """The rows of the ``evaluations`` table for one run: gates hit, metrics and criteria as ``json.dumps`` text."""
+    return evaluated.select(
+        "supplier_id", "score", "band", "status", "insufficient_reason", previous_status=CURRENT_STATUS,
+    ).with_columns(
+        json_texts(evaluated[name]) for name in ("gates_hit", "metrics", "criteria")
+    ).with_columns(
+        run_key=pl.lit(run_key), run_id=pl.lit(run_id), as_of=pl.lit(as_of, dtype=pl.Date),
+        window_start=pl.lit(window_start, dtype=pl.Date), rule_set_hash=pl.lit(rule_set_hash),
+        recorded_at=pl.lit(_now(), dtype=pl.Datetime("us", "UTC")),
+    )
+
+
+def _action_frame(source_key: str, raised: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """The rows of the ``actions`` table for the actions one source raised (``rules.asl.ACTIONS_SCHEMA``)."""
+    return raised.select("supplier_id", "kind", "raised_on", "due", "owner", "description").with_columns(
+        source_key=pl.lit(source_key), state=pl.lit("open"), created_at=pl.lit(now, dtype=pl.Datetime("us", "UTC")))
+
+
+# Columns of these types are bound through SQLAlchemy's converter for the dialect, once per distinct value.
+_CONVERTED = (pl.Date, pl.Datetime, pl.Boolean)
+
+
+class _Insert(NamedTuple):
+    """One INSERT of many rows, ready for the driver's executemany.
+
+    A row whose unique key is already there is left alone, or, with ``update``, those of its columns take the new
+    values (not when its ``unless_newer`` column is later than the new row's). The values go to the driver as
+    SQLAlchemy would bind them (its own converters, once per distinct date or flag), without SQLAlchemy's per-row
+    work: statements it compiles itself cost seconds at 50,000 suppliers.
+    """
+
+    sql: str
+    rows: list[tuple[Any, ...]]
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame, table: sa.Table, dialect: sa.Dialect, *, update: Sequence[str] = (),
+           unless_newer: str | None = None) -> _Insert:
+        quote = dialect.identifier_preparer.quote
+        name = dialect.identifier_preparer.format_table(table)
+        conflict = " ON CONFLICT"
+        if update:
+            key = [c.name for c in table.primary_key.columns]
+            conflict += (f" ({', '.join(map(quote, key))}) DO UPDATE SET "
+                         + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update))
+            if unless_newer is not None:
+                conflict += f" WHERE {name}.{quote(unless_newer)} <= excluded.{quote(unless_newer)}"
+        else:
+            conflict += " DO NOTHING"
+        columns = ", ".join(quote(c) for c in frame.columns)
+        marker = "?" if dialect.paramstyle == "qmark" else "%s"
+        sql = f"INSERT INTO {name} ({columns}) VALUES ({', '.join(marker for _ in frame.columns)}){conflict}"
+        return cls(sql, pl.DataFrame(_driver_columns(frame, table, dialect)).rows())
+
+    def run(self, connection: sa.Connection) -> int:
+        """Execute it; how many rows were written."""
+        if not self.rows:
+            return 0
+        return int(connection.exec_driver_sql(self.sql, self.rows).rowcount or 0)
+
+
+def _driver_columns(frame: pl.DataFrame, table: sa.Table, dialect: sa.Dialect) -> list[pl.Series]:
+    """The columns of ``frame`` as the driver takes them: dates, times and flags as SQLAlchemy binds them for
+    ``dialect`` (SQLite keeps dates as text), everything else as it is."""
+    columns = []
+    for series in frame.iter_columns():
+        convert = table.c[series.name].type.dialect_impl(dialect).bind_processor(dialect)
+        if convert is not None and isinstance(series.dtype, _CONVERTED) and series.null_count() < len(series):
+            distinct = series.drop_nulls().unique()
+            series = series.replace_strict(distinct, pl.Series([convert(value) for value in distinct.to_list()]),
+                                           default=None)
+        columns.append(series)
+    return columns
 
 
 @dataclass(frozen=True)

@@ -440,6 +440,23 @@ def test_a_run_records_its_outcomes_proposals_actions_and_suppliers_once(store: 
     assert [tuple(row) for row in states] == [("k1", "superseded"), ("k2", "open")]
 
 
+def test_a_save_the_database_refuses_part_way_records_nothing(store: Store) -> None:
+    asl = asl_results({"S1": ("changed", "probation"), "S2": ("changed", "probation")}, actions=[("S1", "scar")])
+    changes = pl.DataFrame({"supplier_id": ["S1"], "from_status": ["approved"], "to_status": ["probation"],
+                            "reason": ["score 55.0 puts it in band C"]})
+    refused = evaluated({"S1": 55.0, "S2": 60.0}).with_columns(  # an evaluation without a status breaks NOT NULL
+        status=pl.Series([None, "probation"], dtype=pl.String))
+    store.start_run(run_record("run-refused", "k1"))
+    with pytest.raises(StoreError, match="refused to save results"):
+        store.save_results("k1", "run-refused", evaluated=refused, changes=changes, quarantine_summary=pl.DataFrame(
+            schema={"kind": pl.String, "source": pl.String, "rows_read": pl.Int64, "rows_quarantined": pl.Int64,
+                    "top_reasons": pl.List(pl.String)}), as_of=AS_OF, window_start=date(2025, 7, 1),
+                           rule_set_hash="h", approved_by="run", asl=asl)
+    for table in (evaluations, status_changes, evaluation_outcomes, actions, suppliers_seen):
+        assert store.count(table) == 0, table.name
+    assert save(store, "k1", AS_OF, {"S1": 55.0, "S2": 60.0}, asl, changes) == 2  # the run again: all of it
+
+
 def test_approving_and_rejecting_a_proposal_once(store: Store) -> None:
     save(store, "k1", AS_OF, {"S1": 40.0, "S2": 40.0},
          asl_results({"S1": ("proposed", "disqualified"), "S2": ("proposed", "disqualified")},
