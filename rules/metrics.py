@@ -113,8 +113,8 @@ def _line_outcomes(
     known = matched_receipts(line_frame, receipts.collect(), as_of=as_of)
     facts = _outcomes(line_frame, known, as_of=as_of, window_days=window_days, tolerance_days=tolerance_days,
                       early_tolerance_days=early_tolerance_days,
-                      quantity_accuracy_tolerance=quantity_accuracy_tolerance).collect(engine="streaming")
-    return _with_keys(facts, line_frame).lazy()
+                      quantity_accuracy_tolerance=quantity_accuracy_tolerance)
+    return _with_keys(_in_units(facts).collect(engine="streaming"), line_frame).lazy()
 
 
 def _with_keys(facts: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
@@ -164,7 +164,8 @@ def _outcomes(
     early_tolerance_days: int | None, quantity_accuracy_tolerance: float,
 ) -> pl.LazyFrame:
     """:func:`_line_outcomes` from the order lines and their known receipts (:func:`matched_receipts`), with
-    ``line`` (the row number in ``lines``) in place of po_id and line_no: see :func:`_with_keys`."""
+    ``line`` (the row number in ``lines``) in place of po_id and line_no (see :func:`_with_keys`), and the
+    quantities received, accepted and rejected in millionths of a unit (see :func:`_in_units`)."""
     tolerance = pl.duration(days=tolerance_days)
     is_judged = lines.select(_judged(as_of=as_of, window_days=window_days, tolerance_days=tolerance_days)).to_series()
     judged = lines.with_row_index("line").filter(is_judged).select(
@@ -256,23 +257,14 @@ def _outcomes(
         .with_columns(
             on_time=pl.col("received_in_window") >= ordered_micro,
             late=pl.col("received_by_deadline") < ordered_micro,
-            units_on_time=pl.min_horizontal("received_in_window", ordered_micro),
+            units_on_time=pl.min_horizontal("received_in_window", ordered_micro) / MICRO,
             in_full=pl.when("inspected").then(pl.col("accepted_total") >= ordered_micro),
             otif=pl.when("inspected").then(pl.col("accepted_by_deadline") >= ordered_micro),
             quantity_accurate=pl.max_horizontal(
                 ordered_micro - pl.col("received_total"),
                 pl.col("received_total") - pl.col("rejected_total") - ordered_micro,
             ) <= (ordered_micro * quantity_accuracy_tolerance).round().cast(pl.Int64),
-            quantity_missing=(ordered_micro - pl.col("received_total")).clip(lower_bound=0),
-        )
-        .drop("ordered_micro")
-        .with_columns(
-            (pl.col(c) / MICRO).alias(c)
-            for c in ("received_by_deadline", "received_in_window", "received_total", "rejected_total", "units_on_time",
-                      "quantity_missing")
-        )
-        .with_columns(
-            pl.when("inspected").then(pl.col(c) / MICRO).alias(c) for c in ("accepted_by_deadline", "accepted_total")
+            lead_time_days=(pl.col("completed_date") - pl.col("order_date")).dt.total_days(),
         )
         .with_columns(
             days_late=pl.when("late").then(
@@ -280,14 +272,30 @@ def _outcomes(
                 .dt.total_days()
                 .clip(lower_bound=0)
             ),
-            lead_time_days=(pl.col("completed_date") - pl.col("order_date")).dt.total_days(),
-            promised_lead_time_days=(pl.col("promised_date") - pl.col("order_date")).dt.total_days(),
-        )
-        .with_columns(
             lead_time_met=pl.when(pl.col("order_date").is_not_null()).then(
-                (pl.col("lead_time_days") <= pl.col("promised_lead_time_days")).fill_null(False)
+                (pl.col("completed_date") <= pl.col("promised_date")).fill_null(False)
             ),
         )
+    )
+
+
+def _in_units(flags: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+    """Line outcomes (:func:`_outcomes`) with their quantities in units: the facts :func:`line_facts` lists.
+
+    Only the lines a report lists need them; a supplier's metrics read the outcomes as they are."""
+    ordered_micro = pl.col("ordered_micro")
+    return (
+        flags.lazy()
+        .with_columns(quantity_missing=(ordered_micro - pl.col("received_total")).clip(lower_bound=0) / MICRO)
+        .with_columns(
+            (pl.col(c) / MICRO).alias(c)
+            for c in ("received_by_deadline", "received_in_window", "received_total", "rejected_total")
+        )
+        .with_columns(
+            pl.when("inspected").then(pl.col(c) / MICRO).alias(c) for c in ("accepted_by_deadline", "accepted_total")
+        )
+        .with_columns(promised_lead_time_days=(pl.col("promised_date") - pl.col("order_date")).dt.total_days())
+        .drop("ordered_micro")
     )
 
 
@@ -910,9 +918,9 @@ def measure_suppliers(
         facts = facts.with_columns(pl.col("line") + part.start)
         delivery_facts.append(facts.select(DELIVERY_FACTS).with_columns(
             supplier=codes.of_lines.gather(facts.get_column("line"))))
-        late.append(facts.filter(~pl.col("on_time")))
+        late.append(_in_units(facts.filter(~pl.col("on_time"))).collect())
         if with_records:
-            inaccurate.append(facts.filter(~pl.col("quantity_accurate")))
+            inaccurate.append(_in_units(facts.filter(~pl.col("quantity_accurate"))).collect())
         del facts
     del known
     delivery = codes.named(delivery_metrics(pl.concat(delivery_facts).lazy(), on_time_basis=on_time_basis,
