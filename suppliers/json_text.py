@@ -36,21 +36,22 @@ def _encode(values: pl.Series) -> pl.Series:
         return pl.repeat("null", len(values), dtype=pl.String, eager=True)
     if isinstance(dtype, pl.Array):
         return _encode(values.cast(pl.List(dtype.inner)))
+    if isinstance(dtype, pl.Struct | pl.List):
+        text = _struct_texts(values) if isinstance(dtype, pl.Struct) else _list_texts(values)
+        if not values.null_count():
+            return text
+        return pl.select(pl.when(values.is_null()).then(pl.lit("null")).otherwise(text)).to_series()
     if dtype == pl.Boolean:
-        text = pl.select(pl.when(values).then(pl.lit("true")).otherwise(pl.lit("false"))).to_series()
+        text = pl.select(pl.when(values).then(pl.lit("true")).when(~values).then(pl.lit("false"))).to_series()
     elif dtype.is_integer():
         text = values.cast(pl.String)
     elif dtype.is_float():
         text = _float_texts(values.cast(pl.Float64))  # a Float32 reaches Python as the double it is
     elif dtype == pl.String:
         text = _string_texts(values)
-    elif isinstance(dtype, pl.Struct):
-        text = _struct_texts(values)
-    elif isinstance(dtype, pl.List):
-        text = _list_texts(values)
     else:
         return pl.Series([json.dumps(value) for value in values.to_list()], dtype=pl.String)
-    return pl.select(pl.when(values.is_null()).then(pl.lit("null")).otherwise(text)).to_series()
+    return text.fill_null("null")  # a leaf's text is null exactly where its value is
 
 
 def _float_texts(values: pl.Series) -> pl.Series:
