@@ -895,9 +895,9 @@ def measure_suppliers(
 ) -> SupplierPerformance:
     """Metrics for every supplier in ``suppliers`` and their lines not on time, from one pass over the line facts.
 
-    Only the records of those suppliers are read: a one-supplier evaluation costs that supplier's lines. The
-    keyword arguments after ``window_days`` are the rule set's evaluation settings (``on_time_tolerance_days``
-    is ``tolerance_days``), with the same defaults. ``suppliers`` may carry ``certificate_expiry``; without it
+    Only the records of those suppliers are measured: a one-supplier evaluation costs that supplier's lines and a
+    look-up of each receipt's key. The keyword arguments after ``window_days`` are the rule set's evaluation
+    settings (``on_time_tolerance_days`` is ``tolerance_days``), with the same defaults. ``suppliers`` may carry ``certificate_expiry``; without it
     the certificate metrics are null. ``with_records`` also lists the records behind the metrics (for the
     reports: :func:`records_behind_metrics`); without it ``records`` is empty and costs nothing.
     """
