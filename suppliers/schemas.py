@@ -26,7 +26,6 @@ __all__ = [
     "MODELS",
     "empty_frame",
     "check_reasons",
-    "passes_every_check",
 ]
 
 # The reason codes of the checks a field's constraints give (the whole vocabulary is in suppliers.validate).
@@ -107,49 +106,6 @@ def _schema(kind: RecordKind) -> pa.DataFrameSchema:
 
 # Read at validation time, so a test may put another schema in for a kind.
 MODELS: dict[str, pa.DataFrameSchema] = {name: _schema(kind) for name, kind in RECORDS.items()}
-_DECLARED = dict(MODELS)
-
-
-def _passes(rule: pl.Expr) -> pl.Expr:
-    return rule | rule.is_null()  # as Pandera judges a check with ignore_na: a null result passes
-
-
-def _field_passes(column: Field) -> list[pl.Expr]:
-    """What each Pandera check of ``column`` (see :func:`_column_checks`) computes, as one expression each."""
-    rules, cell = column.constraints, pl.col(column.name)
-    passes = []
-    if rules.required:  # Pandera's not_nullable: null, or NaN in a float column, fails
-        passes.append(cell.is_not_null() & cell.is_not_nan() if column.dtype == pl.Float64 else cell.is_not_null())
-    if rules.enum:
-        passes.append(_passes(cell.is_in(rules.enum)))
-    if rules.maximum is not None:
-        passes.append(_passes(cell.ge(rules.minimum) & cell.le(rules.maximum)))
-    elif rules.minimum is not None:
-        passes.append(_passes(cell.ge(rules.minimum)))
-    if rules.exclusive_minimum is not None:
-        passes.append(_passes(cell.gt(rules.exclusive_minimum)))
-    if rules.pattern is not None:
-        regex = rules.pattern.regex
-        passes.append(_passes(cell.str.contains(regex if regex.startswith("^") else f"^{regex}")))
-    return passes
-
-
-def passes_every_check(kind: str, frame: pl.DataFrame) -> bool:
-    """Whether :data:`MODELS` would find nothing wrong with ``frame``, found in one pass over it.
-
-    The checks of the declared schema are computed as Pandera computes them, so where this is true Pandera would
-    report no failure; false means something fails (or the schema is not the declared one, or a dtype is not its
-    declared one), and Pandera is asked which cells.
-    """
-    declared = RECORDS[kind]
-    if MODELS[kind] is not _DECLARED[kind] or any(frame.schema.get(f.name) != f.dtype for f in declared.fields):
-        return False
-    passes = [p for f in declared.fields for p in _field_passes(f)]
-    passes += [_passes(rule.holds) for rule in declared.rules]
-    if not passes:
-        return True
-    # Streamed: a rule's arithmetic is done a slice of rows at a time, never held for every row at once.
-    return bool(frame.lazy().select(pl.all_horizontal(passes).all()).collect(engine="streaming").item())
 
 
 def empty_frame(kind: str) -> pl.DataFrame:

@@ -109,7 +109,6 @@ from suppliers.schemas import (
     OUT_OF_RANGE,
     check_reasons,
     empty_frame,
-    passes_every_check,
 )
 from suppliers.sources import Source
 
@@ -511,8 +510,6 @@ def _schema_failures(checked: _Checked) -> None:
     """Run the Pandera schema on the cast rows and quarantine every failure with a readable reason and its code."""
     schema = MODELS[checked.kind]
     frame = checked.cast  # a DataFrame: on a LazyFrame Pandera would skip every value check
-    if passes_every_check(checked.kind, frame):  # the common case, found in one pass; else Pandera says where
-        return
     try:
         schema.validate(frame, lazy=True)
         return
