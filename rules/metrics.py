@@ -727,17 +727,19 @@ def price_variance() -> pl.Expr:
     return pl.col("price_change").mean()
 
 
-def price_metrics(lines: pl.LazyFrame, *, as_of: date, window_days: int) -> pl.LazyFrame:
+def price_metrics(lines: pl.LazyFrame, *, as_of: date, window_days: int,
+                  suppliers: SupplierCodes | None = None) -> pl.LazyFrame:
     """Per supplier: ``priced_lines`` (lines ordered in the window with a previous price) and price variance."""
     line_frame = _with_optional_line_columns(lines).collect()
+    suppliers = suppliers or SupplierCodes.of(line_frame)
     changes = _previous_prices(line_frame, as_of=as_of, window_days=window_days)
     at_row = changes.get_column("row")
-    return (
+    return suppliers.named(
         changes.lazy()
-        .select(supplier_id=line_frame.get_column("supplier_id").gather(at_row),
+        .select(supplier=suppliers.of_lines.gather(at_row),
                 price_change=(line_frame.get_column("unit_price").gather(at_row) - pl.col("previous_price"))
                 / pl.col("previous_price"))
-        .group_by("supplier_id")
+        .group_by("supplier")
         .agg(priced_lines=pl.len().cast(pl.Int64), price_variance=price_variance())
     )
 
@@ -897,16 +899,17 @@ def measure_suppliers(
 
     Only the records of those suppliers are measured: a one-supplier evaluation costs that supplier's lines and a
     look-up of each receipt's key. The keyword arguments after ``window_days`` are the rule set's evaluation
-    settings (``on_time_tolerance_days`` is ``tolerance_days``), with the same defaults. ``suppliers`` may carry ``certificate_expiry``; without it
-    the certificate metrics are null. ``with_records`` also lists the records behind the metrics (for the
-    reports: :func:`records_behind_metrics`); without it ``records`` is empty and costs nothing.
+    settings (``on_time_tolerance_days`` is ``tolerance_days``), with the same defaults. ``suppliers`` may carry
+    ``certificate_expiry``; without it the certificate metrics are null. ``with_records`` also lists the records
+    behind the metrics (for the reports: :func:`records_behind_metrics`); without it ``records`` is empty and
+    costs nothing.
     """
     chosen = suppliers.get_column("supplier_id")
     lines = _with_optional_line_columns(_of_suppliers(lines, chosen).lazy()).collect()
     # In this order, each step's working memory is let go before the next: the line facts are the largest.
-    price = price_metrics(lines.lazy(), as_of=as_of, window_days=window_days).collect()
-    known = matched_receipts(lines, receipts, as_of=as_of)
     codes = SupplierCodes.of(lines, chosen)
+    price = price_metrics(lines.lazy(), as_of=as_of, window_days=window_days, suppliers=codes).collect()
+    known = matched_receipts(lines, receipts, as_of=as_of)
     quality = _quality(lines, known, as_of=as_of, window_days=window_days, suppliers=codes).collect()
     rejected = _rejected(lines, receipts, known, as_of=as_of, window_days=window_days) if with_records else None
     delivery_facts, late, inaccurate = [], [], []
