@@ -920,6 +920,7 @@ def measure_suppliers(
                           quantity_accuracy_tolerance=quantity_accuracy_tolerance).collect(engine="in-memory")
         facts = facts.with_columns(pl.col("line") + part.start)
         delivery_facts.append(facts.select(DELIVERY_FACTS).with_columns(
+            pl.col("days_late", "lead_time_days").cast(pl.Int32),  # numbers of days fit: half the memory kept
             supplier=codes.of_lines.gather(facts.get_column("line"))))
         late.append(_in_units(facts.filter(~pl.col("on_time"))).collect())
         if with_records:
