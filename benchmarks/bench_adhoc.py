@@ -136,7 +136,7 @@ def in_process(config: Path, ids: Iterator[str],
             setattr(owner, name, timed_call)
 
         for name, label in (("load_inputs", "load"), ("validate_inputs", "validate"), ("schedule", "schedule"),
-                            ("choose_suppliers", "schedule"), ("due_suppliers", "schedule"),
+                            ("requested_suppliers", "schedule"), ("suppliers_to_evaluate", "schedule"),
                             ("with_asl_facts", "schedule"), ("with_current_status", "schedule"),
                             ("measure_suppliers", "metrics"), ("score_suppliers", "score"), ("decide", "decide"),
                             ("quarantine_summary_with_reasons", "store"), ("write_run_reports", "render"),
