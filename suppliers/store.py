@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -384,6 +385,13 @@ class EvidenceRecords:
     rule_texts: pl.DataFrame  # hash, name, version, text, first_seen_at: the recorded texts of the rule sets used
 
 
+def _stops_are_not_errors(record: logging.LogRecord) -> bool:
+    """Drop the connection pool's log of a stop (Ctrl-C, SIGTERM: a KeyboardInterrupt) that lands while it closes
+    a connection: it logs it with its traceback and raises it again, and the command then says in one line that
+    it stopped. Errors (Exception) are logged as before."""
+    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+
+
 class Store:
     """A connection to the evaluation store; every method is one transaction."""
 
@@ -396,6 +404,7 @@ class Store:
         self._keepers: dict[str, LeaseKeeper] = {}
         try:
             self.engine = sa.create_engine(url)
+            self.engine.pool.logger.addFilter(_stops_are_not_errors)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             if self.engine.dialect.name not in _DIALECTS:

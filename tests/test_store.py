@@ -554,3 +554,19 @@ def test_a_version_1_store_opens_and_migrates_to_version_2(store_url: str) -> No
         assert store.count(evaluation_outcomes) == 1 and store.count(evaluations) == 3
     with Store(store_url) as again, again.engine.connect() as connection:  # and later opens only check it
         assert sorted(connection.execute(sa.select(schema_info.c.version)).scalars()) == [1, 4]
+
+
+def test_a_stop_while_a_connection_closes_is_not_logged_as_an_error(store: Store, monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """Ctrl-C or SIGTERM (a KeyboardInterrupt) landing while the pool closes a connection still stops the command,
+    without the pool's traceback on the terminal; a real error while closing is still logged."""
+    store.runs_frame()  # a connection is in the pool now
+    monkeypatch.setattr(store.engine.dialect, "do_close", lambda connection: (_ for _ in ()).throw(KeyboardInterrupt))
+    with caplog.at_level("DEBUG"), pytest.raises(KeyboardInterrupt):
+        store.engine.dispose()
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+    store.runs_frame()
+    monkeypatch.setattr(store.engine.dialect, "do_close", lambda connection: (_ for _ in ()).throw(OSError("disk")))
+    with caplog.at_level("ERROR"):
+        store.engine.dispose()  # an Exception is logged, not raised
+    assert [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], OSError)]
