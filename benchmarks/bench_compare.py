@@ -128,8 +128,7 @@ def run_supplier_eval(folder: Path, out: Path, render: bool) -> dict[str, float]
                            official_as_of=history.official_as_of, as_of=AS_OF, official=True)
         lap("score+decide")
         quarantine_summary = quarantine_summary_with_reasons(validated.summary, validated.quarantine)
-        asl = AslResults(outcomes=decisions.evaluated, proposals=decisions.proposals, actions=decisions.actions,
-                         seen=chosen.select("supplier_id", "name", "category", "criticality", "owner_email", "active"))
+        asl = AslResults.of(decisions, chosen, official=True)
         store.save_results(run.run_key, run.run_id, evaluated=decisions.evaluated, changes=decisions.changes,
                            quarantine_summary=quarantine_summary, as_of=AS_OF, window_start=first_day,
                            rule_set_hash=run.rule_set_hash, approved_by=run.approver, asl=asl)

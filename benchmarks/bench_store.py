@@ -54,7 +54,6 @@ from suppliers.store import AslResults, History, Store  # noqa: E402
 AS_OF = date(2026, 6, 30)
 NEXT = AS_OF + timedelta(days=7)
 WINDOW_DAYS = 365
-SEEN = ("supplier_id", "name", "category", "criticality", "owner_email", "active")
 
 
 def prepare(work: Path, lines: int, validated_folder: Path | None) -> Path:
@@ -129,8 +128,7 @@ class Clock:
 def save(store: Store, run: RunRecord, decisions: Decisions, inputs: Path) -> tuple[float, float]:
     chosen = pl.read_parquet(inputs / "chosen.parquet")
     summary = pl.read_parquet(inputs / "quarantine_summary.parquet")
-    asl = AslResults(outcomes=decisions.evaluated, proposals=decisions.proposals, actions=decisions.actions,
-                     seen=chosen.select(*SEEN))
+    asl = AslResults.of(decisions, chosen, official=True)
     store.start_run(run)
     started = Clock()
     added = store.save_results(run.run_key, run.run_id, evaluated=decisions.evaluated, changes=decisions.changes,

@@ -50,7 +50,6 @@ from suppliers.validate import ValidatedInputs, validate_inputs
 
 __all__ = ["nightly", "adhoc", "run_evaluation", "fast_flow_runs", "NIGHTLY_DEFAULTS"]
 
-SEEN_FIELDS = ("supplier_id", "name", "category", "criticality", "owner_email", "active")  # kept for the ASL
 
 
 def retry_if_transient(_task: Any, _task_run: Any, state: Any) -> bool:
@@ -147,9 +146,7 @@ def decide_statuses(selected: pl.DataFrame, scored: pl.DataFrame, rule_set: Rule
 
 @task(name="store results", cache_policy=NO_CACHE, **STORE_RETRIES)
 def store_results(store: Store, run: RunRecord, decisions: Decisions, quarantine_summary: pl.DataFrame,
-                  window_first_day: date, seen: pl.DataFrame) -> int:
-    asl = AslResults(outcomes=decisions.evaluated, proposals=decisions.proposals, actions=decisions.actions,
-                     seen=seen)
+                  window_first_day: date, asl: AslResults) -> int:
     added = store.save_results(run.run_key, run.run_id, evaluated=decisions.evaluated, changes=decisions.changes,
                                quarantine_summary=quarantine_summary, as_of=run.as_of, window_start=window_first_day,
                                rule_set_hash=run.rule_set_hash, approved_by=run.approver, asl=asl)
@@ -266,8 +263,8 @@ def run_evaluation(params: RunParameters) -> RunSummary:
                                                               params.shards)
             decisions = decide_statuses(selected, scored, rule_set, history, as_of, official, settings.mail.officers)
             quarantine_summary = quarantine_summary_with_reasons(validated.summary, validated.quarantine)
-            seen = chosen.select(SEEN_FIELDS) if official else chosen.select(SEEN_FIELDS).clear()
-            added = store_results(store, run, decisions, quarantine_summary, first_day, seen)
+            added = store_results(store, run, decisions, quarantine_summary, first_day,
+                                  AslResults.of(decisions, chosen, official=official))
             follow_up = read_follow_up(store)
             asl_report = AslFollowUp(proposals=follow_up.proposals, actions=follow_up.actions,
                                      overdue=overdue_suppliers(plan, validated.suppliers, chosen["supplier_id"]),

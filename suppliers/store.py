@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import polars as pl
 import sqlalchemy as sa
@@ -44,6 +44,9 @@ from suppliers.errors import StoreError
 from suppliers.holder import LEASE, Holder, LeaseKeeper, is_alive, this_process
 from suppliers.json_text import json_texts
 from suppliers.runs import CURRENT_STATUS, RunRecord
+
+if TYPE_CHECKING:
+    from rules.decide import Decisions
 
 __all__ = ["Store", "RunRecord", "PendingMessage", "ClaimedMessage", "History", "AslRecords", "AslResults", "FollowUp",
            "STALE_CLAIM", "SCHEMA_VERSION", "LockHolder", "RunLockedError", "hold_run_lock",
@@ -355,6 +358,10 @@ class FollowUp(NamedTuple):
     actions: pl.DataFrame
 
 
+# A supplier's record fields the store keeps as the latest-dated run saw them (the suppliers_seen table).
+SEEN_FIELDS = ("supplier_id", "name", "category", "criticality", "owner_email", "active")
+
+
 @dataclass(frozen=True)
 class AslResults:
     """What a run records on the ASL besides its evaluations and status changes (``rules.decide.Decisions``)."""
@@ -362,7 +369,16 @@ class AslResults:
     outcomes: pl.DataFrame  # per evaluated supplier: profile, reevaluate_every_days, next_due, proposed_status, ...
     proposals: pl.DataFrame  # supplier_id, from_status, to_status, reason
     actions: pl.DataFrame  # rules.asl.ACTIONS_SCHEMA
-    seen: pl.DataFrame  # supplier_id, name, category, criticality, owner_email, active
+    seen: pl.DataFrame  # SEEN_FIELDS
+
+    @classmethod
+    def of(cls, decisions: Decisions, chosen: pl.DataFrame, *, official: bool) -> AslResults:
+        """What a run's decisions record on the ASL. Only an official run records the suppliers it saw (their
+        name, owner and other record fields): a what-if run under other rules must not change what the ASL
+        shows."""
+        seen = chosen.select(SEEN_FIELDS)
+        return cls(outcomes=decisions.evaluated, proposals=decisions.proposals, actions=decisions.actions,
+                   seen=seen if official else seen.clear())
 
 
 @dataclass(frozen=True)
@@ -549,8 +565,7 @@ class Store:
     def _upsert_seen(self, connection: sa.Connection, run_id: str, as_of: date, seen: pl.DataFrame) -> None:
         """Keep each supplier's record fields as the latest-dated run saw them."""
         fields = ("name", "category", "criticality", "owner_email", "active", "last_seen_as_of", "last_seen_run_id")
-        self._insert_frame(connection, suppliers_seen, seen.select(
-            "supplier_id", "name", "category", "criticality", "owner_email", "active").with_columns(
+        self._insert_frame(connection, suppliers_seen, seen.select(SEEN_FIELDS).with_columns(
             first_seen_at=pl.lit(_now(), dtype=pl.Datetime("us", "UTC")),
             last_seen_as_of=pl.lit(as_of, dtype=pl.Date), last_seen_run_id=pl.lit(run_id)),
             update=fields, unless_newer="last_seen_as_of")

@@ -570,3 +570,20 @@ def test_a_stop_while_a_connection_closes_is_not_logged_as_an_error(store: Store
     with caplog.at_level("ERROR"):
         store.engine.dispose()  # an Exception is logged, not raised
     assert [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], OSError)]
+
+
+def test_only_an_official_run_records_the_suppliers_it_saw() -> None:
+    from types import SimpleNamespace
+
+    from suppliers.store import SEEN_FIELDS
+
+    chosen = pl.DataFrame({"supplier_id": ["S1", "S2"], "name": ["One", "Two"], "category": ["IT", "IT"],
+                           "criticality": ["high", "low"], "owner_email": ["a@x.org", "b@x.org"],
+                           "active": [True, True], "contact_email": ["c@x.org", None]})
+    decisions = SimpleNamespace(evaluated=pl.DataFrame({"supplier_id": ["S1", "S2"]}),
+                                proposals=pl.DataFrame({"supplier_id": ["S2"]}), actions=pl.DataFrame())
+    official = AslResults.of(decisions, chosen, official=True)
+    assert official.seen.columns == list(SEEN_FIELDS) and official.seen["name"].to_list() == ["One", "Two"]
+    assert official.outcomes is decisions.evaluated and official.proposals is decisions.proposals
+    what_if = AslResults.of(decisions, chosen, official=False)
+    assert what_if.seen.height == 0 and what_if.seen.columns == list(SEEN_FIELDS)
