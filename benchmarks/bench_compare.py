@@ -121,7 +121,7 @@ def run_supplier_eval(folder: Path, out: Path, render: bool) -> dict[str, float]
         performance = measure_suppliers(selected, validated.purchase_order_lines, validated.receipts,
                                         validated.nonconformances, validated.feedback, as_of=AS_OF,
                                         window_days=WINDOW_DAYS, with_records=True,
-                                        **rule_set.evaluation.measure_options())
+                                        **handed_on(validated), **rule_set.evaluation.measure_options())
         lap("metrics")
         scored = score_suppliers(selected, performance.metrics, rule_set, as_of=AS_OF)
         decisions = decide(selected, scored, rule_set, previous=history.previous,
@@ -214,6 +214,11 @@ SELECT a.supplier_id, coalesce(d.order_lines, 0) AS order_lines, coalesce(d.on_t
        d.on_time_rate, d.in_full_rate, d.mean_days_late, coalesce(q.receipts, 0) AS receipts, q.ppm_rejected
 FROM active a LEFT JOIN delivery d USING (supplier_id) LEFT JOIN quality q USING (supplier_id)
 """
+
+
+def handed_on(validated: object) -> dict[str, object]:
+    """What the pipeline hands from validation to the metrics, as the code measured has it."""
+    return {"receipt_lines": validated.receipt_lines} if hasattr(validated, "receipt_lines") else {}
 
 
 def run_duckdb(folder: Path, out: Path) -> dict[str, float]:

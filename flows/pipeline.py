@@ -105,7 +105,8 @@ def compute_metrics(validated: ValidatedInputs, selected: pl.DataFrame, rule_set
                     window_days: int) -> SupplierPerformance:
     performance = measure_suppliers(selected, validated.purchase_order_lines, validated.receipts,
                                     validated.nonconformances, validated.feedback, as_of=as_of,
-                                    window_days=window_days, with_records=True, **rule_set.evaluation.measure_options())
+                                    window_days=window_days, with_records=True, receipt_lines=validated.receipt_lines,
+                                    **rule_set.evaluation.measure_options())
     get_run_logger().info("Measured %s suppliers over the %s-day window", f"{performance.metrics.height:,}",
                           window_days)
     return performance

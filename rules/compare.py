@@ -163,7 +163,8 @@ def score_under_rule_sets(selected: pl.DataFrame, inputs: ValidatedInputs, rule_
         if key not in measured:
             measured[key] = measure_suppliers(selected, inputs.purchase_order_lines, inputs.receipts,
                                               inputs.nonconformances, inputs.feedback, as_of=as_of,
-                                              window_days=window_of(rule_set, window_days), **options).metrics
+                                              window_days=window_of(rule_set, window_days),
+                                              receipt_lines=inputs.receipt_lines, **options).metrics
         scored.append(score_suppliers(selected, measured[key], rule_set, as_of=as_of))
     return scored
 

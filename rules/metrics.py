@@ -125,6 +125,9 @@ def _with_keys(facts: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
         pl.exclude("supplier_id", "line"))
 
 
+KNOWN_RECEIPT_FACTS = ("received_date", "quantity_received", "quantity_accepted", "quantity_rejected")
+
+
 def matched_receipts(lines: pl.DataFrame, receipts: pl.DataFrame, *, as_of: date) -> pl.DataFrame:
     """The receipts known at the as-of date (received on or before it) whose order line is in ``lines``: their
     received_date and quantities, ``receipt`` (the row number in ``receipts``) and ``line``, the row number of
@@ -148,9 +151,27 @@ def matched_receipts(lines: pl.DataFrame, receipts: pl.DataFrame, *, as_of: date
                 == lines.select(key_hash(*RECEIPT_KEYS, seed=CHECK_SEED)).to_series().gather(line_at))
     pairs = pairs.filter(same_key)
     receipt_at = pairs.get_column("receipt")
-    return receipts.select(
-        pl.col("received_date", "quantity_received", "quantity_accepted", "quantity_rejected").gather(receipt_at)
-    ).with_columns(receipt=receipt_at, line=pairs.get_column("line"))
+    return receipts.select(pl.col(*KNOWN_RECEIPT_FACTS).gather(receipt_at)).with_columns(
+        receipt=receipt_at, line=pairs.get_column("line"))
+
+
+def _known_receipts(receipts: pl.DataFrame, receipt_lines: pl.Series, *, as_of: date) -> pl.DataFrame:
+    """:func:`matched_receipts` from each receipt's line already known (``receipt_lines``: its row number in the
+    lines, null for none), in receipt order."""
+    return (
+        receipts.select(*KNOWN_RECEIPT_FACTS, receipt=pl.int_range(pl.len(), dtype=pl.UInt32),
+                        line=receipt_lines.cast(pl.UInt32))
+        .filter(pl.col("received_date") <= as_of, pl.col("line").is_not_null())
+    )
+
+
+def _after_filter(at_rows: pl.Series, kept: pl.Series) -> pl.Series:
+    """Row numbers ``at_rows`` of a frame, renumbered in that frame filtered by ``kept`` (null: a row left out)."""
+    if kept.all():
+        return at_rows
+    position = kept.cast(pl.UInt32).cum_sum() - 1  # a row left out before the first kept wraps: masked out below
+    renumbered = pl.select(pl.when(pl.lit(kept)).then(pl.lit(position))).to_series()
+    return renumbered.gather(at_rows)
 
 
 def _judged(*, as_of: date, window_days: int, tolerance_days: int) -> pl.Expr:
@@ -894,6 +915,7 @@ def measure_suppliers(
     quantity_accuracy_tolerance: float = 0.0,
     ncr_overdue_days: int = 30,
     with_records: bool = False,
+    receipt_lines: pl.Series | None = None,
 ) -> SupplierPerformance:
     """Metrics for every supplier in ``suppliers`` and their lines not on time, from one pass over the line facts.
 
@@ -902,14 +924,21 @@ def measure_suppliers(
     settings (``on_time_tolerance_days`` is ``tolerance_days``), with the same defaults. ``suppliers`` may carry
     ``certificate_expiry``; without it the certificate metrics are null. ``with_records`` also lists the records
     behind the metrics (for the reports: :func:`records_behind_metrics`); without it ``records`` is empty and
-    costs nothing.
+    costs nothing. ``receipt_lines`` (validation's ``ValidatedInputs.receipt_lines``) is, per receipt, the row
+    number of its order line in ``lines`` (null: none there); given, receipts are not matched to lines again.
     """
     chosen = suppliers.get_column("supplier_id")
-    lines = _with_optional_line_columns(_of_suppliers(lines, chosen).lazy()).collect()
+    mine = lines.get_column("supplier_id").is_in(chosen.implode())
+    if receipt_lines is not None:
+        if receipt_lines.len() != receipts.height:
+            raise ValueError(f"receipt_lines has {receipt_lines.len()} rows for {receipts.height} receipts")
+        receipt_lines = _after_filter(receipt_lines, mine)
+    lines = _with_optional_line_columns((lines if mine.all() else lines.filter(mine)).lazy()).collect()
     # In this order, each step's working memory is let go before the next: the line facts are the largest.
     codes = SupplierCodes.of(lines, chosen)
     price = price_metrics(lines.lazy(), as_of=as_of, window_days=window_days, suppliers=codes).collect()
-    known = matched_receipts(lines, receipts, as_of=as_of)
+    known = (matched_receipts(lines, receipts, as_of=as_of) if receipt_lines is None
+             else _known_receipts(receipts, receipt_lines, as_of=as_of))
     quality = _quality(lines, known, as_of=as_of, window_days=window_days, suppliers=codes).collect()
     rejected = _rejected(lines, receipts, known, as_of=as_of, window_days=window_days) if with_records else None
     delivery_facts, late, inaccurate = [], [], []

@@ -143,6 +143,8 @@ _ROW = "__row__"  # internal row-number column; never a canonical name
 _FILE, _FILE_ROW = "__file__", "__file_row__"  # a source of several files: each row's file and its row there
 _PARENT_ROW, _HASH, _FOUND = "__parent_row__", "__key_hash__", "__found__"  # internal columns of reference checks
 _PARENTS_PER_JOIN = 1_000_000  # a reference check joins this many parents at a time at most
+# The reference whose matches validation hands on (see ValidatedInputs.receipt_lines): child kind, parent kind.
+_MATCH_HANDED_ON = ("receipts", "purchase_order_lines")
 # Internal quarantine parts carry the row and leave source/kind to the end.
 _PART_SCHEMA: dict[str, pl.DataType] = {
     _ROW: pl.Int64(),
@@ -220,6 +222,11 @@ class ValidatedInputs:
     feedback: pl.DataFrame  # empty with the canonical schema when the source is absent
     quarantine: pl.DataFrame  # QUARANTINE_SCHEMA, one row per failure
     summary: pl.DataFrame  # SUMMARY_SCHEMA, one row per source read
+    # Per row of receipts, the row number (from 0) of its order line in purchase_order_lines; null when that line
+    # is not among them (set aside after its receipts were checked). Validation matches every receipt to its line
+    # to check it; the metrics read it here rather than match them again (rules.metrics.measure_suppliers).
+    # None when not known: the metrics then match them themselves.
+    receipt_lines: pl.Series | None = None
 
 
 @dataclass
@@ -236,6 +243,8 @@ class _Checked:
     raw: pl.DataFrame  # _ROW + canonical columns as read (the caller's columns)
     cast: pl.DataFrame  # rows validated (non-blank, in the window): _ROW + canonical columns in canonical dtypes
     parts: list[pl.DataFrame] = field(default_factory=list)  # quarantine parts, _PART_SCHEMA
+    # Receipts only: the order line each row was found to belong to, by the reference check (_ROW, _PARENT_ROW).
+    matched: pl.DataFrame | None = None
     origins: pl.DataFrame | None = None  # several files: _ROW -> the file and its row there
     by_position: bool = False  # raw's _ROW is 1, 2, 3, ...: row r is at position r - 1
     unparseable: list[pl.DataFrame] = field(default_factory=list)  # cast failures, quarantined by keep()
@@ -726,8 +735,10 @@ def _reference(child: _Checked, key: ForeignKey, parent: _Checked) -> None:
     named = {name for rule in key.rules for name in rule.names}
     theirs = sorted(named - own)
     parent_keys = [f"_parent_key_{i}" for i in range(len(columns))]
+    handed_on = (child.kind, key.reference.resource) == _MATCH_HANDED_ON
     parents = parent.good.select(
-        *[pl.col(p).alias(k) for p, k in zip(key.reference.fields, parent_keys, strict=True)], *theirs
+        *[pl.col(p).alias(k) for p, k in zip(key.reference.fields, parent_keys, strict=True)], *theirs,
+        *([pl.col(_ROW).alias(_PARENT_ROW)] if handed_on else []),
     )
     if set(key.reference.fields) != set(KEYS.get(parent.kind, ())):  # no rules then: any row of a key will do
         parents = parents.unique(subset=parent_keys, keep="first", maintain_order=True)
@@ -739,12 +750,20 @@ def _reference(child: _Checked, key: ForeignKey, parent: _Checked) -> None:
             _ROW, *columns, pl.col(columns[0]).is_in(parents.get_column(parent_keys[0]).implode())
             .fill_null(False).alias(_FOUND)).filter(~found)
     else:
-        flagged = pl.concat([
-            joined.select(_ROW, *columns, _FOUND, *broken)
-            .filter(~found | pl.any_horizontal(pl.lit(False), *[pl.col(f"_broken_{i}") for i in range(len(broken))]))
-            .collect(engine="streaming")  # the join's rows are looked at as they come, never held all at once
-            for joined in _with_parents(children, parents, columns, parent_keys)
-        ])
+        failing = ~found | pl.any_horizontal(pl.lit(False), *[pl.col(f"_broken_{i}") for i in range(len(broken))])
+        flagged_parts, matched_parts = [], []
+        for joined in _with_parents(children, parents, columns, parent_keys):
+            if handed_on:  # every row's match is kept: the rows found are the pairs handed on
+                rows = joined.select(_ROW, *columns, _FOUND, _PARENT_ROW, *broken).collect(engine="streaming")
+                matched_parts.append(rows.filter(found).select(pl.col(_ROW, _PARENT_ROW).cast(pl.UInt32)))
+                flagged_parts.append(rows.filter(failing).drop(_PARENT_ROW))
+                del rows
+            else:  # the join's rows are looked at as they come, never held all at once
+                flagged_parts.append(joined.select(_ROW, *columns, _FOUND, *broken).filter(failing)
+                                     .collect(engine="streaming"))
+        flagged = pl.concat(flagged_parts)
+        if handed_on:
+            child.matched = pl.concat(matched_parts)
     flagged = flagged.sort(_ROW)
     missing = flagged.filter(~found).unique(_ROW, keep="first", maintain_order=True)
     # A row whose key shares its hash with another parent's has a row of its own parent too: not missing.
@@ -1093,12 +1112,33 @@ def validate_inputs(
     summary = _summary(checked, quarantine)
     _check_threshold(summary, quarantine, max_quarantine_share, quarantine_path)
 
+    receipt_lines = _receipt_lines(checked["receipts"], checked["purchase_order_lines"])
     good: dict[str, pl.DataFrame] = {}
     for kind in RECORD_KINDS:  # one kind at a time, letting go of its cast rows once its good rows are out
         source_checked = checked.pop(kind, None)
         good[kind] = source_checked.good.select(list(CANONICAL[kind])) if source_checked else empty_frame(kind)
         del source_checked
-    return ValidatedInputs(**good, quarantine=quarantine, summary=summary)
+    return ValidatedInputs(**good, quarantine=quarantine, summary=summary, receipt_lines=receipt_lines)
+
+
+def _receipt_lines(receipts: _Checked, lines: _Checked) -> pl.Series | None:
+    """Per good receipt, the position of its order line among the good lines (null: that line is not one of
+    them); None when the reference check kept no matches. Row numbers are looked up in arrays indexed by them,
+    not joined: a _ROW is a row's number in its source, so they are about as many as the rows read."""
+    matched = receipts.matched
+    if matched is None:
+        return None
+    receipt_rows, line_rows = receipts.good.get_column(_ROW), lines.good.get_column(_ROW)
+    receipt_of, line_of = matched.get_column(_ROW), matched.get_column(_PARENT_ROW)
+
+    def by_row(rows: pl.Series, values: pl.Series, *asked: pl.Series) -> pl.Series:
+        """values[i] at index rows[i], null elsewhere, long enough for every row number in ``asked``."""
+        size = 1 + max((int(s.max()) for s in (rows, *asked) if s.len()), default=0)  # type: ignore[arg-type]
+        return pl.repeat(None, size, dtype=pl.UInt32, eager=True).scatter(rows, values)
+
+    line_row = by_row(receipt_of, line_of, receipt_rows).gather(receipt_rows)
+    position = by_row(line_rows, pl.int_range(line_rows.len(), dtype=pl.UInt32, eager=True), line_of)
+    return position.gather(line_row).rename("line")
 
 
 # --- the window

@@ -719,9 +719,10 @@ def test_an_over_delivery_is_a_quantity_record_but_a_replacement_for_rejects_is_
 
 # --- how the metrics are computed at scale must not change what they are ------------------------------------
 
-def _everything(suppliers: pl.DataFrame, lines: pl.DataFrame, receipts: pl.DataFrame) -> metrics.SupplierPerformance:
+def _everything(suppliers: pl.DataFrame, lines: pl.DataFrame, receipts: pl.DataFrame,
+                receipt_lines: pl.Series | None = None) -> metrics.SupplierPerformance:
     return metrics.measure_suppliers(suppliers, lines, receipts, EMPTY_NCR, EMPTY_FEEDBACK, as_of=AS_OF,
-                                     window_days=90, tolerance_days=2, with_records=True)
+                                     window_days=90, tolerance_days=2, with_records=True, receipt_lines=receipt_lines)
 
 
 def _same(first: metrics.SupplierPerformance, second: metrics.SupplierPerformance) -> None:
@@ -773,3 +774,22 @@ def test_p90_lead_time_is_the_nearest_rank(n: int) -> None:
     nearest_rank = sorted(days)[-(-9 * n // 10) - 1]  # the ⌈0.9 n⌉-th smallest
     got = pl.DataFrame({"lead_time_days": days}).select(metrics.p90_lead_time_days()).item()
     assert got == nearest_rank
+
+
+def test_receipts_handed_on_with_their_lines_give_what_matching_them_gives() -> None:
+    """Validation hands on each receipt's line (its row number in the lines, null for none); the metrics read it
+    instead of matching the receipts again, for all suppliers or one (its lines then renumbered among its own)."""
+    two = pl.concat([BOTH, BOTH.with_columns(supplier_id=pl.lit("S2"), po_id="Z" + pl.col("po_id"))])
+    two = two.sample(fraction=1.0, shuffle=True, seed=3)  # S2's lines among S1's: renumbering is not a slice
+    receipts = pl.concat([RECEIPTS, RECEIPTS.with_columns(po_id="Z" + pl.col("po_id")),
+                          RECEIPTS.head(1).with_columns(po_id=pl.lit("NOWHERE"))])  # a line not there: null
+    receipt_lines = receipts.join(two.with_row_index("line").select("po_id", "line_no", "line"),
+                                  on=["po_id", "line_no"], how="left", maintain_order="left").get_column("line")
+    assert receipt_lines.null_count() == 1
+    for chosen in (["S1", "S2"], ["S1"], ["S2"]):
+        suppliers = pl.DataFrame({"supplier_id": chosen})
+        handed_on = _everything(suppliers, two, receipts, receipt_lines)
+        assert handed_on.late_lines.height > 0 and handed_on.records.height > 0
+        _same(handed_on, _everything(suppliers, two, receipts))
+    with pytest.raises(ValueError, match="receipt_lines has 2 rows for"):
+        _everything(suppliers, two, receipts, receipt_lines.head(2))
