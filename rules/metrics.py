@@ -158,11 +158,10 @@ def matched_receipts(lines: pl.DataFrame, receipts: pl.DataFrame, *, as_of: date
 def _known_receipts(receipts: pl.DataFrame, receipt_lines: pl.Series, *, as_of: date) -> pl.DataFrame:
     """:func:`matched_receipts` from each receipt's line already known (``receipt_lines``: its row number in the
     lines, null for none), in receipt order."""
-    return (
-        receipts.select(*KNOWN_RECEIPT_FACTS, receipt=pl.int_range(pl.len(), dtype=pl.UInt32),
-                        line=receipt_lines.cast(pl.UInt32))
-        .filter(pl.col("received_date") <= as_of, pl.col("line").is_not_null())
-    )
+    known = receipts.select(*KNOWN_RECEIPT_FACTS, receipt=pl.int_range(pl.len(), dtype=pl.UInt32),
+                            line=receipt_lines.cast(pl.UInt32))
+    kept = known.select((pl.col("received_date") <= as_of) & pl.col("line").is_not_null()).to_series()
+    return known if kept.all() else known.filter(kept)  # every receipt kept: its columns, not a copy of them
 
 
 def _after_filter(at_rows: pl.Series, kept: pl.Series) -> pl.Series:
@@ -705,6 +704,9 @@ def _in_item_order(hashed: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
                                 for name in by_item.columns)
 
 
+PRICE_PARTS = 4  # the items' lines are put in order a share of the items at a time: a quarter of the memory
+
+
 def _previous_prices(lines: pl.DataFrame, *, as_of: date, window_days: int) -> pl.DataFrame:
     """``row`` (in ``lines``) and ``previous_price`` of each line ordered in the window whose previous price
     (see :func:`price_changes`) is above 0, in no particular order."""
@@ -714,26 +716,41 @@ def _previous_prices(lines: pl.DataFrame, *, as_of: date, window_days: int) -> p
     # only the lines of an item ordered more than once on one day are then put in po_id and line_no order.
     # A line follows the same item when both its hashes (see matched_receipts) equal its neighbour's. Should
     # two items collide in the first alone, their lines would interleave: that shows as neighbours equal in the
-    # first hash but not the second, and then the lines are sorted by the texts.
+    # first hash but not the second, and then their share of the lines is sorted by the texts. The items are
+    # sorted a share at a time (by their first hash, so an item's lines are all in one share).
     usable = (pl.col("order_date") <= as_of) & pl.col("item_id").is_not_null() & pl.col("unit_price").is_not_null()
-    sorted_lines = _in_item_order(
+    hashed = (
         lines.lazy().with_row_index("row").filter(usable)
-        .select("row", "order_date", "unit_price", item=key_hash(*SAME_ITEM),
-                check=key_hash(*SAME_ITEM, seed=CHECK_SEED))
-        .collect(engine="streaming"),
-        lines)
+        .select("row", item=key_hash(*SAME_ITEM), check=key_hash(*SAME_ITEM, seed=CHECK_SEED))
+        .collect(engine="streaming")
+    )
+    share = hashed.select((pl.col("item") % PRICE_PARTS).cast(pl.UInt8)).to_series()
+    found = []
+    for part in range(PRICE_PARTS):
+        keys = hashed.filter(share == part)
+        at_row = keys.get_column("row")
+        found.append(_previous_prices_of(
+            keys.with_columns(lines.get_column(name).gather(at_row) for name in ("order_date", "unit_price")),
+            lines, first_day=window_start(as_of, window_days)))
+    return pl.concat(found)
+
+
+def _previous_prices_of(hashed: pl.DataFrame, lines: pl.DataFrame, *, first_day: date) -> pl.DataFrame:
+    """:func:`_previous_prices` of the usable lines ``hashed`` (row, item, check, order_date, unit_price), all
+    the lines of their items."""
     same_hash = pl.col("item") == pl.col("item").shift()
     same_check = pl.col("check") == pl.col("check").shift()
-    sorted_lines = sorted_lines.select("row", "order_date", "unit_price", follows=same_hash & same_check,
-                                       collides=same_hash & ~same_check)
+    sorted_lines = _in_item_order(hashed, lines).select(
+        "row", "order_date", "unit_price", follows=same_hash & same_check, collides=same_hash & ~same_check)
     if sorted_lines.get_column("collides").any():
         follows_same_item = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift()) for c in SAME_ITEM)
-        sorted_lines = (lines.lazy().with_row_index("row").filter(usable).sort(*SAME_ITEM, "order_date", *RECEIPT_KEYS)
+        sorted_lines = (lines.with_row_index("row")[hashed.get_column("row")].lazy()
+                        .sort(*SAME_ITEM, "order_date", *RECEIPT_KEYS)
                         .select("row", "order_date", "unit_price", follows=follows_same_item).collect())
     return (
         sorted_lines.lazy()
         .select("row", "order_date", previous_price=pl.when("follows").then(pl.col("unit_price").shift()))
-        .filter(pl.col("order_date") >= window_start(as_of, window_days), pl.col("previous_price") > 0)
+        .filter(pl.col("order_date") >= first_day, pl.col("previous_price") > 0)
         .select("row", "previous_price")
         .collect()
     )

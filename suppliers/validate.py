@@ -1203,6 +1203,7 @@ def _window_rows(checked: dict[str, _Checked], first: date, last: date, *, histo
 # What price variance compares a line's unit price within, and in which order (rules/metrics.py, price_changes).
 _PRICE_ITEM = ("supplier_id", "item_id", "currency")
 _PRICE_ORDER = ("order_date", "po_id", "line_no")
+_CHECK_SEED = 0x5EED  # a second hash of an item, any seed but the first's (0)
 
 
 def _price_history(lines: pl.DataFrame, first: date, last: date) -> pl.DataFrame:
@@ -1221,9 +1222,13 @@ def _price_history(lines: pl.DataFrame, first: date, last: date) -> pl.DataFrame
     ordered = lines.get_column("order_date")
     bought = item.filter(priced & ordered.is_between(first, last)).unique()  # a small set looks up faster
     at = (priced & (ordered < first) & item.is_in(bought.implode())).arg_true()
-    before = pl.DataFrame([lines.get_column(c).gather(at) for c in (_ROW, *_PRICE_ITEM, "order_date")])
+    # The last day of each item is taken over its two hashes, not its texts: a second, independent hash tells
+    # apart two items that share the first (both would have to collide: 128 bits).
+    check = lines.select(pl.struct(_PRICE_ITEM).hash(seed=_CHECK_SEED)).to_series().gather(at)
+    before = pl.DataFrame([at.alias("_at"), lines.get_column(_ROW).gather(at), item.gather(at).alias("_item"),
+                           check.alias("_check"), ordered.gather(at)])
     return before.select(
-        at.alias("_at"), _ROW, (pl.col("order_date") == pl.col("order_date").max().over(_PRICE_ITEM)).alias("_kept"))
+        "_at", _ROW, (pl.col("order_date") == pl.col("order_date").max().over("_item", "_check")).alias("_kept"))
 
 
 def _items_without_previous_price(checked: dict[str, _Checked], history: pl.DataFrame) -> pl.DataFrame:
