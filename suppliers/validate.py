@@ -1209,7 +1209,7 @@ _CHECK_SEED = 0x5EED  # a second hash of an item, any seed but the first's (0)
 def _price_history(lines: pl.DataFrame, first: date, last: date) -> pl.DataFrame:
     """The lines (``lines`` cast) ordered with a price before ``first``, of items ordered with a price from
     ``first`` to ``last``: ``_at`` (position), ``_ROW`` and ``_kept``, whether the line is of the last day its item
-    was ordered before ``first``.
+    was ordered before ``first``; in no particular order.
 
     An item's previous price before the window is on its latest good line before it; when one of the lines of
     that last day is good, the latest good line is among them. Items are told apart by a hash of them here: two
@@ -1223,12 +1223,15 @@ def _price_history(lines: pl.DataFrame, first: date, last: date) -> pl.DataFrame
     bought = item.filter(priced & ordered.is_between(first, last)).unique()  # a small set looks up faster
     at = (priced & (ordered < first) & item.is_in(bought.implode())).arg_true()
     # The last day of each item is taken over its two hashes, not its texts: a second, independent hash tells
-    # apart two items that share the first (both would have to collide: 128 bits).
+    # apart two items that share the first (both would have to collide: 128 bits). Sorted by them, an item's
+    # lines are one run of rows, and a maximum over runs of a sorted column is a maximum over slices: half the
+    # memory of one over the hashes themselves.
     check = lines.select(pl.struct(_PRICE_ITEM).hash(seed=_CHECK_SEED)).to_series().gather(at)
     before = pl.DataFrame([at.alias("_at"), lines.get_column(_ROW).gather(at), item.gather(at).alias("_item"),
-                           check.alias("_check"), ordered.gather(at)])
-    return before.select(
-        "_at", _ROW, (pl.col("order_date") == pl.col("order_date").max().over("_item", "_check")).alias("_kept"))
+                           check.alias("_check"), ordered.gather(at)]).sort("_item", "_check")
+    starts = (pl.col("_item") != pl.col("_item").shift()) | (pl.col("_check") != pl.col("_check").shift())
+    run = starts.fill_null(True).cum_sum().set_sorted()
+    return before.select("_at", _ROW, (pl.col("order_date") == pl.col("order_date").max().over(run)).alias("_kept"))
 
 
 def _items_without_previous_price(checked: dict[str, _Checked], history: pl.DataFrame) -> pl.DataFrame:
