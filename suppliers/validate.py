@@ -1218,7 +1218,7 @@ def _price_history(lines: pl.DataFrame, first: date, last: date) -> pl.DataFrame
     priced = lines.select(
         pl.col("item_id").is_not_null() & pl.col("unit_price").is_not_null() & pl.col("order_date").is_not_null()
     ).to_series()
-    item = lines.select(pl.struct(_PRICE_ITEM).hash()).to_series()
+    item = lines.select(_item_hash()).to_series()
     ordered = lines.get_column("order_date")
     bought = item.filter(priced & ordered.is_between(first, last)).unique()  # a small set looks up faster
     at = (priced & (ordered < first) & item.is_in(bought.implode())).arg_true()
@@ -1226,12 +1226,17 @@ def _price_history(lines: pl.DataFrame, first: date, last: date) -> pl.DataFrame
     # apart two items that share the first (both would have to collide: 128 bits). Sorted by them, an item's
     # lines are one run of rows, and a maximum over runs of a sorted column is a maximum over slices: half the
     # memory of one over the hashes themselves.
-    check = lines.select(pl.struct(_PRICE_ITEM).hash(seed=_CHECK_SEED)).to_series().gather(at)
+    check = lines.select(_item_hash(seed=_CHECK_SEED)).to_series().gather(at)
     before = pl.DataFrame([at.alias("_at"), lines.get_column(_ROW).gather(at), item.gather(at).alias("_item"),
                            check.alias("_check"), ordered.gather(at)]).sort("_item", "_check")
     starts = (pl.col("_item") != pl.col("_item").shift()) | (pl.col("_check") != pl.col("_check").shift())
     run = starts.fill_null(True).cum_sum().set_sorted()
     return before.select("_at", _ROW, (pl.col("order_date") == pl.col("order_date").max().over(run)).alias("_kept"))
+
+
+def _item_hash(seed: int = 0) -> pl.Expr:
+    """A 64-bit hash of a line's item (a function of its own so that a test can make items collide)."""
+    return pl.struct(_PRICE_ITEM).hash(seed=seed)
 
 
 def _items_without_previous_price(checked: dict[str, _Checked], history: pl.DataFrame) -> pl.DataFrame:

@@ -86,7 +86,8 @@ def _validate(folder: Path, as_of: date, window: tuple[date, date] | None) -> Va
 def _measured(inputs: ValidatedInputs, as_of: date, window_days: int) -> tuple[pl.DataFrame, ...]:
     performance = measure_suppliers(inputs.suppliers, inputs.purchase_order_lines, inputs.receipts,
                                     inputs.nonconformances, inputs.feedback, as_of=as_of, window_days=window_days,
-                                    tolerance_days=2, early_tolerance_days=3, with_records=True)
+                                    tolerance_days=2, early_tolerance_days=3, with_records=True,
+                                    receipt_lines=inputs.receipt_lines)
     return performance.metrics.sort("supplier_id"), performance.late_lines, performance.records
 
 
@@ -120,6 +121,24 @@ def test_the_window_alone_scores_every_supplier_as_the_whole_history_does(
     assert validated["receipts"] < read["receipts"]
     assert _rows(windowed.quarantine) <= _rows(full.quarantine)
     assert windowed.quarantine.height < full.quarantine.height
+
+
+def test_items_whose_first_hashes_collide_keep_their_own_last_day(planted: tuple[Path, dict],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """For each item bought in the window, the lines of the last day it was bought before it are validated too
+    (its previous price is there). Items are told apart by two hashes: should every item's first collide, the
+    second keeps each item's last day its own, and every supplier scores the same."""
+    import suppliers.validate as validate
+
+    folder, _ = planted
+    window = (FIRST, SAMPLE_END)
+    expected = _measured(_validate(folder, SAMPLE_END, window), SAMPLE_END, WINDOW)
+    assert expected[0]["priced_lines"].sum() > 0
+    real = validate._item_hash
+    monkeypatch.setattr(validate, "_item_hash", lambda seed=0: real(seed) if seed else real(1) * 0 + 7)
+    collided = _validate(folder, SAMPLE_END, window)
+    for whole, part in zip(expected, _measured(collided, SAMPLE_END, WINDOW), strict=True):
+        assert part.equals(whole, null_equal=True)
 
 
 def test_what_a_year_window_validates_and_quarantines(planted: tuple[Path, dict]) -> None:
