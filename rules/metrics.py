@@ -1154,13 +1154,13 @@ def supplier_metrics(suppliers: pl.DataFrame, lines: pl.DataFrame, receipts: pl.
                      nonconformances: pl.DataFrame, feedback: pl.DataFrame, *, as_of: date, window_days: int,
                      tolerance_days: int, early_tolerance_days: int | None = None,
                      on_time_basis: OnTimeBasis = "lines", quantity_accuracy_tolerance: float = 0.0,
-                     ncr_overdue_days: int = 30) -> pl.DataFrame:
+                     ncr_overdue_days: int = 30, receipt_lines: pl.Series | None = None) -> pl.DataFrame:
     """Every metric for every supplier in ``suppliers`` (see ``measure_suppliers``)."""
     return measure_suppliers(suppliers, lines, receipts, nonconformances, feedback, as_of=as_of,
                              window_days=window_days, tolerance_days=tolerance_days,
                              early_tolerance_days=early_tolerance_days, on_time_basis=on_time_basis,
                              quantity_accuracy_tolerance=quantity_accuracy_tolerance,
-                             ncr_overdue_days=ncr_overdue_days).metrics
+                             ncr_overdue_days=ncr_overdue_days, receipt_lines=receipt_lines).metrics
 
 
 def late_lines(lines: pl.DataFrame, receipts: pl.DataFrame, *, as_of: date, window_days: int,
