@@ -19,12 +19,15 @@ import difflib
 import glob
 import hashlib
 import io
+import mmap
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import polars as pl
 
@@ -104,15 +107,21 @@ def read_table(spec: SourceSpec, *, columns: Sequence[str] | None = None, compac
     kept_compact = {c: categorical for c in compact} if categorical is not None else {}
     with ThreadPoolExecutor(max_workers=1) as hashing:  # the bytes are hashed while Polars parses them
         for path in files:
-            data = _read_bytes(path)
-            digest = hashing.submit(_sha256, data)
-            if spec.format == "csv":
-                frame = _read_csv(data, path.name, settings, spec.header_row, wanted, kept_compact)
-            elif spec.format == "parquet":
-                frame = _read_parquet(data, path.name, wanted)
+            if spec.format == "csv" and settings.encoding in (None, "utf-8"):
+                with _mapped(path) as (handle, data):  # Polars parses the very bytes hashed, without a copy
+                    digest = hashing.submit(_sha256, data)
+                    frame = _read_csv(data, path.name, settings, spec.header_row, wanted, kept_compact, handle)
+                    digests.append((path.name, digest.result()))
             else:
-                frame = _read_excel(data, path.name, spec.sheet, spec.header_row, wanted)
-            digests.append((path.name, digest.result()))
+                data = _read_bytes(path)
+                digest = hashing.submit(_sha256, data)
+                if spec.format == "csv":
+                    frame = _read_csv(data, path.name, settings, spec.header_row, wanted, kept_compact)
+                elif spec.format == "parquet":
+                    frame = _read_parquet(data, path.name, wanted)
+                else:
+                    frame = _read_excel(data, path.name, spec.sheet, spec.header_row, wanted)
+                digests.append((path.name, digest.result()))
             frame = aligned(frame)
             layout = _layout(frame)
             file = pl.concat([pl.repeat(path.name, n, dtype=pl.String, eager=True) for n in layout], rechunk=False)
@@ -185,7 +194,7 @@ def _layout(frame: pl.DataFrame) -> list[int]:
     return frame.get_columns()[0].chunk_lengths() if frame.width else [frame.height]
 
 
-def _sha256(data: bytes) -> str:
+def _sha256(data: bytes | mmap.mmap) -> str:
     return hashlib.sha256(data).hexdigest()  # hashlib lets go of the GIL on a buffer this size
 
 
@@ -270,6 +279,36 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+@contextmanager
+def _mapped(path: Path) -> Iterator[tuple[BinaryIO, mmap.mmap]]:
+    """The open file and its bytes mapped into memory, not copied; raises if the file changes while it is read.
+
+    Polars maps the open file itself when given it, so the bytes hashed are the bytes parsed. A file rewritten in
+    place meanwhile (a new export landing) is told by its size or modification time, and the read is refused.
+    """
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:  # removed between the look-up and the read
+        raise SourceError("file not found", where=str(path), fix="Check path: in the mapping file") from None
+    except OSError as exc:
+        raise SourceError(f"cannot be read ({exc.strerror or type(exc).__name__})", where=str(path),
+                          fix="Check that the file is readable by the user running supplier-eval") from None
+    with handle:
+        before = os.fstat(handle.fileno())
+        if before.st_size == 0:
+            raise SourceError("the file is empty (not even a header line)", where=path.name,
+                              fix="Re-export the records with a header line")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if before.st_size <= _SNIFF and not data[:].lstrip(codecs.BOM_UTF8).strip():
+                raise SourceError("the file is empty (not even a header line)", where=path.name,
+                                  fix="Re-export the records with a header line")
+            yield handle, data
+        after = os.fstat(handle.fileno())
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise SourceError("the file changed while it was read", where=path.name,
+                          fix="Run again once the export has finished writing the file")
+
+
 def _concat(frames: list[pl.DataFrame], files: list[Path], label: str) -> pl.DataFrame:
     if len(frames) == 1:
         return frames[0]
@@ -293,7 +332,7 @@ def _concat(frames: list[pl.DataFrame], files: list[Path], label: str) -> pl.Dat
 # --- what a file is
 
 
-def _looks_like(data: bytes) -> tuple[str, str] | None:
+def _looks_like(data: bytes | mmap.mmap) -> tuple[str, str] | None:
     """(what a non-text file looks like, the setting that reads it) from its first bytes, or None."""
     head = data[:_SNIFF]
     if head.startswith(b"PK\x03\x04"):
@@ -358,14 +397,14 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def _bom(data: bytes) -> tuple[str | None, int]:
+def _bom(data: bytes | mmap.mmap) -> tuple[str | None, int]:
     for mark, encoding in _BOMS:
-        if data.startswith(mark):
+        if data[: len(mark)] == mark:
             return encoding, len(mark)
     return None, 0
 
 
-def _to_utf8(data: bytes, setting: str | None, name: str) -> bytes:
+def _to_utf8(data: bytes | mmap.mmap, setting: str | None, name: str) -> bytes | mmap.mmap:
     """The file's text as UTF-8 bytes for Polars (``data`` itself when it is UTF-8 already)."""
     bom, skip = _bom(data)
     head = data[:_SNIFF]
@@ -417,7 +456,7 @@ def _bom_fits(bom: str, setting: str) -> bool:
     return bom == setting or (bom in _UTF16 and setting == "utf-16")
 
 
-def _refuse_binary(data: bytes, name: str, said: str) -> None:
+def _refuse_binary(data: bytes | mmap.mmap, name: str, said: str) -> None:
     """Raise for a file that is not 8-bit text: a workbook, an archive, UTF-16 without a byte-order mark."""
     kind = _looks_like(data)
     if kind:
@@ -438,13 +477,13 @@ def _line_of(data: bytes, offset: int, codec: str) -> int:
     return before.count("\n") + before.count("\r") - before.count("\r\n") + 1
 
 
-def _header_line(body: bytes, header_row: int, eol: bytes, name: str) -> tuple[str, int]:
+def _header_line(body: bytes | mmap.mmap, header_row: int, eol: bytes, name: str) -> tuple[str, int]:
     """The header line's text, and the offset just past it."""
     start = 0
     for _ in range(1, header_row):
         end = body.find(eol, start)
         if end < 0 or end + 1 == len(body):
-            lines = body.count(eol) + (not body.endswith(eol))
+            lines = body[:].count(eol) + (body[-len(eol):] != eol)
             raise SourceError(f"has only {lines} line{'s' if lines != 1 else ''}, so there is no header on line "
                               f"{header_row}", where=name, fix="Set header_row: to the line holding the column names")
         start = end + 1
@@ -459,7 +498,7 @@ def _header_line(body: bytes, header_row: int, eol: bytes, name: str) -> tuple[s
                           "decoded", where=name, fix=_NOT_UTF8_FIX) from None
     if not text.strip():
         below = re.search(rb"[^\s\x00]", body[start:])
-        first = header_row + body.count(eol, start, start + below.start()) if below else None
+        first = header_row + body[start : start + below.start()].count(eol) if below else None
         raise SourceError(f"line {header_row} (header_row: {header_row}) is blank, not a header", where=name,
                           fix=f"Set header_row: {first} (the next line with text)" if first
                           else "Set header_row: to the line holding the column names")
@@ -487,17 +526,25 @@ def _delimiter(header: str, setting: str | None, name: str) -> str:
     return setting
 
 
-def _read_csv(data: bytes, name: str, settings: _Settings, header_row: int, wanted: list[str] | None,
-              compact: dict[str, Any] | None = None) -> pl.DataFrame:
+def _read_csv(data: bytes | mmap.mmap, name: str, settings: _Settings, header_row: int, wanted: list[str] | None,
+              compact: dict[str, Any] | None = None, handle: BinaryIO | None = None) -> pl.DataFrame:
+    """``data``: the file's bytes, or mapped (``handle`` is then the open file, which Polars maps itself)."""
     body = _to_utf8(data, settings.encoding, name)
-    if body.endswith(b"\x1a"):  # a DOS end-of-file mark
+    if body[-1:] == b"\x1a":  # a DOS end-of-file mark
         body = body[:-1]
-    eol = "\r" if b"\n" not in body and b"\r" in body else "\n"  # a file of bare CRs (old Mac exports)
+    eol = "\r" if body.find(b"\n") < 0 and body.find(b"\r") >= 0 else "\n"  # a file of bare CRs (old Mac exports)
     header, after_header = _header_line(body, header_row, eol.encode(), name)
     delimiter = _delimiter(header, settings.delimiter, name)
     options: dict[str, Any] = dict(separator=delimiter, skip_lines=header_row - 1, eol_char=eol, infer_schema=False,
                                    quote_char='"', encoding="utf8")
-    names = _polars_call(lambda: pl.read_csv(body, n_rows=0, **options).columns, body, name)
+
+    def parse(**more: Any) -> pl.DataFrame:
+        if handle is None or body is not data:
+            return pl.read_csv(body, **options, **more)
+        handle.seek(0)
+        return pl.read_csv(handle, **options, **more)
+
+    names = _polars_call(lambda: parse(n_rows=0).columns, body, name)
     blank = {n for n in names if not n.strip() or ((m := _POLARS_DUPLICATE.match(n)) and not m["base"].strip())}
     repeated = {m["base"].strip() for n in names if (m := _POLARS_DUPLICATE.match(n)) and m["base"] in names}
     where_line = f"the header (line {header_row})"
@@ -507,8 +554,8 @@ def _read_csv(data: bytes, name: str, settings: _Settings, header_row: int, want
     overrides = {raw: compact[key] for raw, key in selected.items() if compact and key in compact}
 
     def read(truncate: bool = False) -> pl.DataFrame:
-        frame = pl.read_csv(body, columns=list(selected) if wanted else None, raise_if_empty=False,
-                            truncate_ragged_lines=truncate, schema_overrides=overrides or None, **options)
+        frame = parse(columns=list(selected) if wanted else None, raise_if_empty=False,
+                      truncate_ragged_lines=truncate, schema_overrides=overrides or None)
         return numbered_rows(frame, ROW)  # not Polars' row index: one chunk, where the columns come in several
 
     try:
@@ -527,7 +574,7 @@ class _LongRows(Exception):
     """A row has more fields than the header: told apart from the other parse errors."""
 
 
-def _polars_call(read: Any, body: bytes, name: str) -> Any:
+def _polars_call(read: Any, body: bytes | mmap.mmap, name: str) -> Any:
     try:
         return read()
     except pl.exceptions.NoDataError:
@@ -537,7 +584,7 @@ def _polars_call(read: Any, body: bytes, name: str) -> Any:
         message = str(exc)
         if "utf-8" in message.lower() or "utf8" in message.lower():
             try:
-                body.decode("utf-8")
+                body[:].decode("utf-8")
                 at = None
             except UnicodeDecodeError as error:
                 at = error.start
@@ -565,7 +612,7 @@ def _first_long_row(rows: bytes, options: dict[str, Any], width: int) -> int | N
     return int(found[0]) if len(found) else None
 
 
-def _csv_header_elsewhere(body: bytes, eol: str, wanted: Sequence[str], header_row: int,
+def _csv_header_elsewhere(body: bytes | mmap.mmap, eol: str, wanted: Sequence[str], header_row: int,
                           delimiter: str) -> tuple[str, str] | None:
     """On the error path: "set header_row: N" when another of the first lines holds every wanted column."""
     lines = body[: 1 << 20].decode("utf-8", errors="replace").lstrip("\ufeff").split(eol)[:50]

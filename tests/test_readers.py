@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from suppliers import readers
 from suppliers.errors import ConfigError, SourceError
 from suppliers.readers import RawTable, SourceSpec, read_table
 
@@ -174,6 +175,23 @@ def test_missing_file_and_glob_matching_nothing(tmp_path: Path) -> None:
 def test_empty_file(tmp_path: Path) -> None:
     assert "empty" in error_of(write(tmp_path / "s.csv", b""))
     assert "empty" in error_of(write(tmp_path / "s.csv", codecs.BOM_UTF8 + b"\r\n\r\n"))
+
+
+def test_a_csv_rewritten_while_it_is_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A CSV is parsed from the file mapped into memory, not from a copy: a new export landing in it meanwhile must
+    # not give a fingerprint of other bytes than those parsed.
+    path = write(tmp_path / "shipments.csv", TEXT.encode())
+    hash_of = readers._sha256
+
+    def hash_while_the_export_writes(data: object) -> str:
+        digest = hash_of(data)
+        with path.open("ab") as export:
+            export.write(b"Late Ltd,1\n")
+        return digest
+
+    monkeypatch.setattr(readers, "_sha256", hash_while_the_export_writes)
+    message = error_of(path)
+    assert "changed while it was read" in message and "shipments.csv" in message and "Run again" in message
 
 
 def test_xlsx_given_as_csv_says_it_is_a_workbook(tmp_path: Path) -> None:
