@@ -713,6 +713,8 @@ def _drop_blank(frame: pl.DataFrame, cells: list[str]) -> pl.DataFrame:
     dtype = frame.schema[pivot]
     if isinstance(dtype, pl.Categorical):
         texts = pl.select(empty_or_padded(pl.lit(dtype.categories.to_series()))).to_series()
+        if not texts.any() and not frame.get_column(pivot).null_count():  # no text of the pivot can be blank
+            return frame
         maybe = frame.filter(pl.col(pivot).is_null() | pl.lit(texts).gather(pl.col(pivot).to_physical()))
     else:
         maybe = frame.filter(empty_or_padded(text(pivot)))
