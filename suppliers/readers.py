@@ -23,11 +23,11 @@ import mmap
 import os
 import re
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -108,9 +108,12 @@ def read_table(spec: SourceSpec, *, columns: Sequence[str] | None = None, compac
     with ThreadPoolExecutor(max_workers=1) as hashing:  # the bytes are hashed while Polars parses them
         for path in files:
             if spec.format == "csv" and settings.encoding in (None, "utf-8"):
-                with _mapped(path) as (handle, data):  # Polars parses the very bytes hashed, without a copy
+                with _mapped(path) as data:  # hashed and parsed where they are, not copied
                     digest = hashing.submit(_sha256, data)
-                    frame = _read_csv(data, path.name, settings, spec.header_row, wanted, kept_compact, handle)
+                    try:
+                        frame = _read_csv(data, path.name, settings, spec.header_row, wanted, kept_compact, path)
+                    finally:
+                        wait([digest])  # the map can be let go of (even for an error) only once it is hashed
                     digests.append((path.name, digest.result()))
             else:
                 data = _read_bytes(path)
@@ -280,11 +283,13 @@ def _read_bytes(path: Path) -> bytes:
 
 
 @contextmanager
-def _mapped(path: Path) -> Iterator[tuple[BinaryIO, mmap.mmap]]:
-    """The open file and its bytes mapped into memory, not copied; raises if the file changes while it is read.
+def _mapped(path: Path) -> Iterator[mmap.mmap]:
+    """The file's bytes mapped into memory, not copied; raises if the file changes while they are used.
 
-    Polars maps the open file itself when given it, so the bytes hashed are the bytes parsed. A file rewritten in
-    place meanwhile (a new export landing) is told by its size or modification time, and the read is refused.
+    Polars reads the file by its path (mapping it too: reading from a copy or an open file costs more), so the
+    bytes hashed are the bytes parsed only while the path names the same, unchanged file: a new export landing
+    meanwhile, in place or under the same name, is told by the file's identity, size or modification time, and the
+    read is refused.
     """
     try:
         handle = path.open("rb")
@@ -302,11 +307,19 @@ def _mapped(path: Path) -> Iterator[tuple[BinaryIO, mmap.mmap]]:
             if before.st_size <= _SNIFF and not data[:].lstrip(codecs.BOM_UTF8).strip():
                 raise SourceError("the file is empty (not even a header line)", where=path.name,
                                   fix="Re-export the records with a header line")
-            yield handle, data
+            yield data
         after = os.fstat(handle.fileno())
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+    try:
+        named = os.stat(path)
+    except OSError:
+        named = None
+    if named is None or any(_identity(stat) != _identity(before) for stat in (after, named)):
         raise SourceError("the file changed while it was read", where=path.name,
                           fix="Run again once the export has finished writing the file")
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _concat(frames: list[pl.DataFrame], files: list[Path], label: str) -> pl.DataFrame:
@@ -527,8 +540,8 @@ def _delimiter(header: str, setting: str | None, name: str) -> str:
 
 
 def _read_csv(data: bytes | mmap.mmap, name: str, settings: _Settings, header_row: int, wanted: list[str] | None,
-              compact: dict[str, Any] | None = None, handle: BinaryIO | None = None) -> pl.DataFrame:
-    """``data``: the file's bytes, or mapped (``handle`` is then the open file, which Polars maps itself)."""
+              compact: dict[str, Any] | None = None, path: Path | None = None) -> pl.DataFrame:
+    """``data``: the file's bytes, or the mapped bytes of the file at ``path`` (which Polars then reads itself)."""
     body = _to_utf8(data, settings.encoding, name)
     if body[-1:] == b"\x1a":  # a DOS end-of-file mark
         body = body[:-1]
@@ -539,10 +552,9 @@ def _read_csv(data: bytes | mmap.mmap, name: str, settings: _Settings, header_ro
                                    quote_char='"', encoding="utf8")
 
     def parse(**more: Any) -> pl.DataFrame:
-        if handle is None or body is not data:
+        if path is None or body is not data:
             return pl.read_csv(body, **options, **more)
-        handle.seek(0)
-        return pl.read_csv(handle, **options, **more)
+        return pl.read_csv(path, glob=False, **options, **more)
 
     names = _polars_call(lambda: parse(n_rows=0).columns, body, name)
     blank = {n for n in names if not n.strip() or ((m := _POLARS_DUPLICATE.match(n)) and not m["base"].strip())}
