@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -110,8 +110,9 @@ def read_table(spec: SourceSpec, *, columns: Sequence[str] | None = None, compac
             if spec.format == "csv" and settings.encoding in (None, "utf-8"):
                 with _mapped(path) as data:  # hashed and parsed where they are, not copied
                     digest = hashing.submit(_sha256, data)
+                    mapped = path if isinstance(data, mmap.mmap) else None
                     try:
-                        frame = _read_csv(data, path.name, settings, spec.header_row, wanted, kept_compact, path)
+                        frame = _read_csv(data, path.name, settings, spec.header_row, wanted, kept_compact, mapped)
                     finally:
                         wait([digest])  # the map can be let go of (even for an error) only once it is hashed
                     digests.append((path.name, digest.result()))
@@ -283,13 +284,13 @@ def _read_bytes(path: Path) -> bytes:
 
 
 @contextmanager
-def _mapped(path: Path) -> Iterator[mmap.mmap]:
+def _mapped(path: Path) -> Iterator[mmap.mmap | bytes]:
     """The file's bytes mapped into memory, not copied; raises if the file changes while they are used.
 
     Polars reads the file by its path (mapping it too: reading from a copy or an open file costs more), so the
     bytes hashed are the bytes parsed only while the path names the same, unchanged file: a new export landing
     meanwhile, in place or under the same name, is told by the file's identity, size or modification time, and the
-    read is refused.
+    read is refused. A file system that cannot map files gives a copy of the bytes instead.
     """
     try:
         handle = path.open("rb")
@@ -303,7 +304,11 @@ def _mapped(path: Path) -> Iterator[mmap.mmap]:
         if before.st_size == 0:
             raise SourceError("the file is empty (not even a header line)", where=path.name,
                               fix="Re-export the records with a header line")
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        try:
+            mapped: mmap.mmap | nullcontext[bytes] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            mapped = nullcontext(_read_bytes(path))
+        with mapped as data:
             if before.st_size <= _SNIFF and not data[:].lstrip(codecs.BOM_UTF8).strip():
                 raise SourceError("the file is empty (not even a header line)", where=path.name,
                                   fix="Re-export the records with a header line")

@@ -210,6 +210,21 @@ def test_xlsx_given_as_csv_says_it_is_a_workbook(tmp_path: Path) -> None:
     assert "looks like an Excel workbook" in message and "format: excel" in message
 
 
+def test_a_csv_on_a_file_system_that_cannot_map_files_is_read_from_a_copy(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import mmap
+
+    class Unmappable(mmap.mmap):
+        def __new__(cls, *args: object, **kwargs: object) -> Unmappable:
+            raise OSError(19, "No such device")
+
+    monkeypatch.setattr(readers.mmap, "mmap", Unmappable)
+    data = TEXT.encode()
+    table = read_csv(write(tmp_path / "shipments.csv", data))
+    assert_frame_equal(source_columns(table), EXPECTED)
+    assert table.fingerprint == hashlib.sha256(data).hexdigest()
+
+
 def test_a_bad_file_found_while_it_is_still_hashed_gets_its_own_message(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # The file is hashed beside the parse: telling the user what is wrong must not wait on, or trip over, the hash.
