@@ -19,9 +19,12 @@ import difflib
 import glob
 import hashlib
 import io
+import mmap
+import os
 import re
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -104,15 +107,25 @@ def read_table(spec: SourceSpec, *, columns: Sequence[str] | None = None, compac
     kept_compact = {c: categorical for c in compact} if categorical is not None else {}
     with ThreadPoolExecutor(max_workers=1) as hashing:  # the bytes are hashed while Polars parses them
         for path in files:
-            data = _read_bytes(path)
-            digest = hashing.submit(_sha256, data)
-            if spec.format == "csv":
-                frame = _read_csv(data, path.name, settings, spec.header_row, wanted, kept_compact)
-            elif spec.format == "parquet":
-                frame = _read_parquet(data, path.name, wanted)
+            if spec.format == "csv" and settings.encoding in (None, "utf-8"):
+                with _mapped(path) as data:  # hashed and parsed where they are, not copied
+                    digest = hashing.submit(_sha256, data)
+                    mapped = path if isinstance(data, mmap.mmap) else None
+                    try:
+                        frame = _read_csv(data, path.name, settings, spec.header_row, wanted, kept_compact, mapped)
+                    finally:
+                        wait([digest])  # the map can be let go of (even for an error) only once it is hashed
+                    digests.append((path.name, digest.result()))
             else:
-                frame = _read_excel(data, path.name, spec.sheet, spec.header_row, wanted)
-            digests.append((path.name, digest.result()))
+                data = _read_bytes(path)
+                digest = hashing.submit(_sha256, data)
+                if spec.format == "csv":
+                    frame = _read_csv(data, path.name, settings, spec.header_row, wanted, kept_compact)
+                elif spec.format == "parquet":
+                    frame = _read_parquet(data, path.name, wanted)
+                else:
+                    frame = _read_excel(data, path.name, spec.sheet, spec.header_row, wanted)
+                digests.append((path.name, digest.result()))
             frame = aligned(frame)
             layout = _layout(frame)
             file = pl.concat([pl.repeat(path.name, n, dtype=pl.String, eager=True) for n in layout], rechunk=False)
@@ -185,7 +198,7 @@ def _layout(frame: pl.DataFrame) -> list[int]:
     return frame.get_columns()[0].chunk_lengths() if frame.width else [frame.height]
 
 
-def _sha256(data: bytes) -> str:
+def _sha256(data: bytes | mmap.mmap) -> str:
     return hashlib.sha256(data).hexdigest()  # hashlib lets go of the GIL on a buffer this size
 
 
@@ -270,6 +283,50 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+@contextmanager
+def _mapped(path: Path) -> Iterator[mmap.mmap | bytes]:
+    """The file's bytes mapped into memory, not copied; raises if the file changes while they are used.
+
+    Polars reads the file by its path (mapping it too: reading from a copy or an open file costs more), so the
+    bytes hashed are the bytes parsed only while the path names the same, unchanged file: a new export landing
+    meanwhile, in place or under the same name, is told by the file's identity, size or modification time, and the
+    read is refused. A file system that cannot map files gives a copy of the bytes instead.
+    """
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:  # removed between the look-up and the read
+        raise SourceError("file not found", where=str(path), fix="Check path: in the mapping file") from None
+    except OSError as exc:
+        raise SourceError(f"cannot be read ({exc.strerror or type(exc).__name__})", where=str(path),
+                          fix="Check that the file is readable by the user running supplier-eval") from None
+    with handle:
+        before = os.fstat(handle.fileno())
+        if before.st_size == 0:
+            raise SourceError("the file is empty (not even a header line)", where=path.name,
+                              fix="Re-export the records with a header line")
+        try:
+            mapped: mmap.mmap | nullcontext[bytes] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            mapped = nullcontext(_read_bytes(path))
+        with mapped as data:
+            if before.st_size <= _SNIFF and not data[:].lstrip(codecs.BOM_UTF8).strip():
+                raise SourceError("the file is empty (not even a header line)", where=path.name,
+                                  fix="Re-export the records with a header line")
+            yield data
+        after = os.fstat(handle.fileno())
+    try:
+        named = os.stat(path)
+    except OSError:
+        named = None
+    if named is None or any(_identity(stat) != _identity(before) for stat in (after, named)):
+        raise SourceError("the file changed while it was read", where=path.name,
+                          fix="Run again once the export has finished writing the file")
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def _concat(frames: list[pl.DataFrame], files: list[Path], label: str) -> pl.DataFrame:
     if len(frames) == 1:
         return frames[0]
@@ -293,7 +350,7 @@ def _concat(frames: list[pl.DataFrame], files: list[Path], label: str) -> pl.Dat
 # --- what a file is
 
 
-def _looks_like(data: bytes) -> tuple[str, str] | None:
+def _looks_like(data: bytes | mmap.mmap) -> tuple[str, str] | None:
     """(what a non-text file looks like, the setting that reads it) from its first bytes, or None."""
     head = data[:_SNIFF]
     if head.startswith(b"PK\x03\x04"):
@@ -358,14 +415,14 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def _bom(data: bytes) -> tuple[str | None, int]:
+def _bom(data: bytes | mmap.mmap) -> tuple[str | None, int]:
     for mark, encoding in _BOMS:
-        if data.startswith(mark):
+        if data[: len(mark)] == mark:
             return encoding, len(mark)
     return None, 0
 
 
-def _to_utf8(data: bytes, setting: str | None, name: str) -> bytes:
+def _to_utf8(data: bytes | mmap.mmap, setting: str | None, name: str) -> bytes | mmap.mmap:
     """The file's text as UTF-8 bytes for Polars (``data`` itself when it is UTF-8 already)."""
     bom, skip = _bom(data)
     head = data[:_SNIFF]
@@ -417,7 +474,7 @@ def _bom_fits(bom: str, setting: str) -> bool:
     return bom == setting or (bom in _UTF16 and setting == "utf-16")
 
 
-def _refuse_binary(data: bytes, name: str, said: str) -> None:
+def _refuse_binary(data: bytes | mmap.mmap, name: str, said: str) -> None:
     """Raise for a file that is not 8-bit text: a workbook, an archive, UTF-16 without a byte-order mark."""
     kind = _looks_like(data)
     if kind:
@@ -438,13 +495,13 @@ def _line_of(data: bytes, offset: int, codec: str) -> int:
     return before.count("\n") + before.count("\r") - before.count("\r\n") + 1
 
 
-def _header_line(body: bytes, header_row: int, eol: bytes, name: str) -> tuple[str, int]:
+def _header_line(body: bytes | mmap.mmap, header_row: int, eol: bytes, name: str) -> tuple[str, int]:
     """The header line's text, and the offset just past it."""
     start = 0
     for _ in range(1, header_row):
         end = body.find(eol, start)
         if end < 0 or end + 1 == len(body):
-            lines = body.count(eol) + (not body.endswith(eol))
+            lines = body[:].count(eol) + (body[-len(eol):] != eol)
             raise SourceError(f"has only {lines} line{'s' if lines != 1 else ''}, so there is no header on line "
                               f"{header_row}", where=name, fix="Set header_row: to the line holding the column names")
         start = end + 1
@@ -459,7 +516,7 @@ def _header_line(body: bytes, header_row: int, eol: bytes, name: str) -> tuple[s
                           "decoded", where=name, fix=_NOT_UTF8_FIX) from None
     if not text.strip():
         below = re.search(rb"[^\s\x00]", body[start:])
-        first = header_row + body.count(eol, start, start + below.start()) if below else None
+        first = header_row + body[start : start + below.start()].count(eol) if below else None
         raise SourceError(f"line {header_row} (header_row: {header_row}) is blank, not a header", where=name,
                           fix=f"Set header_row: {first} (the next line with text)" if first
                           else "Set header_row: to the line holding the column names")
@@ -487,17 +544,24 @@ def _delimiter(header: str, setting: str | None, name: str) -> str:
     return setting
 
 
-def _read_csv(data: bytes, name: str, settings: _Settings, header_row: int, wanted: list[str] | None,
-              compact: dict[str, Any] | None = None) -> pl.DataFrame:
+def _read_csv(data: bytes | mmap.mmap, name: str, settings: _Settings, header_row: int, wanted: list[str] | None,
+              compact: dict[str, Any] | None = None, path: Path | None = None) -> pl.DataFrame:
+    """``data``: the file's bytes, or the mapped bytes of the file at ``path`` (which Polars then reads itself)."""
     body = _to_utf8(data, settings.encoding, name)
-    if body.endswith(b"\x1a"):  # a DOS end-of-file mark
+    if body[-1:] == b"\x1a":  # a DOS end-of-file mark
         body = body[:-1]
-    eol = "\r" if b"\n" not in body and b"\r" in body else "\n"  # a file of bare CRs (old Mac exports)
+    eol = "\r" if body.find(b"\n") < 0 and body.find(b"\r") >= 0 else "\n"  # a file of bare CRs (old Mac exports)
     header, after_header = _header_line(body, header_row, eol.encode(), name)
     delimiter = _delimiter(header, settings.delimiter, name)
     options: dict[str, Any] = dict(separator=delimiter, skip_lines=header_row - 1, eol_char=eol, infer_schema=False,
                                    quote_char='"', encoding="utf8")
-    names = _polars_call(lambda: pl.read_csv(body, n_rows=0, **options).columns, body, name)
+
+    def parse(**more: Any) -> pl.DataFrame:
+        if path is None or body is not data:
+            return pl.read_csv(body, **options, **more)
+        return pl.read_csv(path, glob=False, **options, **more)
+
+    names = _polars_call(lambda: parse(n_rows=0).columns, body, name)
     blank = {n for n in names if not n.strip() or ((m := _POLARS_DUPLICATE.match(n)) and not m["base"].strip())}
     repeated = {m["base"].strip() for n in names if (m := _POLARS_DUPLICATE.match(n)) and m["base"] in names}
     where_line = f"the header (line {header_row})"
@@ -507,8 +571,8 @@ def _read_csv(data: bytes, name: str, settings: _Settings, header_row: int, want
     overrides = {raw: compact[key] for raw, key in selected.items() if compact and key in compact}
 
     def read(truncate: bool = False) -> pl.DataFrame:
-        frame = pl.read_csv(body, columns=list(selected) if wanted else None, raise_if_empty=False,
-                            truncate_ragged_lines=truncate, schema_overrides=overrides or None, **options)
+        frame = parse(columns=list(selected) if wanted else None, raise_if_empty=False,
+                      truncate_ragged_lines=truncate, schema_overrides=overrides or None)
         return numbered_rows(frame, ROW)  # not Polars' row index: one chunk, where the columns come in several
 
     try:
@@ -527,7 +591,7 @@ class _LongRows(Exception):
     """A row has more fields than the header: told apart from the other parse errors."""
 
 
-def _polars_call(read: Any, body: bytes, name: str) -> Any:
+def _polars_call(read: Any, body: bytes | mmap.mmap, name: str) -> Any:
     try:
         return read()
     except pl.exceptions.NoDataError:
@@ -537,7 +601,7 @@ def _polars_call(read: Any, body: bytes, name: str) -> Any:
         message = str(exc)
         if "utf-8" in message.lower() or "utf8" in message.lower():
             try:
-                body.decode("utf-8")
+                body[:].decode("utf-8")
                 at = None
             except UnicodeDecodeError as error:
                 at = error.start
@@ -565,7 +629,7 @@ def _first_long_row(rows: bytes, options: dict[str, Any], width: int) -> int | N
     return int(found[0]) if len(found) else None
 
 
-def _csv_header_elsewhere(body: bytes, eol: str, wanted: Sequence[str], header_row: int,
+def _csv_header_elsewhere(body: bytes | mmap.mmap, eol: str, wanted: Sequence[str], header_row: int,
                           delimiter: str) -> tuple[str, str] | None:
     """On the error path: "set header_row: N" when another of the first lines holds every wanted column."""
     lines = body[: 1 << 20].decode("utf-8", errors="replace").lstrip("\ufeff").split(eol)[:50]
@@ -666,6 +730,8 @@ def _drop_blank(frame: pl.DataFrame, cells: list[str]) -> pl.DataFrame:
     dtype = frame.schema[pivot]
     if isinstance(dtype, pl.Categorical):
         texts = pl.select(empty_or_padded(pl.lit(dtype.categories.to_series()))).to_series()
+        if not texts.any() and not frame.get_column(pivot).null_count():  # no text of the pivot can be blank
+            return frame
         maybe = frame.filter(pl.col(pivot).is_null() | pl.lit(texts).gather(pl.col(pivot).to_physical()))
     else:
         maybe = frame.filter(empty_or_padded(text(pivot)))

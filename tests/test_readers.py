@@ -6,12 +6,14 @@ import codecs
 import datetime as dt
 import hashlib
 import sqlite3
+import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from suppliers import readers
 from suppliers.errors import ConfigError, SourceError
 from suppliers.readers import RawTable, SourceSpec, read_table
 
@@ -155,6 +157,14 @@ def test_glob_reads_every_file_in_order_with_its_own_row_numbers(tmp_path: Path)
     assert read_csv(tmp_path / "shipments_*.csv").fingerprint != table.fingerprint
 
 
+def test_a_file_whose_name_looks_like_a_pattern_is_read_as_itself(tmp_path: Path) -> None:
+    # "x[1].csv" as a pattern would mean x1.csv: each file a glob finds is read by its name as it is.
+    write(tmp_path / "x[1].csv", b"supplier,qty\nS1,1\n")
+    write(tmp_path / "x1.csv", b"supplier,qty\nS2,2\n")
+    table = read_csv(tmp_path / "x*.csv")
+    assert table.frame.rows() == [("S2", "2", "x1.csv", 1), ("S1", "1", "x[1].csv", 1)]  # in name order
+
+
 def test_glob_of_files_with_different_headers_names_the_odd_one(tmp_path: Path) -> None:
     write(tmp_path / "s1.csv", b"supplier,qty\nS1,1\n")
     write(tmp_path / "s2.csv", b"supplier,amount\nS1,1\n")
@@ -176,11 +186,59 @@ def test_empty_file(tmp_path: Path) -> None:
     assert "empty" in error_of(write(tmp_path / "s.csv", codecs.BOM_UTF8 + b"\r\n\r\n"))
 
 
+def test_a_csv_rewritten_while_it_is_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A CSV is parsed from the file mapped into memory, not from a copy: a new export landing in it meanwhile must
+    # not give a fingerprint of other bytes than those parsed.
+    path = write(tmp_path / "shipments.csv", TEXT.encode())
+    hash_of = readers._sha256
+
+    def hash_while_the_export_writes(data: object) -> str:
+        digest = hash_of(data)
+        with path.open("ab") as export:
+            export.write(b"Late Ltd,1\n")
+        return digest
+
+    monkeypatch.setattr(readers, "_sha256", hash_while_the_export_writes)
+    message = error_of(path)
+    assert "changed while it was read" in message and "shipments.csv" in message and "Run again" in message
+
+
 def test_xlsx_given_as_csv_says_it_is_a_workbook(tmp_path: Path) -> None:
     path = tmp_path / "shipments.csv"
     EXPECTED.write_excel(path)
     message = error_of(path)
     assert "looks like an Excel workbook" in message and "format: excel" in message
+
+
+def test_a_csv_on_a_file_system_that_cannot_map_files_is_read_from_a_copy(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import mmap
+
+    class Unmappable(mmap.mmap):
+        def __new__(cls, *args: object, **kwargs: object) -> Unmappable:
+            raise OSError(19, "No such device")
+
+    monkeypatch.setattr(readers.mmap, "mmap", Unmappable)
+    data = TEXT.encode()
+    table = read_csv(write(tmp_path / "shipments.csv", data))
+    assert_frame_equal(source_columns(table), EXPECTED)
+    assert table.fingerprint == hashlib.sha256(data).hexdigest()
+
+
+def test_a_bad_file_found_while_it_is_still_hashed_gets_its_own_message(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # The file is hashed beside the parse: telling the user what is wrong must not wait on, or trip over, the hash.
+    path = tmp_path / "shipments.csv"
+    EXPECTED.write_excel(path)
+    hash_of = readers._sha256
+
+    def slow_hash(data: bytes) -> str:
+        with memoryview(data) as held:  # held as hashlib holds it while it works
+            time.sleep(0.2)
+            return hash_of(held)
+
+    monkeypatch.setattr(readers, "_sha256", slow_hash)
+    assert "looks like an Excel workbook" in error_of(path)
 
 
 def test_zip_and_binary_files_are_not_text(tmp_path: Path) -> None:
