@@ -1243,8 +1243,15 @@ def _items_without_previous_price(checked: dict[str, _Checked], history: pl.Data
     """The items ordered in the window whose lines of the last day they were ordered before it were all
     quarantined: their previous price is on an older line, so a second pass validates all their lines before it."""
     lines = checked["purchase_order_lines"]
-    kept = lines.cast.select(_ROW, *_PRICE_ITEM).filter(
-        pl.col(_ROW).is_in(history.filter("_kept").get_column(_ROW).implode()))
+    kept_rows = history.filter("_kept").get_column(_ROW)
+    quarantined = [part.get_column(_ROW) for part in lines.parts]
+    # Only an item one of whose lines of that day was quarantined can have none left: look at those items alone.
+    hit = kept_rows.filter(kept_rows.is_in(pl.concat(quarantined).drop_nulls().implode())) if quarantined else None
+    if hit is None or hit.is_empty():
+        return pl.DataFrame(schema={name: lines.cast.schema[name] for name in _PRICE_ITEM})
+    kept = lines.cast.select(_ROW, *_PRICE_ITEM).filter(pl.col(_ROW).is_in(kept_rows.implode()))
+    kept = kept.join(kept.filter(pl.col(_ROW).is_in(hit.implode())).select(_PRICE_ITEM).unique(), on=_PRICE_ITEM,
+                     how="semi", nulls_equal=True)
     return (
         kept.with_columns(_good_rows(lines).alias("_good"))
         .group_by(_PRICE_ITEM)

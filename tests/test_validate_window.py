@@ -176,3 +176,34 @@ def test_a_window_ending_before_it_starts_is_refused(planted: tuple[Path, dict])
     folder, _ = planted
     with pytest.raises(ConfigError, match="first day"):
         _validate(folder, SAMPLE_END, (SAMPLE_END, FIRST))
+
+
+def test_an_item_whose_last_day_before_the_window_is_all_quarantined_takes_its_price_from_an_older_line(
+        tmp_path: Path) -> None:
+    """The previous price of an item bought in the window is on its latest good line before it. When every line of
+    the last day it was bought before the window is quarantined, validation looks further back (a second pass)
+    and the window scores as the whole history does."""
+    frames = generate_frames(suppliers=10, lines=1500, seed=11, end_date=SAMPLE_END)
+    folder = tmp_path / "data"
+    write_sample_data(frames, folder, "csv")
+    lines = frames["purchase_order_lines"].filter(pl.col("item_id").is_not_null() & pl.col("unit_price").is_not_null())
+    item = ["supplier_id", "item_id", "currency"]
+    bought = lines.filter(pl.col("order_date") >= FIRST).select(item).unique()
+    latest = (lines.filter(pl.col("order_date") < FIRST).join(bought, on=item, how="semi")
+              .sort("order_date").group_by(item, maintain_order=True).last())
+    # an item whose latest line before the window is not in it otherwise (promised and received before it), and
+    # ordered at least two days before it
+    received_in = frames["receipts"].filter(pl.col("received_date") >= FIRST).select("po_id", "line_no")
+    last = (latest.filter(pl.col("promised_date") < FIRST, pl.col("order_date") < FIRST - timedelta(days=1))
+            .join(received_in, on=["po_id", "line_no"], how="anti").sort("po_id").row(0, named=True))
+    # a line of that item the day after its last one before the window, with a quantity that does not parse
+    bad = {**last, "po_id": "PO-LAST-DAY-BAD", "order_date": last["order_date"] + timedelta(days=1),
+           "quantity_ordered": "lots", "unit_price": 1000.0}
+    _append(folder / "purchase_order_lines.csv", _csv_row({c: bad[c] for c in frames["purchase_order_lines"].columns}))
+    full = _validate(folder, SAMPLE_END, None)
+    windowed = _validate(folder, SAMPLE_END, (FIRST, SAMPLE_END))
+    assert windowed.quarantine.filter(pl.col("value") == "lots").select("column").rows() == [("quantity_ordered",)]
+    for whole, part in zip(_measured(full, SAMPLE_END, WINDOW), _measured(windowed, SAMPLE_END, WINDOW), strict=True):
+        assert part.equals(whole, null_equal=True)
+    supplier = _measured(windowed, SAMPLE_END, WINDOW)[0].filter(pl.col("supplier_id") == last["supplier_id"])
+    assert supplier["priced_lines"].item() > 0
