@@ -1128,8 +1128,10 @@ def _receipt_lines(receipts: _Checked, lines: _Checked) -> pl.Series | None:
     matched = receipts.matched
     if matched is None:
         return None
+    receipts.matched = None  # let go of the pairs once read: the answer takes their place
     receipt_rows, line_rows = receipts.good.get_column(_ROW), lines.good.get_column(_ROW)
     receipt_of, line_of = matched.get_column(_ROW), matched.get_column(_PARENT_ROW)
+    del matched
 
     def by_row(rows: pl.Series, values: pl.Series, *asked: pl.Series) -> pl.Series:
         """values[i] at index rows[i], null elsewhere, long enough for every row number in ``asked``."""
