@@ -102,7 +102,7 @@ def run_supplier_eval(folder: Path, out: Path, render: bool) -> dict[str, float]
     loaded = load_sources(folder)
     lap("load")
     validated = validate_inputs(loaded.raw, as_of=AS_OF, formats=loaded.formats, max_quarantine_share=1.0,
-                                window=(first_day, AS_OF))
+                                window=(first_day, AS_OF), **hands_on(validate_inputs))
     del loaded  # the raw frames are not needed once validated
     lap("validate")
     work = out.parent / f"{out.stem}-work"
@@ -214,6 +214,13 @@ SELECT a.supplier_id, coalesce(d.order_lines, 0) AS order_lines, coalesce(d.on_t
        d.on_time_rate, d.in_full_rate, d.mean_days_late, coalesce(q.receipts, 0) AS receipts, q.ppm_rejected
 FROM active a LEFT JOIN delivery d USING (supplier_id) LEFT JOIN quality q USING (supplier_id)
 """
+
+
+def hands_on(validate: object) -> dict[str, object]:
+    """Validation hands each receipt's order line on to the metrics, as the pipeline asks it to, where it can."""
+    import inspect
+
+    return {"with_receipt_lines": True} if "with_receipt_lines" in inspect.signature(validate).parameters else {}
 
 
 def handed_on(validated: object) -> dict[str, object]:

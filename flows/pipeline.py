@@ -73,7 +73,8 @@ def validate(loaded: LoadedSources, as_of: date, max_quarantine_share: float,
              failed_quarantine_path: Path, window: tuple[date, date] | None = None) -> ValidatedInputs:
     """Validate the rows the run's window (first day, as-of date) can score; every row when it is None."""
     validated = validate_inputs(loaded.raw, as_of=as_of, max_quarantine_share=max_quarantine_share,
-                                quarantine_path=failed_quarantine_path, formats=loaded.formats, window=window)
+                                quarantine_path=failed_quarantine_path, formats=loaded.formats, window=window,
+                                with_receipt_lines=True)
     get_run_logger().info("Validated: %s rows quarantined of %s %s",
                           f"{int(validated.summary['rows_quarantined'].sum()):,}",
                           f"{int(validated.summary['rows_read'].sum()):,}",

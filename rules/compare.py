@@ -225,7 +225,7 @@ def compare_rule_sets(baseline: Path | str | None, candidate: Path | str | None,
     band_order = common_band_order(rule_set_a, rule_set_b)
     loaded = load_inputs(data_dir, mapping_file)
     inputs = validate_inputs(loaded.raw, formats=loaded.formats, as_of=as_of,
-                             max_quarantine_share=max_quarantine_share, quarantine_path=None)
+                             max_quarantine_share=max_quarantine_share, quarantine_path=None, with_receipt_lines=True)
     chosen = choose_suppliers(inputs.suppliers, supplier_ids)
     current, statuses_from = recorded_statuses(store_url)
     selected = with_current_status(chosen, current)

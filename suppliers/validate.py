@@ -721,7 +721,7 @@ def _reason(template: str, parent: _Checked) -> pl.Expr:
     return pl.format(text, *[pl.col(name) for name in named if name != "source"])
 
 
-def _reference(child: _Checked, key: ForeignKey, parent: _Checked) -> None:
+def _reference(child: _Checked, key: ForeignKey, parent: _Checked, *, keep_matches: bool = False) -> None:
     """Quarantine ``child`` good rows whose ``key`` is not a good row of ``parent``, then those that break a rule
     of the key over the row and its ``parent`` row.
 
@@ -735,7 +735,7 @@ def _reference(child: _Checked, key: ForeignKey, parent: _Checked) -> None:
     named = {name for rule in key.rules for name in rule.names}
     theirs = sorted(named - own)
     parent_keys = [f"_parent_key_{i}" for i in range(len(columns))]
-    handed_on = (child.kind, key.reference.resource) == _MATCH_HANDED_ON
+    handed_on = keep_matches and (child.kind, key.reference.resource) == _MATCH_HANDED_ON
     parents = parent.good.select(
         *[pl.col(p).alias(k) for p, k in zip(key.reference.fields, parent_keys, strict=True)], *theirs,
         *([pl.col(_ROW).alias(_PARENT_ROW)] if handed_on else []),
@@ -858,7 +858,7 @@ def _escape(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def _references(checked: dict[str, _Checked]) -> None:
+def _references(checked: dict[str, _Checked], *, keep_matches: bool = False) -> None:
     """Check every declared foreign key of every source read.
 
     Kinds are checked in declaration order, and a referenced kind is declared first: its good rows already
@@ -867,7 +867,7 @@ def _references(checked: dict[str, _Checked]) -> None:
     """
     for kind in (kind for kind in RECORD_KINDS if kind in checked):
         for key in RECORDS[kind].foreign_keys:
-            _reference(checked[kind], key, checked[key.reference.resource])
+            _reference(checked[kind], key, checked[key.reference.resource], keep_matches=keep_matches)
 
 
 def _lines_with_a_quarantined_receipt(checked: dict[str, _Checked]) -> None:
@@ -1032,6 +1032,7 @@ def validate_inputs(
     as_of: date | None = None,
     formats: Mapping[str, Mapping[str, ColumnFormat]] | None = None,
     window: tuple[date, date] | None = None,
+    with_receipt_lines: bool = False,
 ) -> ValidatedInputs:
     """Validate every source, check references between them, and enforce the quarantine threshold.
 
@@ -1045,6 +1046,10 @@ def validate_inputs(
     that window can read (see :func:`_window_rows`); every cell is still cast, so a row whose dates do not parse
     is validated. The summary then counts those rows, the threshold is over them, and the good rows returned are
     those rows' good ones: scoring them gives every supplier the metrics the whole history gives. None: every row.
+
+    ``with_receipt_lines`` also gives ``receipt_lines``, each good receipt's order line as the reference check
+    found it, for the metrics to read rather than match them again; it holds a pair of row numbers per receipt
+    while validating, so a validation on its own leaves it out.
 
     Raises :class:`SourceError` for a missing required source or column and :class:`DataQualityError`
     when a source's quarantined share of rows is over ``max_quarantine_share``. That error carries the full
@@ -1089,7 +1094,7 @@ def validate_inputs(
         future_after = _future_after(as_of)
         for source_checked in checked.values():
             _future(source_checked, future_after)
-        _references(checked)
+        _references(checked, keep_matches=with_receipt_lines)
         _lines_with_a_quarantined_receipt(checked)
         if window is None or deeper is not None:
             break

@@ -80,7 +80,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, o
 
 def _validate(folder: Path, as_of: date, window: tuple[date, date] | None) -> ValidatedInputs:
     loaded = load_sources(folder)
-    return validate_inputs(loaded.raw, as_of=as_of, max_quarantine_share=1.0, window=window)
+    return validate_inputs(loaded.raw, as_of=as_of, max_quarantine_share=1.0, window=window, with_receipt_lines=True)
 
 
 def _measured(inputs: ValidatedInputs, as_of: date, window_days: int) -> tuple[pl.DataFrame, ...]:
