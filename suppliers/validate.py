@@ -653,6 +653,12 @@ def _key_hash(columns: list[str], names: list[str]) -> pl.Expr:
     return pl.struct([pl.col(c).alias(n) for c, n in zip(columns, names, strict=True)]).hash()
 
 
+def _join_hash(columns: list[str], names: list[str]) -> pl.Expr:
+    """:func:`_key_hash` in 32 bits, to join on: half the memory, and every match is compared key by key anyway
+    (a shared hash brings a false match, found as such, about once in 4 billion pairs of keys)."""
+    return (_key_hash(columns, names) % 2**32).cast(pl.UInt32)
+
+
 def _future(checked: _Checked, after: date) -> None:
     """Quarantine a row whose date of something that has happened is after ``after`` (see the module docstring)."""
     for column in RECORDS[checked.kind].past_dates:
@@ -803,8 +809,8 @@ def _with_parents(children: pl.DataFrame, parents: pl.DataFrame, columns: list[s
         return [joined.with_columns(pl.col(_FOUND).fill_null(False))]
     same_key = pl.all_horizontal([pl.col(c) == pl.col(k) for c, k in zip(columns, parent_keys, strict=True)])
     parts = max(1, -(-parents.height // _PARENTS_PER_JOIN))
-    children = children.with_columns(_key_hash(columns, columns).alias(_HASH))
-    parents = parents.with_columns(_key_hash(parent_keys, columns).alias(_HASH))
+    children = children.with_columns(_join_hash(columns, columns).alias(_HASH))
+    parents = parents.with_columns(_join_hash(parent_keys, columns).alias(_HASH))
     plans = []
     for part in range(parts):
         share = (pl.col(_HASH) % parts == part) if parts > 1 else pl.lit(True)
@@ -1130,22 +1136,26 @@ def _receipt_lines(receipts: _Checked, lines: _Checked) -> pl.Series | None:
     """Per good receipt, the position of its order line among the good lines (null: that line is not one of
     them); None when the reference check kept no matches. Row numbers are looked up in arrays indexed by them,
     not joined: a _ROW is a row's number in its source, so they are about as many as the rows read."""
-    matched = receipts.matched
-    if matched is None:
+    if receipts.matched is None:
         return None
-    receipts.matched = None  # let go of the pairs once read: the answer takes their place
     receipt_rows, line_rows = receipts.good.get_column(_ROW), lines.good.get_column(_ROW)
-    receipt_of, line_of = matched.get_column(_ROW), matched.get_column(_PARENT_ROW)
-    del matched
-
-    def by_row(rows: pl.Series, values: pl.Series, *asked: pl.Series) -> pl.Series:
-        """values[i] at index rows[i], null elsewhere, long enough for every row number in ``asked``."""
-        size = 1 + max((int(s.max()) for s in (rows, *asked) if s.len()), default=0)  # type: ignore[arg-type]
-        return pl.repeat(None, size, dtype=pl.UInt32, eager=True).scatter(rows, values)
-
-    line_row = by_row(receipt_of, line_of, receipt_rows).gather(receipt_rows)
-    position = by_row(line_rows, pl.int_range(line_rows.len(), dtype=pl.UInt32, eager=True), line_of)
+    line_row = _line_rows_of(receipts, receipt_rows)  # the pairs are let go of here: one array less at once
+    position = _by_row(line_rows, pl.int_range(line_rows.len(), dtype=pl.UInt32, eager=True), line_row)
     return position.gather(line_row).rename("line")
+
+
+def _line_rows_of(receipts: _Checked, receipt_rows: pl.Series) -> pl.Series:
+    """The row number of the order line each of ``receipt_rows`` was matched to (see :func:`_receipt_lines`)."""
+    matched, receipts.matched = receipts.matched, None
+    assert matched is not None  # checked by the caller
+    return _by_row(matched.get_column(_ROW), matched.get_column(_PARENT_ROW), receipt_rows).gather(receipt_rows)
+
+
+def _by_row(rows: pl.Series, values: pl.Series, asked: pl.Series) -> pl.Series:
+    """values[i] at index rows[i], null elsewhere, long enough for every row number in ``asked`` too."""
+    size = 1 + max((int(s.max()) for s in (rows, asked) if s.len() and s.null_count() < s.len()),  # type: ignore[arg-type]
+                   default=0)
+    return pl.repeat(None, size, dtype=pl.UInt32, eager=True).scatter(rows, values)
 
 
 # --- the window

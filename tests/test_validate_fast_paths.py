@@ -167,17 +167,20 @@ def _inputs() -> dict[str, tuple[Source, pl.DataFrame]]:
 
 def test_keys_sharing_a_hash_and_joins_in_parts_give_what_one_exact_join_gives(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    plain = validate_inputs(_inputs(), as_of=date(2024, 6, 30), max_quarantine_share=1.0)
+    plain = validate_inputs(_inputs(), as_of=date(2024, 6, 30), max_quarantine_share=1.0, with_receipt_lines=True)
     codes = set(plain.quarantine["code"])
     assert {"unknown_line", "reference_quarantined", "duplicate_key", "duplicate_row", "received_before_ordered",
             "unknown_supplier"} <= codes
     # every key of several columns gets the same hash: each match must be told apart by its columns
     monkeypatch.setattr(suppliers.validate, "_key_hash", lambda columns, names: pl.lit(7, pl.UInt64))
     monkeypatch.setattr(suppliers.validate, "_PARENTS_PER_JOIN", 2)  # and the parents are joined two at a time
-    collided = validate_inputs(_inputs(), as_of=date(2024, 6, 30), max_quarantine_share=1.0)
+    collided = validate_inputs(_inputs(), as_of=date(2024, 6, 30), max_quarantine_share=1.0, with_receipt_lines=True)
     assert_frame_equal(collided.quarantine, plain.quarantine)
     assert_frame_equal(collided.receipts, plain.receipts)
     assert_frame_equal(collided.purchase_order_lines, plain.purchase_order_lines)
+    # and each receipt is handed on with its own line, not one that shares its hash
+    assert plain.receipt_lines.drop_nulls().len() == plain.receipts.height > 0
+    assert collided.receipt_lines.to_list() == plain.receipt_lines.to_list()
 
 
 def test_a_key_column_in_order_with_a_repeat_still_finds_the_repeat() -> None:
