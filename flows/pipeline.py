@@ -40,6 +40,7 @@ from suppliers.runs import (
     EVERY_DUE,
     RunRecord,
     code_version,
+    hands_on_receipt_lines,
     keyed,
     requested_suppliers,
     with_current_status,
@@ -242,11 +243,9 @@ def run_evaluation(params: RunParameters) -> RunSummary:
             tolerance = rule_set.evaluation.on_time_tolerance_days
             run = keyed(run, selection=run.selection, fingerprint=loaded.fingerprint, tolerance_days=tolerance)
             try:
-                # The match of every receipt to its line is handed on to a run that measures in one piece; one of
-                # named suppliers measures a few, whose receipts the metrics match for less, and shards match their own.
                 validated = validate(loaded, as_of, settings.validation.max_quarantine_share,
                                      failed_run_folder(settings.output_dir, run) / "quarantine.csv", (first_day, as_of),
-                                     with_receipt_lines=not requested and params.shards == 1)
+                                     with_receipt_lines=hands_on_receipt_lines(requested, params.shards))
             except DataQualityError as bad_data:
                 try:
                     report_bad_data(store, run, settings, bad_data, read_from, params.send_email)

@@ -71,6 +71,14 @@ def requested_suppliers(trigger: str, supplier_ids: Sequence[str]) -> tuple[str,
     return () if trigger == "nightly" else tuple(supplier_ids)
 
 
+def hands_on_receipt_lines(requested: Sequence[str], shards: int) -> bool:
+    """Whether validation hands each receipt's order line on to the metrics (``validate_inputs(...,
+    with_receipt_lines=True)``): for a run that measures every supplier in one piece. A run of named suppliers
+    measures a few, whose receipts the metrics match for less than holding every receipt's pair costs, and shards
+    match their own."""
+    return not requested and shards == 1
+
+
 def choose_suppliers(suppliers: pl.DataFrame, supplier_ids: Sequence[str] = ()) -> pl.DataFrame:
     """The suppliers a run evaluates: the chosen ids, or every active supplier when none are chosen."""
     if not supplier_ids:

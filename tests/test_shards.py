@@ -17,7 +17,7 @@ from flows.shards import combine_shards, measure_and_score, shard_of, split_into
 from rules.asl import with_asl_facts
 from rules.loader import load_rule_set
 from rules.metrics import window_start
-from suppliers.runs import choose_suppliers, with_current_status
+from suppliers.runs import choose_suppliers, hands_on_receipt_lines, with_current_status
 from suppliers.sources import load_sources
 from suppliers.store import evaluations, status_changes
 from suppliers.validate import validate_inputs
@@ -162,3 +162,9 @@ def test_a_dask_address_that_cannot_work_is_a_usage_error(address: str | None, s
     with pytest.raises(ConfigError, match=said) as raised:
         dask_task_runner(address)
     assert raised.value.exit_code == 2 and str(raised.value).startswith("--dask-address: ")
+
+
+def test_validation_hands_each_receipts_line_on_only_to_a_run_measured_in_one_piece() -> None:
+    assert hands_on_receipt_lines((), 1)  # every supplier (the nightly run): matched once, by validation
+    assert not hands_on_receipt_lines(("S1",), 1)  # named suppliers: the metrics match their few receipts
+    assert not hands_on_receipt_lines((), 4)  # shards: each matches its own
