@@ -214,7 +214,7 @@ def _outcomes(
                                                             + 2**31).cast(pl.UInt64)
     judged_receipts = (
         known.filter(is_judged.gather(known.get_column("line")))
-        .select("line", "received_date", "quantity_received", "quantity_accepted", "quantity_rejected")
+        .select("line", *KNOWN_RECEIPT_FACTS)
         .sort(line_and_day)
     )
     at_line = judged_receipts.get_column("line")  # ascending: reading the lines' fields in order is cheap
