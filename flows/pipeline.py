@@ -77,10 +77,7 @@ def validate(loaded: LoadedSources, as_of: date, max_quarantine_share: float,
     validated = validate_inputs(loaded.raw, as_of=as_of, max_quarantine_share=max_quarantine_share,
                                 quarantine_path=failed_quarantine_path, formats=loaded.formats, window=window,
                                 with_receipt_lines=with_receipt_lines)
-    get_run_logger().info("Validated: %s rows quarantined of %s %s",
-                          f"{int(validated.summary['rows_quarantined'].sum()):,}",
-                          f"{int(validated.summary['rows_read'].sum()):,}",
-                          "read" if window is None else f"the window {window[0]} to {window[1]} needs")
+    get_run_logger().info("Validated: %s", validated.describe(window))
     return validated
 
 

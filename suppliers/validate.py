@@ -228,6 +228,12 @@ class ValidatedInputs:
     # None when not known: the metrics then match them themselves.
     receipt_lines: pl.Series | None = None
 
+    def describe(self, window: tuple[date, date] | None = None) -> str:
+        """E.g. "12 rows quarantined of 6,372 read" for the run's log; of what ``window`` needs when given."""
+        rows = "read" if window is None else f"the window {window[0]} to {window[1]} needs"
+        return (f"{int(self.summary['rows_quarantined'].sum()):,} rows quarantined of "
+                f"{int(self.summary['rows_read'].sum()):,} {rows}")
+
 
 @dataclass
 class _Checked:

@@ -677,3 +677,11 @@ R6,L9,1,2024-03-15,5,5,0
     assert validated.purchase_order_lines["po_id"].to_list() == ["L1", "L3", "L4", "L5"]
     assert validated.receipts["receipt_id"].to_list() == ["R1", "R2", "R4", "R5"]  # R3: its line is bad; R6: unknown
     assert validated.receipt_lines.to_list() == [3, 0, 1, 1]
+
+
+def test_the_run_log_says_how_many_rows_were_set_aside_of_how_many(result):
+    # the messy files: 3 suppliers (S3's criticality is bad), 10 order lines (only P1/2 is good), 6 receipts
+    # (R1 and R2 are good): 1 + 9 + 4 of 3 + 10 + 6
+    assert result.describe() == "14 rows quarantined of 19 read"
+    assert (result.describe((dt.date(2024, 1, 1), dt.date(2024, 6, 30)))
+            == "14 rows quarantined of 19 the window 2024-01-01 to 2024-06-30 needs")
