@@ -99,7 +99,7 @@ def run_supplier_eval(folder: Path, out: Path, render: bool) -> dict[str, float]
 
     rule_set = load_rule_set()
     first_day = window_start(AS_OF, WINDOW_DAYS)
-    loaded = load_sources(folder)
+    loaded = load_sources(folder, *reads_only())
     lap("load")
     validated = validate_inputs(loaded.raw, as_of=AS_OF, formats=loaded.formats, max_quarantine_share=1.0,
                                 window=(first_day, AS_OF), **hands_on(validate_inputs))
@@ -217,10 +217,27 @@ FROM active a LEFT JOIN delivery d USING (supplier_id) LEFT JOIN quality q USING
 
 
 def hands_on(validate: object) -> dict[str, object]:
-    """Validation hands each receipt's order line on to the metrics, as the pipeline asks it to, where it can."""
+    """Validation hands each receipt's order line on to the metrics and keeps only the columns a run reads, as the
+    pipeline asks it to, where the code measured can."""
     import inspect
 
-    return {"with_receipt_lines": True} if "with_receipt_lines" in inspect.signature(validate).parameters else {}
+    parameters = inspect.signature(validate).parameters
+    if "with_receipt_lines" not in parameters:
+        return {}
+    if "columns" not in parameters:
+        return {"with_receipt_lines": True}
+    from suppliers.runs import columns_a_run_keeps
+
+    return {"with_receipt_lines": True, "columns": columns_a_run_keeps(receipt_lines=True)}
+
+
+def reads_only() -> tuple[object, ...]:
+    """The fields a run reads, for ``load_sources``, as the pipeline loads them, where the code measured can."""
+    try:
+        from suppliers.runs import fields_a_run_reads
+    except ImportError:  # the code before runs read only what they use
+        return ()
+    return (fields_a_run_reads(),)
 
 
 def handed_on(validated: object) -> dict[str, object]:

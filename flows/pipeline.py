@@ -40,6 +40,8 @@ from suppliers.runs import (
     EVERY_DUE,
     RunRecord,
     code_version,
+    columns_a_run_keeps,
+    fields_a_run_reads,
     hands_on_receipt_lines,
     keyed,
     requested_suppliers,
@@ -64,7 +66,7 @@ STORE_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": 1, "retry_
 
 @task(name="load sources", cache_policy=NO_CACHE)
 def load(data_dir: Path, mapping_file: Path | None) -> LoadedSources:
-    loaded = load_inputs(data_dir, mapping_file)
+    loaded = load_inputs(data_dir, mapping_file, fields_a_run_reads())
     get_run_logger().info("Read %s", loaded.describe())
     return loaded
 
@@ -76,7 +78,8 @@ def validate(loaded: LoadedSources, as_of: date, max_quarantine_share: float,
     """Validate the rows the run's window (first day, as-of date) can score; every row when it is None."""
     validated = validate_inputs(loaded.raw, as_of=as_of, max_quarantine_share=max_quarantine_share,
                                 quarantine_path=failed_quarantine_path, formats=loaded.formats, window=window,
-                                with_receipt_lines=with_receipt_lines)
+                                with_receipt_lines=with_receipt_lines,
+                                columns=columns_a_run_keeps(receipt_lines=with_receipt_lines))
     get_run_logger().info("Validated: %s", validated.describe(window))
     return validated
 

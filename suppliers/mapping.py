@@ -238,9 +238,27 @@ class Mapping:
         return formats
 
 
-def load_inputs(data_dir: Path, mapping_file: Path | None) -> LoadedSources:
-    """The run's inputs: the exports a mapping file describes, else the canonical files of the data folder."""
-    return read_mapped_sources(load_mapping(mapping_file)) if mapping_file is not None else load_sources(data_dir)
+    def reading_only(self, fields: dict[str, tuple[str, ...]]) -> Mapping:
+        """The mapping with each record kind in ``fields`` (kind -> field names) mapping only those fields (and
+        those it keeps one row per): what a run reads. Its content hash is the file's, which the run key names."""
+        records = {
+            kind: record if kind not in fields else record.model_copy(update={"fields": {
+                name: entry for name, entry in record.fields.items()
+                if name in fields[kind] or name in record.one_row_per}})
+            for kind, record in self.file.records.items()
+        }
+        return replace(self, file=self.file.model_copy(update={"records": records}))
+
+
+def load_inputs(data_dir: Path, mapping_file: Path | None,
+                fields: dict[str, tuple[str, ...]] | None = None) -> LoadedSources:
+    """The run's inputs: the exports a mapping file describes, else the canonical files of the data folder; of a
+    kind in ``fields`` (kind -> field names: what a run reads, ``suppliers.runs.fields_a_run_reads``), only
+    those fields."""
+    if mapping_file is None:
+        return load_sources(data_dir, fields)
+    mapping = load_mapping(mapping_file)
+    return read_mapped_sources(mapping.reading_only(fields) if fields is not None else mapping)
 
 
 def load_mapping(path: Path | str) -> Mapping:

@@ -114,6 +114,9 @@ class Field:
     dtype: pl.DataType
     description: str
     constraints: Constraints = Constraints()
+    # False: no step of an evaluation reads the field (not the metrics, the scoring, a report or the store), so a
+    # run leaves its column unread; ``supplier-eval validate`` still checks it.
+    read_by_runs: bool = True
 
     def __post_init__(self) -> None:
         numeric_bounds = (self.constraints.minimum, self.constraints.exclusive_minimum, self.constraints.maximum)
@@ -232,6 +235,11 @@ class RecordKind:
         """The Polars schema of a validated frame of this kind."""
         return pl.Schema({f.name: f.dtype for f in self.fields})
 
+    @property
+    def fields_read_by_runs(self) -> tuple[str, ...]:
+        """The names of the fields an evaluation reads (see :attr:`Field.read_by_runs`), in declared order."""
+        return tuple(f.name for f in self.fields if f.read_by_runs)
+
     def field(self, name: str) -> Field:
         """The field called ``name``; KeyError if there is none."""
         for candidate in self.fields:
@@ -301,7 +309,8 @@ _KINDS = (
             Field("line_no", pl.Int64(), "the line's number within its order", Constraints(minimum=1)),
             Field("supplier_id", pl.String(), "the supplier the order went to"),
             Field("item_id", pl.String(), "the item ordered", Constraints(required=False)),
-            Field("category", pl.String(), "the purchasing category of the item", Constraints(required=False)),
+            Field("category", pl.String(), "the purchasing category of the item", Constraints(required=False),
+                  read_by_runs=False),  # profiles and reports use the supplier's category
             Field("order_date", pl.Date(), "when the order was placed", Constraints(required=False)),
             Field("promised_date", pl.Date(), "when the supplier promised delivery"),
             Field("quantity_ordered", pl.Float64(), "units ordered", Constraints(exclusive_minimum=0)),
@@ -512,6 +521,8 @@ def _column_text(column: Field) -> str:
         notes.append("optional" if column.constraints.column_optional else "may be empty")
     if column.constraints.together_with:
         notes.append(f"with {', '.join(column.constraints.together_with)}")
+    if not column.read_by_runs:
+        notes.append("not read by an evaluation")
     return f"{column.name} ({', '.join(notes)})" if notes else column.name
 
 

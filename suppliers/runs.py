@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 import polars as pl
 
 from suppliers.errors import ConfigError
+from suppliers.records import RECORDS
 
 CURRENT_STATUS = "current_status"  # the ASL status a supplier had before this run
 EVERY_ACTIVE = "*active*"  # the selection of a run that evaluates every active supplier
@@ -77,6 +78,22 @@ def hands_on_receipt_lines(requested: Sequence[str], shards: int) -> bool:
     measures a few, whose receipts the metrics match for less than holding every receipt's pair costs, and shards
     match their own."""
     return not requested and shards == 1
+
+
+def fields_a_run_reads() -> dict[str, tuple[str, ...]]:
+    """Per record kind, the fields a run loads and validates: those it reads (``Field.read_by_runs``)."""
+    return {name: kind.fields_read_by_runs for name, kind in RECORDS.items()}
+
+
+def columns_a_run_keeps(*, receipt_lines: bool) -> dict[str, tuple[str, ...]]:
+    """Per record kind, the validated columns a run holds (``validate_inputs(..., columns=...)``): the fields it
+    reads, and the receipts without their order line's key when validation hands each receipt's line on
+    (``receipt_lines``, see :func:`hands_on_receipt_lines`): the metrics then read the line by its position."""
+    kept = fields_a_run_reads()
+    if receipt_lines:
+        key = next(k.fields for k in RECORDS["receipts"].foreign_keys if k.reference.resource == "purchase_order_lines")
+        kept["receipts"] = tuple(name for name in kept["receipts"] if name not in key)
+    return kept
 
 
 def choose_suppliers(suppliers: pl.DataFrame, supplier_ids: Sequence[str] = ()) -> pl.DataFrame:

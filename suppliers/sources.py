@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +101,8 @@ def discover_sources(data_dir: Path) -> dict[str, Source]:
     return sources
 
 
-def read_source(source: Source, *, compact: bool = False) -> tuple[pl.DataFrame, str]:
+def read_source(source: Source, *, compact: bool = False,
+                fields: Collection[str] | None = None) -> tuple[pl.DataFrame, str]:
     """Read a source raw, once: (the frame, the SHA-256 hex of the bytes it was parsed from).
 
     The file's bytes are read a single time and both parsed (CSV with every column as String, Parquet as
@@ -109,6 +110,8 @@ def read_source(source: Source, *, compact: bool = False) -> tuple[pl.DataFrame,
     landing in the folder mid-run cannot give a run key that does not match the data.
     ``compact``: a CSV column that validation casts to a date, a number or true/false is read as Categorical
     instead of String: the same text, a quarter of the memory (see :func:`_compact_columns`).
+    ``fields`` (the record kind's fields a run reads): only their columns are parsed, when the file has them all;
+    otherwise every column, so that validation can name a missing one and the column it may have been meant as.
     Raises :class:`SourceError` naming the file when it is missing, empty, not UTF-8 or not parseable.
     """
     path = Path(source.path)
@@ -138,9 +141,10 @@ def read_source(source: Source, *, compact: bool = False) -> tuple[pl.DataFrame,
         )
     digest = hashlib.sha256(data).hexdigest()
     if source.format == "csv":
-        return _read_csv(data, path.name, source.kind if compact else None), digest
+        return _read_csv(data, path.name, source.kind if compact else None, fields), digest
     try:
-        return pl.read_parquet(io.BytesIO(data)), digest
+        header = pl.read_parquet_schema(io.BytesIO(data)).names() if fields is not None else []
+        return pl.read_parquet(io.BytesIO(data), columns=_columns_to_read(header, fields)), digest
     except Exception as exc:  # polars raises several types for a damaged file
         raise SourceError(
             f"cannot be read as Parquet ({_first_line(exc)})",
@@ -149,7 +153,22 @@ def read_source(source: Source, *, compact: bool = False) -> tuple[pl.DataFrame,
         ) from exc
 
 
-def _compact_columns(data: bytes, kind: str) -> dict[str, pl.DataType]:
+def _columns_to_read(header: Sequence[str], fields: Collection[str] | None) -> list[str] | None:
+    """The columns of ``header`` that hold ``fields`` (a header's name is trimmed), or None for every column: when
+    ``fields`` is None, or one of them is not in the header (validation names it, or gives it no value)."""
+    if fields is None:
+        return None
+    present = {name.strip() for name in header}
+    if any(name not in present for name in fields):
+        return None
+    return [name for name in header if name.strip() in fields]
+
+
+def _header(data: bytes) -> list[str]:
+    return pl.read_csv(io.BytesIO(data), infer_schema=False, encoding="utf8", n_rows=0).columns
+
+
+def _compact_columns(header: Sequence[str], kind: str) -> dict[str, pl.DataType]:
     """Categorical for the header's columns that validation casts to a date, a number or true/false.
 
     A text cell is a 16-byte view; a Categorical cell is a 4-byte code into the column's distinct texts, few for
@@ -160,7 +179,6 @@ def _compact_columns(data: bytes, kind: str) -> dict[str, pl.DataType]:
     if kind not in RECORDS:
         return {}
     typed = {f.name for f in RECORDS[kind].fields if f.dtype != pl.String}
-    header = pl.read_csv(io.BytesIO(data), infer_schema=False, encoding="utf8", n_rows=0).columns
     chosen = [name for name in header if name.strip() in typed]
     if not chosen:
         return {}
@@ -168,10 +186,17 @@ def _compact_columns(data: bytes, kind: str) -> dict[str, pl.DataType]:
     return dict.fromkeys(chosen, dtype)
 
 
-def _read_csv(data: bytes, name: str, kind: str | None = None) -> pl.DataFrame:
+def _read_csv(data: bytes, name: str, kind: str | None = None,
+              fields: Collection[str] | None = None) -> pl.DataFrame:
     try:
-        overrides = _compact_columns(data, kind) if kind is not None else {}
-        frame = pl.read_csv(io.BytesIO(data), infer_schema=False, encoding="utf8", schema_overrides=overrides)
+        header = _header(data) if kind is not None or fields is not None else []
+        # A repeated header is refused below, named: read every column to see it.
+        columns = None if any(_DUPLICATED.match(c) for c in header) else _columns_to_read(header, fields)
+        overrides = _compact_columns(header, kind) if kind is not None else {}
+        if columns is not None:
+            overrides = {name: dtype for name, dtype in overrides.items() if name in columns}
+        frame = pl.read_csv(io.BytesIO(data), infer_schema=False, encoding="utf8", schema_overrides=overrides,
+                            columns=columns)
     except pl.exceptions.NoDataError as exc:
         raise SourceError(
             "the file is empty (not even a header line)",
@@ -251,11 +276,12 @@ class LoadedSources:
         return ", ".join(f"{source.name} ({frame.height:,} rows)" for source, frame in self.raw.values())
 
 
-def load_sources(data_dir: Path) -> LoadedSources:
-    """Find and read every source in ``data_dir`` (see :func:`discover_sources` and :func:`read_source`)."""
+def load_sources(data_dir: Path, fields: Mapping[str, Collection[str]] | None = None) -> LoadedSources:
+    """Find and read every source in ``data_dir`` (see :func:`discover_sources` and :func:`read_source`); of a
+    kind in ``fields`` (kind -> field names: what a run reads), only those fields' columns."""
     raw: dict[str, tuple[Source, pl.DataFrame]] = {}
     digests: dict[str, str] = {}
     for kind, source in discover_sources(data_dir).items():
-        frame, digests[kind] = read_source(source, compact=True)
+        frame, digests[kind] = read_source(source, compact=True, fields=(fields or {}).get(kind))
         raw[kind] = (source, frame)
     return LoadedSources(raw=raw, fingerprint=fingerprint_sources(digests))

@@ -77,7 +77,7 @@ from __future__ import annotations
 
 import difflib
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -1045,6 +1045,7 @@ def validate_inputs(
     formats: Mapping[str, Mapping[str, ColumnFormat]] | None = None,
     window: tuple[date, date] | None = None,
     with_receipt_lines: bool = False,
+    columns: Mapping[str, Sequence[str]] | None = None,
 ) -> ValidatedInputs:
     """Validate every source, check references between them, and enforce the quarantine threshold.
 
@@ -1063,6 +1064,10 @@ def validate_inputs(
     found it, for the metrics to read rather than match them again; it holds a pair of row numbers per receipt
     while validating, so a validation on its own leaves it out.
 
+    ``columns`` (kind -> canonical column names) are the columns of the good rows returned for those kinds; every
+    canonical column for the others. A run asks for what it reads (``suppliers.runs.columns_a_run_keeps``), so a
+    column no later step reads is not held beside the others once validated.
+
     Raises :class:`SourceError` for a missing required source or column and :class:`DataQualityError`
     when a source's quarantined share of rows is over ``max_quarantine_share``. That error carries the full
     quarantine frame and the summary as ``.quarantine`` and ``.summary``; when ``quarantine_path`` is given,
@@ -1075,6 +1080,10 @@ def validate_inputs(
             where="validation.max_quarantine_share",
             fix="Use a share such as 0.2 (20%)",
         )
+    unknown_columns = [f"{kind}.{name}" for kind, names in (columns or {}).items() for name in names
+                       if name not in CANONICAL.get(kind, {})]
+    if unknown_columns:
+        raise ValueError(f"columns asked that no record kind has: {', '.join(unknown_columns)}")
     if window is not None and not window[0] <= window[1]:
         raise ConfigError(f"the window's first day {window[0]} is after its last day {window[1]}",
                           where="validate_inputs(window=...)", fix="Give (first day, last day)")
@@ -1133,7 +1142,8 @@ def validate_inputs(
     good: dict[str, pl.DataFrame] = {}
     for kind in RECORD_KINDS:  # one kind at a time, letting go of its cast rows once its good rows are out
         source_checked = checked.pop(kind, None)
-        good[kind] = source_checked.good.select(list(CANONICAL[kind])) if source_checked else empty_frame(kind)
+        returned = list((columns or {}).get(kind, CANONICAL[kind]))
+        good[kind] = (source_checked.good if source_checked else empty_frame(kind)).select(returned)
         del source_checked
     return ValidatedInputs(**good, quarantine=quarantine, summary=summary, receipt_lines=receipt_lines)
 
