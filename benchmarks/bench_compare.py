@@ -6,7 +6,7 @@
 For each size the sample-data generator writes one Parquet data folder (suppliers = order lines / 200, so 50,000
 at 10M; seed 7; records up to 2026-06-30), once, into ``--work``. Then, on the same files, each engine runs in a
 child process of its own, so its wall time, CPU time (user + system, ``os.wait4``) and peak resident memory are
-its own:
+its own (peak memory in GB of 10⁹ bytes, and in GiB of 2³⁰):
 
 - ``supplier-eval``: the evaluation a run does, by the core functions in-process (no Prefect): read the data
   folder, validate it (the run's window), choose every active supplier, metrics (with the records behind them,
@@ -353,7 +353,7 @@ def measure(engine: str, folder: Path, out: Path, render: bool) -> dict:
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"{engine} failed on {folder}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_gb": usage.ru_maxrss / 1024 / 1024,
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_gb": usage.ru_maxrss * 1024 / 1e9,
             "steps": json.loads(output.strip().splitlines()[-1])}
 
 
@@ -398,7 +398,7 @@ def main() -> None:
     args = parser.parse_args()
     if "supplier-eval" not in args.engines:
         args.engines.insert(0, "supplier-eval")  # the reference the others are checked against
-    print(f"{'lines':>11} {'engine':<14} {'wall s':>7} {'cpu s':>7} {'peak GB':>8} {'metrics s':>10} "
+    print(f"{'lines':>11} {'engine':<14} {'wall s':>7} {'cpu s':>7} {'peak GB':>8} {'GiB':>5} {'metrics s':>10} "
           f"{'vs duckdb':>9}  steps")
     failed = False
     for lines in args.sizes:
@@ -418,6 +418,7 @@ def main() -> None:
                 f" (evaluation {evaluation / duck:.2f}x)" if duck and engine == "supplier-eval" else "")
             shown = ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
             print(f"{lines:>11,} {engine:<14} {result['wall']:7.2f} {result['cpu']:7.2f} {result['peak_gb']:8.2f} "
+                  f"{result['peak_gb'] * 1e9 / 2**30:5.2f} "
                   f"{core:10.2f} {ratio:>9}  {shown}", flush=True)
         print(f"{'':>11} agreement: " + ("every supplier, every shared metric" if not problems else "NO"))
         for problem in problems:

@@ -9,7 +9,10 @@ line) and later runs reuse it. Steps:
   numbers and true/false compact, as Categorical; Parquet as stored), nothing else: the floor under validation;
 - ``validate``: read, then ``validate_inputs`` of every kind (cast, Pandera checks, duplicates, references);
 - ``window``: the same with the run's 365-day window (``validate_inputs(window=...)``), when available;
-- ``mapping``: the CSV folder read through a mapping file that maps every column by name, then validated.
+- ``mapping``: the CSV folder read through a mapping file that maps every column by name, then validated;
+- ``run``: what an evaluation's validation holds: the folder read as a run reads it (only the fields a run reads,
+  ``suppliers.runs.fields_a_run_reads``), validated for the 365-day window, each receipt's line handed on, the
+  columns a run keeps (``columns_a_run_keeps``), when available.
 
     .venv/bin/python benchmarks/bench_memory.py [--lines 10000000] [--format csv parquet] [--steps read validate]
 
@@ -34,7 +37,7 @@ from sample_data import sample_folder  # noqa: E402
 
 AS_OF = date(2026, 6, 30)
 WINDOW_DAYS = 365
-STEPS = ("read", "validate", "window", "mapping")
+STEPS = ("read", "validate", "window", "mapping", "run")
 
 
 def prepare(work: Path, lines: int, fmt: str) -> Path:
@@ -61,13 +64,19 @@ def child(step: str, folder: Path) -> None:
             text += [f"      {name}: {name}" for name in RECORDS[kind].columns]
         mapping.write_text("\n".join(text) + "\n")
         loaded = read_mapped_sources(load_mapping(mapping))
+    elif step == "run":
+        from suppliers.runs import columns_a_run_keeps, fields_a_run_reads
+
+        loaded = load_sources(folder, fields_a_run_reads())
     else:
         loaded = load_sources(folder)
     read = time.perf_counter() - started
     rows = {kind: frame.height for kind, (_, frame) in loaded.raw.items()}
     kept = None
     if step != "read":
-        window = {"window": (window_start(AS_OF, WINDOW_DAYS), AS_OF)} if step == "window" else {}
+        window = {"window": (window_start(AS_OF, WINDOW_DAYS), AS_OF)} if step in ("window", "run") else {}
+        if step == "run":
+            window |= {"with_receipt_lines": True, "columns": columns_a_run_keeps(receipt_lines=True)}
         result = validate_inputs(loaded.raw, as_of=AS_OF, formats=loaded.formats, max_quarantine_share=1.0,
                                  **window)
         kept = dict(zip(result.summary["kind"], result.summary["rows_read"], strict=True))
@@ -81,7 +90,7 @@ def _files(folder: Path) -> dict[str, Path]:
 
 
 def measure(step: str, folder: Path) -> tuple[float, dict]:
-    """Run ``step`` in a child process: (its peak RSS in GB, what it printed)."""
+    """Run ``step`` in a child process: (its peak RSS in GB of 10⁹ bytes, what it printed)."""
     process = subprocess.Popen([sys.executable, __file__, "--child", step, str(folder)], stdout=subprocess.PIPE,
                                text=True, cwd=Path(__file__).resolve().parents[1])
     assert process.stdout is not None
@@ -90,7 +99,7 @@ def measure(step: str, folder: Path) -> tuple[float, dict]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise SystemExit(f"step {step} failed ({process.returncode})")
-    return usage.ru_maxrss / 1024 / 1024, json.loads(output.strip().splitlines()[-1])  # ru_maxrss is in KiB
+    return usage.ru_maxrss * 1024 / 1e9, json.loads(output.strip().splitlines()[-1])  # ru_maxrss is in KiB
 
 
 def main() -> None:
@@ -111,13 +120,16 @@ def main() -> None:
     for fmt in args.format:
         folder = prepare(args.work, args.lines, fmt)
         for step in args.steps:
-            if (step == "window" and not windowed) or (step == "mapping" and fmt != "csv"):
+            runs = "columns" in inspect.signature(validate_inputs).parameters
+            if (step == "window" and not windowed) or (step == "mapping" and fmt != "csv") or (
+                    step == "run" and not runs):
                 continue
             peak, done = measure(step, folder)
             rows = done["validated"] or done["rows"]
             shown = ", ".join(f"{kind} {count:,}" for kind, count in rows.items()
                               if kind in ("purchase_order_lines", "receipts"))
-            print(f"{fmt + ', ' + f'{args.lines:,} lines':<22} {step:<9} {peak:7.2f} GB {done['total']:8.1f}  "
+            print(f"{fmt + ', ' + f'{args.lines:,} lines':<22} {step:<9} {peak:7.2f} GB "
+                  f"({peak * 1e9 / 2**30:.2f} GiB) {done['total']:8.1f}  "
                   f"{'validated' if done['validated'] else 'read'}: {shown}", flush=True)
 
 
