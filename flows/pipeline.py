@@ -38,13 +38,12 @@ from suppliers.mapping import load_inputs
 from suppliers.runs import (
     EVERY_ACTIVE,
     EVERY_DUE,
+    RunReading,
     RunRecord,
     code_version,
-    columns_a_run_keeps,
-    fields_a_run_reads,
-    hands_on_receipt_lines,
     keyed,
     requested_suppliers,
+    run_reading,
     with_current_status,
 )
 from suppliers.sources import LoadedSources
@@ -65,21 +64,19 @@ STORE_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": 1, "retry_
 
 
 @task(name="load sources", cache_policy=NO_CACHE)
-def load(data_dir: Path, mapping_file: Path | None) -> LoadedSources:
-    loaded = load_inputs(data_dir, mapping_file, fields_a_run_reads())
+def load(data_dir: Path, mapping_file: Path | None, reading: RunReading) -> LoadedSources:
+    loaded = load_inputs(data_dir, mapping_file, reading.fields)
     get_run_logger().info("Read %s", loaded.describe())
     return loaded
 
 
 @task(name="validate", cache_policy=NO_CACHE)
 def validate(loaded: LoadedSources, as_of: date, max_quarantine_share: float,
-             failed_quarantine_path: Path, window: tuple[date, date] | None = None,
-             with_receipt_lines: bool = False) -> ValidatedInputs:
-    """Validate the rows the run's window (first day, as-of date) can score; every row when it is None."""
+             failed_quarantine_path: Path, window: tuple[date, date], reading: RunReading) -> ValidatedInputs:
+    """Validate the rows the run's window (first day, as-of date) can score, as the run reads them."""
     validated = validate_inputs(loaded.raw, as_of=as_of, max_quarantine_share=max_quarantine_share,
                                 quarantine_path=failed_quarantine_path, formats=loaded.formats, window=window,
-                                with_receipt_lines=with_receipt_lines,
-                                columns=columns_a_run_keeps(receipt_lines=with_receipt_lines))
+                                with_receipt_lines=reading.receipt_lines, columns=reading.columns)
     get_run_logger().info("Validated: %s", validated.describe(window))
     return validated
 
@@ -239,13 +236,14 @@ def run_evaluation(params: RunParameters) -> RunSummary:
             on_wait=lambda held: get_run_logger().info("Waiting for %s to finish", held.describe())):
         started = False
         try:
-            loaded = load(settings.data_dir, settings.mapping_file)
+            reading = run_reading(requested, params.shards)
+            loaded = load(settings.data_dir, settings.mapping_file, reading)
             tolerance = rule_set.evaluation.on_time_tolerance_days
             run = keyed(run, selection=run.selection, fingerprint=loaded.fingerprint, tolerance_days=tolerance)
             try:
                 validated = validate(loaded, as_of, settings.validation.max_quarantine_share,
                                      failed_run_folder(settings.output_dir, run) / "quarantine.csv", (first_day, as_of),
-                                     with_receipt_lines=hands_on_receipt_lines(requested, params.shards))
+                                     reading)
             except DataQualityError as bad_data:
                 try:
                     report_bad_data(store, run, settings, bad_data, read_from, params.send_email)

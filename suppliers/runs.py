@@ -96,6 +96,27 @@ def columns_a_run_keeps(*, receipt_lines: bool) -> dict[str, tuple[str, ...]]:
     return kept
 
 
+@dataclass(frozen=True)
+class RunReading:
+    """How a run reads its inputs: the fields it loads, whether validation hands each receipt's order line on
+    (:func:`hands_on_receipt_lines`) and the columns validation returns."""
+
+    receipt_lines: bool
+
+    @property
+    def fields(self) -> dict[str, tuple[str, ...]]:
+        return fields_a_run_reads()
+
+    @property
+    def columns(self) -> dict[str, tuple[str, ...]]:
+        return columns_a_run_keeps(receipt_lines=self.receipt_lines)
+
+
+def run_reading(requested: Sequence[str], shards: int) -> RunReading:
+    """How a run of ``requested`` suppliers (none: every one) in ``shards`` pieces reads its inputs."""
+    return RunReading(receipt_lines=hands_on_receipt_lines(requested, shards))
+
+
 def choose_suppliers(suppliers: pl.DataFrame, supplier_ids: Sequence[str] = ()) -> pl.DataFrame:
     """The suppliers a run evaluates: the chosen ids, or every active supplier when none are chosen."""
     if not supplier_ids:
