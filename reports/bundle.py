@@ -18,6 +18,7 @@ import io
 import multiprocessing
 import os
 import re
+import signal
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -299,6 +300,13 @@ def _render_range(bounds: tuple[int, int]) -> int:
     return end - start
 
 
+def _quiet_worker() -> None:
+    """A worker ends when its pool stops it (SIGTERM) and leaves Ctrl-C to the run: a worker forked from a
+    Prefect run would otherwise inherit its SIGTERM handler, which raises, and print that in the run's log."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _render_suppliers(jobs: Sequence[tuple[str, dict[str, Any]]], folder: Path, *, processes: int | None) -> None:
     """Render and write every supplier's report file.
 
@@ -314,7 +322,7 @@ def _render_suppliers(jobs: Sequence[tuple[str, dict[str, Any]]], folder: Path, 
             _render_range((0, len(jobs)))
             return
         step = -(-len(jobs) // (workers * CHUNKS_PER_WORKER))
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_quiet_worker) as pool:
             pool.map(_render_range, [(start, start + step) for start in range(0, len(jobs), step)])
     finally:
         _JOBS, _FOLDER = (), Path()

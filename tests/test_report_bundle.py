@@ -117,7 +117,15 @@ def test_a_run_writes_one_report_file_per_supplier_and_its_tables_and_nothing_el
     assert len(reports.suppliers) == evaluated.height and len(reports.buyers) == 1
 
 
-def test_worker_processes_write_the_same_reports(tmp_path: Path, many: dict) -> None:
+@pytest.fixture
+def workers_from_100(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker processes from 100 suppliers (400 by default), so that 300 are rendered by two of them."""
+    import reports.bundle
+
+    monkeypatch.setattr(reports.bundle, "PARALLEL_FROM", 100)
+
+
+def test_worker_processes_write_the_same_reports(tmp_path: Path, many: dict, workers_from_100: None) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     write(one, many, processes=1)
     write(two, many, processes=2)
@@ -126,6 +134,37 @@ def test_worker_processes_write_the_same_reports(tmp_path: Path, many: dict) -> 
 
     for path in (one / "suppliers").iterdir():
         assert without_clock(path) == without_clock(two / "suppliers" / path.name)
+
+
+def test_workers_stopped_by_a_run_under_prefect_print_no_traceback(tmp_path: Path, many: dict,
+                                                                     workers_from_100: None,
+                                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    """A Prefect run installs a SIGTERM handler that raises; the render's worker processes are forked with it and
+    stopped with SIGTERM when they are done: they must end quietly, not print its traceback into the run's log."""
+    import multiprocessing.context
+    import signal
+
+    from prefect.utilities.engine import _prefect_sigterm_handler  # what a flow run installs
+
+    forked = []
+    real_pool = multiprocessing.context.ForkContext.Pool
+
+    def pool(context: object, processes: int, *args: object, **kwargs: object) -> object:
+        forked.append(processes)
+        return real_pool(context, processes, *args, **kwargs)
+
+    previous = signal.signal(signal.SIGTERM, _prefect_sigterm_handler)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(multiprocessing.context.ForkContext, "Pool", pool)
+            write(tmp_path, many, processes=2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert forked == [2]  # rendered by two worker processes
+    assert len(list((tmp_path / "suppliers").iterdir())) == many["decisions"].evaluated.height
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.err + printed.out
+    assert "TerminationSignal" not in printed.err + printed.out
 
 
 def test_a_buyer_with_many_suppliers_gets_one_bounded_message_and_the_rest_attached(tmp_path: Path,
