@@ -264,6 +264,7 @@ def run_evaluation(params: RunParameters) -> RunSummary:
                                       nonconformances=validated.nonconformances, as_of=as_of)
             performance, scored = measure_and_score_in_shards(validated, selected, rule_set, as_of, window_days,
                                                               params.shards)
+            validated = validated.measured()  # the order lines and receipts are let go of before rendering
             decisions = decide_statuses(selected, scored, rule_set, history, as_of, official, settings.mail.officers)
             quarantine_summary = quarantine_summary_with_reasons(validated.summary, validated.quarantine)
             added = store_results(store, run, decisions, quarantine_summary, first_day,

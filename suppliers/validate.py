@@ -78,7 +78,7 @@ from __future__ import annotations
 import difflib
 import string
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -227,6 +227,13 @@ class ValidatedInputs:
     # to check it; the metrics read it here rather than match them again (rules.metrics.measure_suppliers).
     # None when not known: the metrics then match them themselves.
     receipt_lines: pl.Series | None = None
+
+    def measured(self) -> ValidatedInputs:
+        """These inputs once the metrics are measured: without the order lines and receipts (and the receipts'
+        lines), which no later step of a run reads. A run keeps this instead, so that rendering the reports does
+        not hold the largest frames beside the ones it builds."""
+        return replace(self, purchase_order_lines=self.purchase_order_lines.clear(),
+                       receipts=self.receipts.clear(), receipt_lines=None)
 
     def describe(self, window: tuple[date, date] | None = None) -> str:
         """E.g. "12 rows quarantined of 6,372 read" for the run's log; of what ``window`` needs when given."""

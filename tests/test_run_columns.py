@@ -124,3 +124,15 @@ def test_a_mapping_read_for_a_run_maps_only_the_fields_it_reads() -> None:
     assert for_a_run.content_hash == mapping.content_hash  # the run key names the file as written
     loaded = load_inputs(Path("."), EXAMPLE_MAPPING, fields_a_run_reads())
     assert "category" not in loaded.raw["purchase_order_lines"][1].columns
+
+
+def test_once_measured_a_run_keeps_no_order_line_or_receipt(tmp_path: Path, data) -> None:
+    """Rendering reads the suppliers, nonconformances, quarantine and summary: the largest frames are let go of."""
+    loaded = load_sources(_folder(tmp_path, data, "parquet"))
+    validated = validate_inputs(loaded.raw, as_of=AS_OF, max_quarantine_share=1.0, with_receipt_lines=True)
+    kept = validated.measured()
+    assert kept.purchase_order_lines.height == kept.receipts.height == 0 and kept.receipt_lines is None
+    assert kept.purchase_order_lines.schema == validated.purchase_order_lines.schema
+    for name in ("suppliers", "nonconformances", "feedback", "quarantine", "summary"):
+        assert getattr(kept, name) is getattr(validated, name)
+    assert validated.purchase_order_lines.height > 0  # the inputs measured are not changed
