@@ -1051,12 +1051,20 @@ LINE_RECORD_COLUMNS = ("supplier_id", "po_id", "line_no", "promised_date", "comp
 
 def _lines_not_on_time(facts: pl.DataFrame) -> pl.DataFrame:
     """Judged lines not on time (late, short, not yet delivered, too early), each with why, latest promise first."""
-    return (
+    not_on_time = (
         facts.filter(~pl.col("on_time"))
         .with_columns(quantity_received=pl.col("received_total"))
         .select(LINE_RECORD_COLUMNS)
-        .sort("supplier_id", "promised_date", "po_id", "line_no", descending=[False, True, False, False])
     )
+    return not_on_time.sort(_supplier_order(not_on_time), "promised_date", "po_id", "line_no",
+                            descending=[False, True, False, False])
+
+
+def _supplier_order(frame: pl.DataFrame) -> pl.Series:
+    """Each row's supplier_id as its place among the frame's ids in text order: sorted on this number, rows come
+    in the order the text gives, and a sort over several columns is about half as long as on the text."""
+    supplier_ids = frame.get_column("supplier_id")
+    return supplier_ids.cast(pl.Enum(supplier_ids.unique().drop_nulls().sort())).to_physical()
 
 
 def _late_lines_of(facts: pl.DataFrame) -> pl.DataFrame:
@@ -1150,13 +1158,15 @@ def _records_behind(not_on_time_facts: pl.LazyFrame, inaccurate_facts: pl.LazyFr
         quantity_missing=pl.lit(None, pl.Float64), quantity_rejected="quantity_rejected",
         days_late=pl.lit(None, pl.Int64), kind=2)
     schema = {**RECORD_SCHEMA, "kind": pl.Int32()}
+    records = pl.concat([frame.cast(schema).select(list(schema)) for frame in (not_on_time, inaccurate, rejected)])
+    records = records.collect(engine="in-memory")  # texts: not on the streaming engine (measure_suppliers)
     return (
-        pl.concat([frame.cast(schema).select(list(schema)) for frame in (not_on_time, inaccurate, rejected)])
+        records.lazy()
         .with_columns(latest=pl.when(pl.col("kind") == 2).then("received_date").otherwise("promised_date"),
                       no_receipt_id=pl.col("receipt_id").is_null())
         # A receipt without an id after those with one, by a column of its own: nulls_last over several columns
         # takes a slower path in Polars (0.5 of 1.3 CPU seconds at 1.3M records).
-        .sort("supplier_id", "kind", "latest", "po_id", "line_no", "no_receipt_id", "receipt_id",
+        .sort(pl.lit(_supplier_order(records)), "kind", "latest", "po_id", "line_no", "no_receipt_id", "receipt_id",
               descending=[False, False, True, False, False, False, False])
         .drop("kind", "latest", "no_receipt_id")
     )
