@@ -226,9 +226,9 @@ def hands_on(validate: object) -> dict[str, object]:
         return {}
     if "columns" not in parameters:
         return {"with_receipt_lines": True}
-    from suppliers.runs import columns_a_run_keeps
+    from suppliers.runs import RunReading
 
-    return {"with_receipt_lines": True, "columns": columns_a_run_keeps(receipt_lines=True)}
+    return {"with_receipt_lines": True, "columns": RunReading(receipt_lines=True).columns}
 
 
 def reads_only() -> tuple[object, ...]:

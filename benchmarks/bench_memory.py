@@ -12,7 +12,7 @@ line) and later runs reuse it. Steps:
 - ``mapping``: the CSV folder read through a mapping file that maps every column by name, then validated;
 - ``run``: what an evaluation's validation holds: the folder read as a run reads it (only the fields a run reads,
   ``suppliers.runs.fields_a_run_reads``), validated for the 365-day window, each receipt's line handed on, the
-  columns a run keeps (``columns_a_run_keeps``), when available.
+  columns a run keeps (``RunReading.columns``), when available.
 
     .venv/bin/python benchmarks/bench_memory.py [--lines 10000000] [--format csv parquet] [--steps read validate]
 
@@ -65,9 +65,9 @@ def child(step: str, folder: Path) -> None:
         mapping.write_text("\n".join(text) + "\n")
         loaded = read_mapped_sources(load_mapping(mapping))
     elif step == "run":
-        from suppliers.runs import columns_a_run_keeps, fields_a_run_reads
+        from suppliers.runs import RunReading
 
-        loaded = load_sources(folder, fields_a_run_reads())
+        loaded = load_sources(folder, RunReading(receipt_lines=True).fields)
     else:
         loaded = load_sources(folder)
     read = time.perf_counter() - started
@@ -76,7 +76,7 @@ def child(step: str, folder: Path) -> None:
     if step != "read":
         window = {"window": (window_start(AS_OF, WINDOW_DAYS), AS_OF)} if step in ("window", "run") else {}
         if step == "run":
-            window |= {"with_receipt_lines": True, "columns": columns_a_run_keeps(receipt_lines=True)}
+            window |= {"with_receipt_lines": True, "columns": RunReading(receipt_lines=True).columns}
         result = validate_inputs(loaded.raw, as_of=AS_OF, formats=loaded.formats, max_quarantine_share=1.0,
                                  **window)
         kept = dict(zip(result.summary["kind"], result.summary["rows_read"], strict=True))

@@ -355,11 +355,12 @@ def validate(config_file: Path | None, data_dir: Path | None, quarantine_out: Pa
     from suppliers.errors import DataQualityError
     from suppliers.files import write_csv_safely
     from suppliers.mapping import load_inputs
+    from suppliers.runs import fields_a_run_reads
     from suppliers.validate import validate_inputs
 
     settings = load_settings(config_file)
     mapping_file = None if data_dir else settings.mapping_file
-    loaded = load_inputs(data_dir or settings.data_dir, mapping_file)
+    loaded = load_inputs(data_dir or settings.data_dir, mapping_file, fields_a_run_reads())  # as a run reads them
     read_from = str(mapping_file or data_dir or settings.data_dir)
 
     def write_report(path: Path, summary: pl.DataFrame, quarantine: pl.DataFrame, *, stopped: bool) -> None:

@@ -323,7 +323,10 @@ def _render_suppliers(jobs: Sequence[tuple[str, dict[str, Any]]], folder: Path, 
             return
         step = -(-len(jobs) // (workers * CHUNKS_PER_WORKER))
         with multiprocessing.get_context("fork").Pool(workers, initializer=_quiet_worker) as pool:
-            pool.map(_render_range, [(start, start + step) for start in range(0, len(jobs), step)])
+            rendered = pool.map_async(_render_range, [(start, start + step) for start in range(0, len(jobs), step)])
+            while not rendered.ready():  # waited for in short steps: Ctrl-C stops the run at once, even in a task
+                rendered.wait(0.2)
+            rendered.get()  # a worker's error, raised here
     finally:
         _JOBS, _FOLDER = (), Path()
 

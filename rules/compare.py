@@ -38,9 +38,8 @@ from rules.scoring import score_suppliers
 from suppliers.errors import RuleSetError, StoreError
 from suppliers.runs import (
     CURRENT_STATUS,
+    RunReading,
     choose_suppliers,
-    columns_a_run_keeps,
-    fields_a_run_reads,
     with_current_status,
 )
 from suppliers.validate import ValidatedInputs
@@ -229,10 +228,11 @@ def compare_rule_sets(baseline: Path | str | None, candidate: Path | str | None,
 
     rule_set_a, rule_set_b = load_rule_set(baseline), load_rule_set(candidate)
     band_order = common_band_order(rule_set_a, rule_set_b)
-    loaded = load_inputs(data_dir, mapping_file, fields_a_run_reads())
+    reading = RunReading(receipt_lines=True)  # every chosen supplier measured in one piece
+    loaded = load_inputs(data_dir, mapping_file, reading.fields)
     inputs = validate_inputs(loaded.raw, formats=loaded.formats, as_of=as_of,
-                             max_quarantine_share=max_quarantine_share, quarantine_path=None, with_receipt_lines=True,
-                             columns=columns_a_run_keeps(receipt_lines=True))
+                             max_quarantine_share=max_quarantine_share, quarantine_path=None,
+                             with_receipt_lines=reading.receipt_lines, columns=reading.columns)
     chosen = choose_suppliers(inputs.suppliers, supplier_ids)
     current, statuses_from = recorded_statuses(store_url)
     selected = with_current_status(chosen, current)

@@ -114,8 +114,8 @@ class Field:
     dtype: pl.DataType
     description: str
     constraints: Constraints = Constraints()
-    # False: no step of an evaluation reads the field (not the metrics, the scoring, a report or the store), so a
-    # run leaves its column unread; ``supplier-eval validate`` still checks it.
+    # False: no step of an evaluation reads the field (not the metrics, the scoring, a report or the store): a
+    # run and ``supplier-eval validate`` leave its column unread, and a mapping may map it to no effect.
     read_by_runs: bool = True
 
     def __post_init__(self) -> None:

@@ -85,17 +85,6 @@ def fields_a_run_reads() -> dict[str, tuple[str, ...]]:
     return {name: kind.fields_read_by_runs for name, kind in RECORDS.items()}
 
 
-def columns_a_run_keeps(*, receipt_lines: bool) -> dict[str, tuple[str, ...]]:
-    """Per record kind, the validated columns a run holds (``validate_inputs(..., columns=...)``): the fields it
-    reads, and the receipts without their order line's key when validation hands each receipt's line on
-    (``receipt_lines``, see :func:`hands_on_receipt_lines`): the metrics then read the line by its position."""
-    kept = fields_a_run_reads()
-    if receipt_lines:
-        key = next(k.fields for k in RECORDS["receipts"].foreign_keys if k.reference.resource == "purchase_order_lines")
-        kept["receipts"] = tuple(name for name in kept["receipts"] if name not in key)
-    return kept
-
-
 @dataclass(frozen=True)
 class RunReading:
     """How a run reads its inputs: the fields it loads, whether validation hands each receipt's order line on
@@ -109,7 +98,15 @@ class RunReading:
 
     @property
     def columns(self) -> dict[str, tuple[str, ...]]:
-        return columns_a_run_keeps(receipt_lines=self.receipt_lines)
+        """Per record kind, the validated columns the run holds (``validate_inputs(..., columns=...)``): the
+        fields it reads, the receipts without their order line's key when each receipt's line is handed on (the
+        metrics then read the line by its position)."""
+        kept = fields_a_run_reads()
+        if self.receipt_lines:
+            key = next(k.fields for k in RECORDS["receipts"].foreign_keys
+                       if k.reference.resource == "purchase_order_lines")
+            kept["receipts"] = tuple(name for name in kept["receipts"] if name not in key)
+        return kept
 
 
 def run_reading(requested: Sequence[str], shards: int) -> RunReading:

@@ -141,10 +141,10 @@ def read_source(source: Source, *, compact: bool = False,
         )
     digest = hashlib.sha256(data).hexdigest()
     if source.format == "csv":
-        return _read_csv(data, path.name, source.kind if compact else None, fields), digest
+        return _read_csv(data, path.name, source.kind, compact=compact, fields=fields), digest
     try:
         header = pl.read_parquet_schema(io.BytesIO(data)).names() if fields is not None else []
-        return pl.read_parquet(io.BytesIO(data), columns=_columns_to_read(header, fields)), digest
+        return pl.read_parquet(io.BytesIO(data), columns=_columns_to_read(header, fields, source.kind)), digest
     except Exception as exc:  # polars raises several types for a damaged file
         raise SourceError(
             f"cannot be read as Parquet ({_first_line(exc)})",
@@ -153,14 +153,17 @@ def read_source(source: Source, *, compact: bool = False,
         ) from exc
 
 
-def _columns_to_read(header: Sequence[str], fields: Collection[str] | None) -> list[str] | None:
-    """The columns of ``header`` that hold ``fields`` (a header's name is trimmed), or None for every column: when
-    ``fields`` is None, or one of them is not in the header (validation names it, or gives it no value)."""
-    if fields is None:
+def _columns_to_read(header: Sequence[str], fields: Collection[str] | None, kind: str) -> list[str] | None:
+    """The columns of ``header`` that hold ``fields`` of ``kind`` (a header's name is trimmed), or None for every
+    column: when ``fields`` is None, or one of them that must be there is not (a required one, or one whose
+    partner is there), so that validation can name it and the column it may have been meant as."""
+    if fields is None or kind not in RECORDS:
         return None
     present = {name.strip() for name in header}
-    if any(name not in present for name in fields):
-        return None
+    for name in fields:
+        constraints = RECORDS[kind].field(name).constraints
+        if name not in present and (not constraints.column_optional or present & set(constraints.together_with)):
+            return None
     return [name for name in header if name.strip() in fields]
 
 
@@ -186,13 +189,13 @@ def _compact_columns(header: Sequence[str], kind: str) -> dict[str, pl.DataType]
     return dict.fromkeys(chosen, dtype)
 
 
-def _read_csv(data: bytes, name: str, kind: str | None = None,
+def _read_csv(data: bytes, name: str, kind: str, *, compact: bool = False,
               fields: Collection[str] | None = None) -> pl.DataFrame:
     try:
-        header = _header(data) if kind is not None or fields is not None else []
+        header = _header(data) if compact or fields is not None else []
         # A repeated header is refused below, named: read every column to see it.
-        columns = None if any(_DUPLICATED.match(c) for c in header) else _columns_to_read(header, fields)
-        overrides = _compact_columns(header, kind) if kind is not None else {}
+        columns = None if any(_DUPLICATED.match(c) for c in header) else _columns_to_read(header, fields, kind)
+        overrides = _compact_columns(header, kind) if compact else {}
         if columns is not None:
             overrides = {name: dtype for name, dtype in overrides.items() if name in columns}
         frame = pl.read_csv(io.BytesIO(data), infer_schema=False, encoding="utf8", schema_overrides=overrides,

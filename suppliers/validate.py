@@ -14,8 +14,8 @@ For each source (:func:`validate_frame`):
    collect every failure; ``SchemaErrors.failure_cases`` gives each failure's position in the validated
    frame (``index``), which is mapped back to the file's row number;
 4. a repeated key keeps its first row; the later ones are quarantined as duplicates, and a later row that is an
-   exact copy of an earlier one (every column as written) as a copy of it. A kind without a key (feedback)
-   keeps copies: two people may give a supplier the same score on the same day;
+   exact copy of an earlier one (every field an evaluation reads as written) as a copy of it. A kind without a
+   key (feedback) keeps copies: two people may give a supplier the same score on the same day;
 5. a date of something that has happened (:attr:`~suppliers.records.RecordKind.past_dates`: a receipt, an
    order placed, an NCR raised or closed, a score given) must not be in the future, see below.
 
@@ -441,9 +441,9 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str, formats: Mapping
     """Number the rows, clean and parse every cell (see :mod:`suppliers.formats`), set aside what does not parse.
 
     A frame from a mapped source brings its own row numbers (``__row__``: the row in the source file, after
-    its header) and has had its blank lines dropped already; a canonical file is numbered here, and a line
-    whose every cell is empty is skipped (spreadsheet exports end with a few). The cells that do not parse are
-    kept in ``unparseable`` until :meth:`_Checked.keep` says which rows are validated.
+    its header) and has had its blank lines dropped already; a canonical file is numbered here, and a line with
+    nothing in the fields an evaluation reads is skipped (spreadsheet exports end with a few). The cells that do
+    not parse are kept in ``unparseable`` until :meth:`_Checked.keep` says which rows are validated.
     """
     schema = CANONICAL[kind]
     for column, dtype in schema.items():
@@ -465,9 +465,12 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str, formats: Mapping
     # Cut like the columns read: a column computed whole is sliced, never a column read copied whole.
     cast = aligned(raw_canonical.select(_ROW, *[casts[c].quick.alias(c) for c in schema]), raw_canonical)
     both = aligned(pl.DataFrame([*raw_canonical.get_columns(), *[cast.get_column(c).alias(quick[c]) for c in schema]]))
-    # A line can be blank only where every quick value is null or suspect; the full path decides those rows.
+    # A line can be blank only where every quick value is null or suspect; the full path decides those rows. Only
+    # the fields an evaluation reads count: a line with nothing in them is none of its records, whichever other
+    # columns were read (a run reads no others, see suppliers.runs.RunReading).
+    read = RECORDS[kind].fields_read_by_runs
     maybe_blank = [] if numbered else [
-        pl.all_horizontal([pl.col(quick[c]).is_null() | pl.col(suspect[c]) for c in schema]).alias("_maybe_blank")]
+        pl.all_horizontal([pl.col(quick[c]).is_null() | pl.col(suspect[c]) for c in read]).alias("_maybe_blank")]
     flags = both.select(*[casts[c].suspect(pl.col(quick[c])).alias(suspect[c]) for c in schema])
     if maybe_blank:
         blank = pl.DataFrame([*both.get_columns(), *flags.get_columns()]).select(maybe_blank).to_series()
@@ -488,7 +491,7 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str, formats: Mapping
         *[casts[c].parsed.alias(c) for c in schema],
         *[(casts[c].cleaned.is_not_null() & casts[c].parsed.is_null()).alias(f"_failed_{i}")
           for i, c in enumerate(schema)],
-        pl.all_horizontal([casts[c].cleaned.is_null() for c in schema]).alias("_blank"),
+        pl.all_horizontal([casts[c].cleaned.is_null() for c in read]).alias("_blank"),
     )
     values = []
     for c in schema:
@@ -499,7 +502,7 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str, formats: Mapping
         values.append(value)
     cast = aligned(pl.DataFrame([cast.get_column(_ROW), *values]))
     if not numbered:
-        blank = _blank_lines(raw, schema, full.filter("_blank").get_column(_ROW))
+        blank = full.filter("_blank").get_column(_ROW)
         if blank.len():
             cast = cast.filter(~pl.col(_ROW).is_in(blank.implode()))
     checked.cast = cast
@@ -511,18 +514,6 @@ def _cast_frame(kind: str, raw: pl.DataFrame, source_name: str, formats: Mapping
         checked.unparseable.append(_part(rows, column, written.get_column(column).filter(failed).cast(pl.String),
                                          UNPARSEABLE, formats.get(column, CANONICAL_FORMAT).failure_reason(dtype)))
     return checked
-
-
-def _blank_lines(raw: pl.DataFrame, schema: Mapping[str, pl.DataType], candidates: pl.Series) -> pl.Series:
-    """The rows (of a file numbered 1, 2, ...) among ``candidates`` (every canonical cell empty) whose every extra
-    column is empty too: blank lines, skipped."""
-    extra = [c for c in raw.columns if c not in schema]
-    if not candidates.len() or not extra:
-        return candidates
-    at = pl.DataFrame([raw.get_column(c).gather(candidates - 1) for c in extra])
-    return candidates.filter(at.select(pl.all_horizontal(
-        [clean_cell(pl.col(c), at.schema[c], pl.String, CANONICAL_FORMAT).is_null() for c in extra]
-    )).to_series())
 
 
 # --- pandera
@@ -603,7 +594,8 @@ def _schema_failures(checked: _Checked) -> None:
 
 def _duplicates(checked: _Checked) -> list[pl.DataFrame]:
     """A repeated key keeps its first row; later rows are quarantined as "duplicate of row N", or as "exact copy
-    of row N" when every column is as written in an earlier row N (the earliest such row).
+    of row N" when every field an evaluation reads is as written in an earlier row N (the earliest such row):
+    whether the others were read or not, the same rows are copies.
 
     Returns the quarantine parts, for the caller to add once it knows which rows are validated: the first row of
     a key is the first in the whole file, whether or not it is validated itself.
@@ -622,7 +614,7 @@ def _duplicates(checked: _Checked) -> list[pl.DataFrame]:
     repeated = frame.join(dupes.select(keys).unique(), on=keys, how="semi").sort(_ROW)  # firsts and repeats
     rows = repeated.get_column(_ROW)
     # Exact copies: compare the cells as written, only among rows that share a key (a copy shares its key).
-    columns = list(CANONICAL[checked.kind])
+    columns = list(RECORDS[checked.kind].fields_read_by_runs)
     written = pl.DataFrame({_ROW: rows, **{f"_{i}": checked.raw_text(c, rows) for i, c in enumerate(columns)}})
     whole_row = pl.struct([f"_{i}" for i in range(len(columns))])
     copies = written.select(_ROW, pl.col(_ROW).min().over(whole_row).alias("_first")).filter(
@@ -1072,7 +1064,7 @@ def validate_inputs(
     while validating, so a validation on its own leaves it out.
 
     ``columns`` (kind -> canonical column names) are the columns of the good rows returned for those kinds; every
-    canonical column for the others. A run asks for what it reads (``suppliers.runs.columns_a_run_keeps``), so a
+    canonical column for the others. A run asks for what it reads (``suppliers.runs.RunReading.columns``), so a
     column no later step reads is not held beside the others once validated.
 
     Raises :class:`SourceError` for a missing required source or column and :class:`DataQualityError`
@@ -1091,6 +1083,11 @@ def validate_inputs(
                        if name not in CANONICAL.get(kind, {})]
     if unknown_columns:
         raise ValueError(f"columns asked that no record kind has: {', '.join(unknown_columns)}")
+    receipt_key = next(k.fields for k in RECORDS["receipts"].foreign_keys
+                       if k.reference.resource == "purchase_order_lines")
+    if not with_receipt_lines and not set(receipt_key) <= set((columns or {}).get("receipts", receipt_key)):
+        raise ValueError("receipts without their order line's key need with_receipt_lines=True: the metrics then "
+                         "find each receipt's line by its position")
     if window is not None and not window[0] <= window[1]:
         raise ConfigError(f"the window's first day {window[0]} is after its last day {window[1]}",
                           where="validate_inputs(window=...)", fix="Give (first day, last day)")

@@ -256,3 +256,44 @@ def test_hostile_supplier_names_are_harmless_in_every_report_file_and_message(tm
     [summary] = [content for b in buyer_reports.buyers for name, content, _ in b.attachments
                  if name.startswith("suppliers-")]
     assert "'=HYPERLINK(" in summary.decode()
+
+
+_SLOW_RENDER = """
+import sys, time
+from pathlib import Path
+import reports.bundle as bundle
+
+def slow(bounds):  # a report that takes 20 ms: 400 of them keep two workers busy for 4 s
+    for _ in range(bounds[1] - bounds[0]):
+        time.sleep(0.02)
+    return bounds[1] - bounds[0]
+
+bundle._render_range, bundle.PARALLEL_FROM = slow, 100
+print("rendering", flush=True)
+try:
+    bundle._render_suppliers([(f"s{i}", {}) for i in range(400)], Path(sys.argv[1]), processes=2)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("stopped", flush=True)
+"""
+
+
+def test_ctrl_c_stops_the_report_workers_at_once_and_leaves_none(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group: the run stops within a moment, and no worker is left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_RENDER, str(tmp_path)], stdout=subprocess.PIPE,
+                             text=True, start_new_session=True, cwd=Path(__file__).parents[1])
+    assert child.stdout is not None and child.stdout.readline() == "rendering\n"
+    time.sleep(1.0)  # the workers are at work
+    workers = subprocess.run(["pgrep", "-P", str(child.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2
+    os.killpg(child.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    pressed = time.monotonic()
+    assert child.stdout.read() == "stopped\n"
+    assert child.wait(timeout=10) == 0 and time.monotonic() - pressed < 1.5
+    assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
