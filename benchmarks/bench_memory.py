@@ -5,14 +5,17 @@ used (``os.wait4``'s ``ru_maxrss``), so nothing the parent holds is counted. Gen
 the sample-data generator writes a data folder once into ``--work`` (every record kind, about 1.15 receipts per
 line) and later runs reuse it. Steps:
 
-- ``read``: the data folder read as the run reads it (``load_sources``: CSV as text, the columns cast to dates,
-  numbers and true/false compact, as Categorical; Parquet as stored), nothing else: the floor under validation;
-- ``validate``: read, then ``validate_inputs`` of every kind (cast, Pandera checks, duplicates, references);
+- ``read``: the data folder read as a run and ``supplier-eval validate`` read it (``load_sources``: only the
+  fields an evaluation reads, ``suppliers.runs.fields_a_run_reads``, where the code measured has them; CSV as
+  text, the columns cast to dates, numbers and true/false compact, as Categorical; Parquet as stored), nothing
+  else: the floor under validation;
+- ``validate``: read, then ``validate_inputs`` of every kind (cast, Pandera checks, duplicates, references):
+  what ``supplier-eval validate`` does;
 - ``window``: the same with the run's 365-day window (``validate_inputs(window=...)``), when available;
-- ``mapping``: the CSV folder read through a mapping file that maps every column by name, then validated;
-- ``run``: what an evaluation's validation holds: the folder read as a run reads it (only the fields a run reads,
-  ``suppliers.runs.fields_a_run_reads``), validated for the 365-day window, each receipt's line handed on, the
-  columns a run keeps (``RunReading.columns``), when available.
+- ``mapping``: the CSV folder read through a mapping file that maps every column by name (for a run: the fields
+  it reads), then validated;
+- ``run``: what an evaluation's validation holds: read, validated for the 365-day window, each receipt's line
+  handed on, only the columns a run keeps (``RunReading.columns``), when available.
 
     .venv/bin/python benchmarks/bench_memory.py [--lines 10000000] [--format csv parquet] [--steps read validate]
 
@@ -53,6 +56,11 @@ def child(step: str, folder: Path) -> None:
     from suppliers.sources import load_sources
     from suppliers.validate import validate_inputs
 
+    try:  # what a run and supplier-eval validate read, where the code measured says
+        from suppliers.runs import fields_a_run_reads
+        fields = fields_a_run_reads()
+    except ImportError:
+        fields = None
     started = time.perf_counter()
     if step == "mapping":
         mapping = folder / "mapping.yaml"
@@ -63,19 +71,17 @@ def child(step: str, folder: Path) -> None:
             text += [f"  {kind}:", f"    from: {kind}", "    fields:"]
             text += [f"      {name}: {name}" for name in RECORDS[kind].columns]
         mapping.write_text("\n".join(text) + "\n")
-        loaded = read_mapped_sources(load_mapping(mapping))
-    elif step == "run":
-        from suppliers.runs import RunReading
-
-        loaded = load_sources(folder, RunReading(receipt_lines=True).fields)
+        loaded = read_mapped_sources(load_mapping(mapping).reading_only(fields) if fields else load_mapping(mapping))
     else:
-        loaded = load_sources(folder)
+        loaded = load_sources(folder, fields)
     read = time.perf_counter() - started
     rows = {kind: frame.height for kind, (_, frame) in loaded.raw.items()}
     kept = None
     if step != "read":
         window = {"window": (window_start(AS_OF, WINDOW_DAYS), AS_OF)} if step in ("window", "run") else {}
         if step == "run":
+            from suppliers.runs import RunReading
+
             window |= {"with_receipt_lines": True, "columns": RunReading(receipt_lines=True).columns}
         result = validate_inputs(loaded.raw, as_of=AS_OF, formats=loaded.formats, max_quarantine_share=1.0,
                                  **window)
