@@ -108,8 +108,12 @@ class PrefectServer:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 - closed in stop
         self._log = log
+        # A session of its own: a terminal's Ctrl-C goes to its whole foreground process group, and a server stopped
+        # by it left the run talking to nothing for minutes. This command stops it on the way out, and it dies with
+        # this command if that is killed outright.
         self.process = subprocess.Popen(self.command(), env=self.environment(), stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=log, preexec_fn=_die_with_parent(os.getpid()))
+                                        stdout=log, stderr=log, preexec_fn=_die_with_parent(os.getpid()),
+                                        start_new_session=True)
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
         assert self.process is not None

@@ -77,6 +77,51 @@ def test_a_sigkilled_evaluate_leaves_no_prefect_server_behind(workspace: Path) -
     assert (workspace / ".prefect").is_dir()  # its state next to the settings, not in the home directory
 
 
+# The command, held for a minute where it renders its reports: Ctrl-C then lands mid-run, whatever the machine;
+# the step takes 3 s to stop, as a step finishing its current work does.
+_HELD_AT_RENDERING = """
+import sys, time
+import reports.bundle
+mark = sys.argv.pop()  # a file to create when the run gets there
+rendered = reports.bundle.write_run_reports
+def held(*args, **kwargs):
+    open(mark, "w").close()
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:  # a step finishing what it is doing first, as delivery does with a message on the wire
+        time.sleep(3)
+        raise
+    return rendered(*args, **kwargs)
+reports.bundle.write_run_reports = held
+from flows.cli import main
+sys.argv[0] = "supplier-eval"
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_stops_an_evaluate_at_once_in_one_line(workspace: Path) -> None:
+    """Ctrl-C reaches the terminal's whole foreground group: the command's own Prefect server must not stop with it
+    while the run still talks to it (the run then retried for minutes and ended in a traceback)."""
+    command = [sys.executable, "-c", _HELD_AT_RENDERING, "evaluate", "--config", str(workspace / "supplier-eval.toml"),
+               "--as-of", str(SAMPLE_END), "--no-email", str(workspace / "rendering")]
+    process = subprocess.Popen(command, env=environment(PREFECT_LOGGING_LEVEL="INFO"), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)  # a group, as in a terminal
+    try:
+        wait_for(lambda: (workspace / "rendering").exists(), 60, "the run to reach its reports")
+        server = children(process.pid)
+        assert server
+        os.killpg(process.pid, signal.SIGINT)
+        pressed = time.monotonic()
+        said, _ = process.communicate(timeout=15)
+        assert process.returncode == 128 + signal.SIGINT and time.monotonic() - pressed < 15
+        assert "Stopped (SIGINT)" in said and "Traceback" not in said
+        wait_for(lambda: not any(alive(pid) for pid in server), 10, "the server to stop with the command")
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 @pytest.mark.slow
 def test_serve_comes_up_alone_trigger_runs_on_it_and_sigterm_leaves_nothing(workspace: Path,
                                                                              capsys: pytest.CaptureFixture) -> None:
