@@ -10,7 +10,6 @@ file, a lost PostgreSQL connection); delivery retries per message inside ``deliv
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.measuring import measure_and_score_in_shards
 from flows.params import RunParameters, RunSummary
 from flows.runtime import fast_flow_runs
 from flows.settings import Settings, load_settings, routing_of, transport_of
-from flows.shards import Shard, ShardResult, combine_shards, measure_and_score, split_into_shards
 from reports.bundle import AslFollowUp, DataQuality, RunReports, failed_run_folder, run_folder, write_run_reports
 from reports.context import quarantine_summary_with_reasons
 from reports.outbox import DeliveryOutcome, deliver_run_messages, deliver_stopped_run_report, failures_to_report
@@ -30,18 +29,15 @@ from reports.routing import Routing
 from rules.asl import overdue_suppliers, schedule, suppliers_to_evaluate, with_asl_facts
 from rules.decide import Decisions, changes_asl, decide
 from rules.loader import load_rule_set, rule_file_text
-from rules.metrics import SupplierPerformance, measure_suppliers, window_start
+from rules.metrics import SupplierPerformance, window_start
 from rules.model import RuleSet
-from rules.scoring import score_suppliers
 from suppliers.errors import DataQualityError, SupplierEvalError
 from suppliers.mapping import load_inputs
 from suppliers.runs import (
-    EVERY_ACTIVE,
-    EVERY_DUE,
     RunReading,
     RunRecord,
-    code_version,
     keyed,
+    new_run,
     requested_suppliers,
     run_reading,
     with_current_status,
@@ -51,7 +47,6 @@ from suppliers.store import AslResults, FollowUp, History, Store, hold_run_lock
 from suppliers.validate import ValidatedInputs, validate_inputs
 
 __all__ = ["nightly", "adhoc", "run_evaluation", "fast_flow_runs", "NIGHTLY_DEFAULTS"]
-
 
 
 def retry_if_transient(_task: Any, _task_run: Any, state: Any) -> bool:
@@ -98,44 +93,6 @@ def read_history(store: Store, run_key: str, run_id: str, as_of: date) -> Histor
 @task(name="read schedule", cache_policy=NO_CACHE, **STORE_RETRIES)
 def read_schedule(store: Store, as_of: date) -> pl.DataFrame:
     return store.last_scored(as_of=as_of)
-
-
-@task(name="compute metrics", cache_policy=NO_CACHE)
-def compute_metrics(validated: ValidatedInputs, selected: pl.DataFrame, rule_set: RuleSet, as_of: date,
-                    window_days: int) -> SupplierPerformance:
-    performance = measure_suppliers(selected, validated.purchase_order_lines, validated.receipts,
-                                    validated.nonconformances, validated.feedback, as_of=as_of,
-                                    window_days=window_days, with_records=True, receipt_lines=validated.receipt_lines,
-                                    **rule_set.evaluation.measure_options())
-    get_run_logger().info("Measured %s suppliers over the %s-day window", f"{performance.metrics.height:,}",
-                          window_days)
-    return performance
-
-
-@task(name="score", cache_policy=NO_CACHE)
-def score(selected: pl.DataFrame, metrics: pl.DataFrame, rule_set: RuleSet, as_of: date) -> pl.DataFrame:
-    scored = score_suppliers(selected, metrics, rule_set, as_of=as_of)
-    get_run_logger().info("Scored %s suppliers", f"{scored.height:,}")
-    return scored
-
-
-@task(name="measure and score a shard", cache_policy=NO_CACHE)
-def score_shard(shard: Shard, rule_set: RuleSet, as_of: date, window_days: int) -> ShardResult:
-    return measure_and_score(shard, rule_set, as_of=as_of, window_days=window_days)
-
-
-def measure_and_score_in_shards(validated: ValidatedInputs, selected: pl.DataFrame, rule_set: RuleSet, as_of: date,
-                                window_days: int, shards: int) -> tuple[SupplierPerformance, pl.DataFrame]:
-    """Metrics and scores of the selected suppliers: in one go, or per supplier shard on the flow's task runner
-    (threads, or the workers of a Dask cluster), combined in the order one go gives."""
-    if shards == 1:
-        performance = compute_metrics(validated, selected, rule_set, as_of, window_days)
-        return performance, score(selected, performance.metrics, rule_set, as_of)
-    parts = split_into_shards(validated, selected, shards)
-    futures = [score_shard.submit(part, rule_set, as_of, window_days) for part in parts]
-    combined = combine_shards(selected, [future.result() for future in futures])
-    get_run_logger().info("Measured and scored %s suppliers in %s shards", f"{selected.height:,}", len(futures))
-    return combined.performance, combined.scored
 
 
 @task(name="decide", cache_policy=NO_CACHE)
@@ -225,12 +182,8 @@ def run_evaluation(params: RunParameters) -> RunSummary:
     read_from = str(settings.mapping_file or settings.data_dir)  # for the data-quality report
     requested = requested_suppliers(params.trigger, params.suppliers)
     due_only = params.trigger == "nightly" and settings.schedule.evaluate == "due"
-    run = RunRecord(
-        run_id=str(uuid.uuid4()), run_key="", trigger=params.trigger, requested_by=params.requested_by,
-        as_of=as_of, window_days=window_days, selection=list(requested) or [EVERY_DUE if due_only else EVERY_ACTIVE],
-        rule_set_name=rule_set.name, rule_set_version=rule_set.version, rule_set_hash=rule_set.content_hash,
-        input_fingerprint="", code_version=code_version(), changes_asl=official,
-    )
+    run = new_run(trigger=params.trigger, requested_by=params.requested_by, requested=requested, due_only=due_only,
+                  as_of=as_of, window_days=window_days, rule_set=rule_set, changes_asl=official)
     with Store(settings.store_url) as store, hold_run_lock(
             store, run_id=run.run_id, trigger=run.trigger, wait_seconds=settings.store.lock_wait_seconds,
             on_wait=lambda held: get_run_logger().info("Waiting for %s to finish", held.describe())):

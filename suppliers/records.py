@@ -240,6 +240,10 @@ class RecordKind:
         """The names of the fields an evaluation reads (see :attr:`Field.read_by_runs`), in declared order."""
         return tuple(f.name for f in self.fields if f.read_by_runs)
 
+    def key_to(self, resource: str) -> ForeignKey:
+        """This kind's foreign key to the record kind ``resource``; StopIteration if it has none."""
+        return next(key for key in self.foreign_keys if key.reference.resource == resource)
+
     def field(self, name: str) -> Field:
         """The field called ``name``; KeyError if there is none."""
         for candidate in self.fields:

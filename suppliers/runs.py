@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
+from typing import Protocol
 
 import polars as pl
 
@@ -42,6 +44,23 @@ class RunRecord:
     def approver(self) -> str:
         """Who a status change made by this run is recorded as approved by."""
         return f"supplier-eval {self.trigger} run ({self.requested_by})"
+
+
+class _RuleSetNamed(Protocol):
+    name: str
+    version: str
+    content_hash: str
+
+
+def new_run(*, trigger: str, requested_by: str, requested: Sequence[str], due_only: bool, as_of: date,
+            window_days: int, rule_set: _RuleSetNamed, changes_asl: bool) -> RunRecord:
+    """A run about to start, not yet keyed (:func:`keyed` once its inputs are read): a new id, and as its selection
+    the suppliers ``requested``, else every active one (due ones only for a nightly run that evaluates those)."""
+    return RunRecord(
+        run_id=str(uuid.uuid4()), run_key="", trigger=trigger, requested_by=requested_by, as_of=as_of,
+        window_days=window_days, selection=list(requested) or [EVERY_DUE if due_only else EVERY_ACTIVE],
+        rule_set_name=rule_set.name, rule_set_version=rule_set.version, rule_set_hash=rule_set.content_hash,
+        input_fingerprint="", code_version=code_version(), changes_asl=changes_asl)
 
 
 def code_version() -> str:
@@ -103,8 +122,7 @@ class RunReading:
         metrics then read the line by its position)."""
         kept = fields_a_run_reads()
         if self.receipt_lines:
-            key = next(k.fields for k in RECORDS["receipts"].foreign_keys
-                       if k.reference.resource == "purchase_order_lines")
+            key = RECORDS["receipts"].key_to("purchase_order_lines").fields
             kept["receipts"] = tuple(name for name in kept["receipts"] if name not in key)
         return kept
 

@@ -1083,8 +1083,7 @@ def validate_inputs(
                        if name not in CANONICAL.get(kind, {})]
     if unknown_columns:
         raise ValueError(f"columns asked that no record kind has: {', '.join(unknown_columns)}")
-    receipt_key = next(k.fields for k in RECORDS["receipts"].foreign_keys
-                       if k.reference.resource == "purchase_order_lines")
+    receipt_key = RECORDS["receipts"].key_to("purchase_order_lines").fields
     if not with_receipt_lines and not set(receipt_key) <= set((columns or {}).get("receipts", receipt_key)):
         raise ValueError("receipts without their order line's key need with_receipt_lines=True: the metrics then "
                          "find each receipt's line by its position")
@@ -1209,8 +1208,7 @@ def _window_rows(checked: dict[str, _Checked], first: date, last: date, *, histo
 
     kept: dict[str, pl.Series] = {}
     lines, receipts = checked["purchase_order_lines"].cast, checked["receipts"].cast
-    reference = next(key for key in RECORDS["receipts"].foreign_keys
-                     if key.reference.resource == "purchase_order_lines")
+    reference = RECORDS["receipts"].key_to("purchase_order_lines")
     names = list(reference.reference.fields)
     line_key = lines.select(_key_hash(names, names)).to_series()
     receipt_key = receipts.select(_key_hash(list(reference.fields), names)).to_series()
