@@ -32,7 +32,10 @@ with the shipped rules' 2-day tolerance and no early limit; quantities compared 
   null when they inspected no unit.
 
 The run fails unless all three agree on every supplier (counts exactly, rates to 1e-9). The machine's other
-load counts in every figure: compare ratios measured in the same run.
+load counts in every figure: compare ratios measured in the same run. With ``--repeat N`` the engines run N
+rounds, in turn (the order reversed every other round, so neither always runs first); each figure is then the
+median of the rounds (peak: the highest), each ratio the median of the rounds' own ratios, and the rounds'
+ratios are listed below the table.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -357,6 +361,23 @@ def measure(engine: str, folder: Path, out: Path, render: bool) -> dict:
             "steps": json.loads(output.strip().splitlines()[-1])}
 
 
+def core_seconds(steps: dict[str, float]) -> float:
+    """Metrics and scoring: what the issue compares with DuckDB's metrics (DuckDB's one step is its metrics)."""
+    return steps.get("metrics", 0.0) + steps.get("score+decide", 0.0)
+
+
+def evaluation_seconds(steps: dict[str, float]) -> float:
+    """The whole evaluation without Prefect: every step but rendering and delivery."""
+    return sum(v for k, v in steps.items() if k not in ("render", "deliver"))
+
+
+def median_result(results: list[dict]) -> dict:
+    """The median of several rounds' figures, step by step; the highest peak."""
+    steps = {name: statistics.median(r["steps"][name] for r in results) for name in results[0]["steps"]}
+    return {"wall": statistics.median(r["wall"] for r in results), "cpu": statistics.median(r["cpu"] for r in results),
+            "peak_gb": max(r["peak_gb"] for r in results), "steps": steps}
+
+
 def disagreements(results: dict[str, Path]) -> list[str]:
     """Where the engines' shared metrics differ, per engine and metric: how many suppliers, and one example."""
     import polars as pl
@@ -395,7 +416,10 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
     parser.add_argument("--render", action="store_true", help="also time rendering the reports and the mail")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "supplier-eval-bench-compare")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every engine, in turn; medians reported")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be 1 or more")
     if "supplier-eval" not in args.engines:
         args.engines.insert(0, "supplier-eval")  # the reference the others are checked against
     print(f"{'lines':>11} {'engine':<14} {'wall s':>7} {'cpu s':>7} {'peak GB':>8} {'GiB':>5} {'metrics s':>10} "
@@ -403,23 +427,39 @@ def main() -> None:
     failed = False
     for lines in args.sizes:
         folder = prepare(args.work, lines)
-        with tempfile.TemporaryDirectory(prefix="bench-compare-") as scratch:
-            measured, outputs = {}, {}
-            for engine in args.engines:
-                outputs[engine] = Path(scratch) / f"{engine}.parquet"
-                measured[engine] = measure(engine, folder, outputs[engine], args.render)
-            problems = disagreements(outputs)
-        duck = measured.get("duckdb", {}).get("steps", {}).get("metrics")
-        for engine, result in measured.items():
+        rounds: list[dict[str, dict]] = []
+        problems: list[str] = []
+        for turn in range(args.repeat):
+            with tempfile.TemporaryDirectory(prefix="bench-compare-") as scratch:
+                measured, outputs = {}, {}
+                for engine in (args.engines if turn % 2 == 0 else args.engines[::-1]):
+                    outputs[engine] = Path(scratch) / f"{engine}.parquet"
+                    measured[engine] = measure(engine, folder, outputs[engine], args.render)
+                problems += [p for p in disagreements(outputs) if p not in problems]
+            rounds.append(measured)
+        ratios: dict[str, list[tuple[float, float]]] = {engine: [] for engine in args.engines}
+        for measured in rounds:
+            duck = measured.get("duckdb", {}).get("steps", {}).get("metrics")
+            for engine, result in measured.items():
+                if duck:
+                    ratios[engine].append((core_seconds(result["steps"]) / duck,
+                                           evaluation_seconds(result["steps"]) / duck))
+        for engine in args.engines:
+            result = median_result([measured[engine] for measured in rounds])
             steps = result["steps"]
-            core = steps.get("metrics", 0.0) + steps.get("score+decide", 0.0)
-            evaluation = sum(v for k, v in steps.items() if k not in ("render", "deliver"))
-            ratio = (f"{core / duck:5.2f}x" if duck else "") + (
-                f" (evaluation {evaluation / duck:.2f}x)" if duck and engine == "supplier-eval" else "")
+            ratio = ""
+            if ratios[engine]:
+                ratio = f"{statistics.median(r for r, _ in ratios[engine]):5.2f}x" + (
+                    f" (evaluation {statistics.median(e for _, e in ratios[engine]):.2f}x)"
+                    if engine == "supplier-eval" else "")
             shown = ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
             print(f"{lines:>11,} {engine:<14} {result['wall']:7.2f} {result['cpu']:7.2f} {result['peak_gb']:8.2f} "
                   f"{result['peak_gb'] * 1e9 / 2**30:5.2f} "
-                  f"{core:10.2f} {ratio:>9}  {shown}", flush=True)
+                  f"{core_seconds(steps):10.2f} {ratio:>9}  {shown}", flush=True)
+        if args.repeat > 1 and ratios["supplier-eval"]:
+            print(f"{'':>11} {args.repeat} rounds, medians (peak: the highest); supplier-eval's metrics + scoring / "
+                  "DuckDB's, round by round: " + ", ".join(f"{r:.2f}" for r, _ in ratios["supplier-eval"])
+                  + "; evaluation / DuckDB's metrics: " + ", ".join(f"{e:.2f}" for _, e in ratios["supplier-eval"]))
         print(f"{'':>11} agreement: " + ("every supplier, every shared metric" if not problems else "NO"))
         for problem in problems:
             print(f"{'':>13}{problem}")

@@ -541,6 +541,9 @@ def delivery_metrics(facts: pl.LazyFrame, *, on_time_basis: OnTimeBasis = "lines
     completed) the mean and p90 lead time's. A quantity-weighted on-time rate has no Wilson interval (units of
     one line are not independent trials). ``supplier`` names the column the facts are grouped by.
     """
+    # A quantile among these sums makes Polars gather every group's rows for all of them: at 10M lines, twice the
+    # time of the sums and the quantile grouped on their own and joined.
+    p90 = facts.group_by(supplier).agg(p90_lead_time_days=p90_lead_time_days())
     metrics = facts.group_by(supplier).agg(
         order_lines=pl.len().cast(pl.Int64),
         inspected_lines=_with_inspection_results(pl.col("inspected").sum()).fill_null(0).cast(pl.Int64),
@@ -560,7 +563,6 @@ def delivery_metrics(facts: pl.LazyFrame, *, on_time_basis: OnTimeBasis = "lines
         lines_with_order_date=pl.col("order_date").count().cast(pl.Int64),
         lead_time_lines=pl.col("lead_time_days").count().cast(pl.Int64),
         mean_lead_time_days=mean_lead_time_days(),
-        p90_lead_time_days=p90_lead_time_days(),
         lead_time_met_lines=pl.col("lead_time_met").sum().cast(pl.Int64),
         lead_time_adherence_rate=lead_time_adherence_rate(),
     )
@@ -570,7 +572,10 @@ def delivery_metrics(facts: pl.LazyFrame, *, on_time_basis: OnTimeBasis = "lines
         if rate == "on_time_rate" and on_time_basis == "quantity":
             low = high = pl.lit(None, pl.Float64)
         intervals += [low.alias(f"{rate}_low"), high.alias(f"{rate}_high")]
-    return metrics.with_columns(intervals)
+    columns = metrics.collect_schema().names()
+    after = columns.index("mean_lead_time_days") + 1
+    return (metrics.join(p90, on=supplier, how="left", maintain_order="left")
+            .select(*columns[:after], "p90_lead_time_days", *columns[after:]).with_columns(intervals))
 
 
 def quality_metrics(
@@ -1013,9 +1018,9 @@ def measure_suppliers(
         result.with_columns(pl.col(c).fill_null(0) for c in COUNT_COLUMNS)
         .with_columns(pl.col(c).fill_null(0.0) for c in UNIT_COLUMNS)
         .select("supplier_id", *METRIC_COLUMNS)
-        .collect()
+        .collect(engine="in-memory")  # a row per supplier: a quarter of the streaming engine's time
     )
-    # The in-memory engine for the same reason.
+    # The texts on the in-memory engine, as the lines not on time above.
     records = (_records_behind(not_on_time.lazy(), _with_keys(pl.concat(inaccurate), lines).lazy(), rejected.lazy())
                .collect(engine="in-memory") if rejected is not None else pl.DataFrame(schema=RECORD_SCHEMA))
     return SupplierPerformance(metrics=metrics, late_lines=_lines_not_on_time(not_on_time), records=records)
