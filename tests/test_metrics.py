@@ -768,6 +768,24 @@ def test_one_suppliers_metrics_are_what_it_gets_among_all() -> None:
         records=together.records.filter(pl.col("supplier_id") == "S1")))
 
 
+@pytest.mark.parametrize("measure_every_line_from", [0.0, 1.01])  # every line measured / the chosen ones only
+@pytest.mark.parametrize("handed_on", [False, True])
+def test_the_lines_of_suppliers_not_chosen_change_nothing_and_show_nowhere(
+        monkeypatch: pytest.MonkeyPatch, measure_every_line_from: float, handed_on: bool) -> None:
+    """A nightly run leaves out the few lines of inactive suppliers; whether they are measured and let go of or
+    left out before, the chosen suppliers get what they get without them, and nothing of the others is returned."""
+    other = BOTH.with_columns(supplier_id=pl.lit("S9"), po_id="Z" + pl.col("po_id"))
+    lines = pl.concat([BOTH, other]).sample(fraction=1.0, shuffle=True, seed=5)
+    receipts = pl.concat([RECEIPTS, RECEIPTS.with_columns(po_id="Z" + pl.col("po_id"))])
+    receipt_lines = (receipts.join(lines.with_row_index("line").select("po_id", "line_no", "line"),
+                                   on=["po_id", "line_no"], how="left", maintain_order="left").get_column("line")
+                     if handed_on else None)
+    without = _everything(SUPPLIERS, BOTH, RECEIPTS)
+    assert without.late_lines.height > 0 and without.records.height > 0
+    monkeypatch.setattr(metrics, "MEASURE_EVERY_LINE_FROM", measure_every_line_from)
+    _same(_everything(SUPPLIERS, lines, receipts, receipt_lines), without)
+
+
 @pytest.mark.parametrize("n", range(1, 41))
 def test_p90_lead_time_is_the_nearest_rank(n: int) -> None:
     days = [(7 * i) % (n + 3) for i in range(n)]  # some repeats, not in order
