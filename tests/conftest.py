@@ -145,12 +145,19 @@ class _PrefectServer:
 _PREFECT_SERVER = _PrefectServer()
 
 
-# The longest tests, started first: a long test dealt out last keeps one worker busy while the other waits.
-_LONGEST_FIRST = ("test_serve.py::test_serve_comes_up_alone", "test_shards.py::test_shards_on_a_local_dask_cluster")
+# The longest tests, started first and in this order: a long test dealt out last keeps one worker busy while the
+# other waits. The two that start Prefect servers of their own go before the one that needs the session's server,
+# which comes up meanwhile (a test dealt out before it is up only waits for it).
+_LONGEST_FIRST = ("test_serve.py::test_serve_comes_up_alone", "test_serve.py::test_ctrl_c_in_a_terminal",
+                  "test_shards.py::test_shards_on_a_local_dask_cluster")
+
+
+def _start_order(item: pytest.Item) -> int:
+    return next((rank for rank, name in enumerate(_LONGEST_FIRST) if name in item.nodeid), len(_LONGEST_FIRST))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: not any(name in item.nodeid for name in _LONGEST_FIRST))  # stable: same order in each
+    items.sort(key=_start_order)  # stable: the same order in each worker
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

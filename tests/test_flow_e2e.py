@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import date, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,7 +18,17 @@ from suppliers.errors import DataQualityError, DeliveryError, SourceError
 from suppliers.generate import HTML_FIXTURE_NAME
 from suppliers.store import Store, evaluations, outbox
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness", "runs_without_heartbeat")]
+
+
+@pytest.fixture(scope="module")
+def runs_without_heartbeat(prefect_harness: str) -> Iterator[None]:
+    """Prefect's settings as the command sets them for its run, set once for the module's runs (about 50 ms of
+    settings copying each time otherwise)."""
+    from flows.runtime import fast_flow_runs
+
+    with fast_flow_runs():
+        yield
 
 
 def smtp_settings(workspace: Path, port: int, *, retries: int = 1) -> Path:
@@ -34,11 +45,9 @@ def smtp_settings(workspace: Path, port: int, *, retries: int = 1) -> Path:
 
 def run(flow_name: str, config: Path, *, as_of_override: date | None = None, **params: object):
     from flows.pipeline import adhoc, nightly
-    from flows.runtime import fast_flow_runs
 
     flow = {"nightly": nightly, "adhoc": adhoc}[flow_name]
-    with fast_flow_runs():
-        return flow(RunParameters(config_file=str(config), as_of=as_of_override or SAMPLE_END, **params))
+    return flow(RunParameters(config_file=str(config), as_of=as_of_override or SAMPLE_END, **params))
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:
