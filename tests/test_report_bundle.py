@@ -259,9 +259,13 @@ def test_hostile_supplier_names_are_harmless_in_every_report_file_and_message(tm
 
 
 _SLOW_RENDER = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
 import reports.bundle as bundle
+
+# Ctrl-C as in a terminal's foreground job: a command started in the background (a test run with `&`, some CI
+# runners) inherits SIGINT ignored, and Python then leaves it so.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def slow(bounds):  # a report that takes 20 ms: 400 of them keep two workers busy for 4 s
     for _ in range(bounds[1] - bounds[0]):
