@@ -639,7 +639,11 @@ class SupplierCodes:
             return cls(ids=ids, of_lines=codes.to_physical()), None
         if mine.sum() < MEASURE_EVERY_LINE_FROM * len(mine):
             return cls(ids=ids, of_lines=codes.filter(mine).to_physical()), mine
-        return cls.of(lines, pl.concat([ids, supplier_ids.filter(~mine)])), None
+        others = supplier_ids.filter(~mine)
+        other_ids = others.unique(maintain_order=True)
+        of_lines = codes.to_physical().cast(pl.UInt32).scatter(  # the others numbered after the chosen
+            (~mine).arg_true(), others.cast(pl.Enum(other_ids)).to_physical().cast(pl.UInt32) + ids.len())
+        return cls(ids=pl.concat([ids, other_ids]), of_lines=of_lines), None
 
     def named(self, grouped: pl.LazyFrame) -> pl.LazyFrame:
         """``grouped`` by ``supplier`` (a number) with ``supplier_id`` in its place."""
