@@ -121,6 +121,12 @@ def in_process(config: Path, ids: Iterator[str],
         from flows import pipeline
         from flows.params import RunParameters
 
+        try:  # the measuring tasks have a module of their own since 2026-12-01
+            from flows import measuring, shards
+            owners: tuple[object, ...] = (pipeline, measuring, shards)
+        except ImportError:  # pragma: no cover - the code before
+            owners = (pipeline,)
+
         spent: dict[str, float] = defaultdict(float)
 
         def wrap(owner: object, name: str, label: str) -> None:
@@ -141,7 +147,9 @@ def in_process(config: Path, ids: Iterator[str],
                             ("measure_suppliers", "metrics"), ("score_suppliers", "score"), ("decide", "decide"),
                             ("quarantine_summary_with_reasons", "store"), ("write_run_reports", "render"),
                             ("deliver_run_messages", "deliver")):
-            wrap(pipeline, name, label)
+            for owner in owners:  # each module that calls it by this name
+                if hasattr(owner, name):
+                    wrap(owner, name, label)
         for name in ("read_history", "last_scored", "save_results", "open_follow_up", "start_run", "finish_run",
                      "acquire_run_lock", "release_run_lock"):
             wrap(pipeline.Store, name, "store")
