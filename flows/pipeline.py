@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from flows.measuring import measure_and_score_in_shards
 from flows.params import RunParameters, RunSummary
@@ -236,7 +237,9 @@ def run_evaluation(params: RunParameters) -> RunSummary:
                                      if "contact_email" in chosen.columns else None,
                                      routing=routing_of(settings),
                                      delivery_failures=read_delivery_failures(store, run))
-            delivered = (deliver(store, run, reports, settings, params.recipients) if params.send_email
+            # quote: Prefect would otherwise walk every supplier's report context looking for futures to wait on,
+            # at 50,000 suppliers half a minute and gigabytes for nothing.
+            delivered = (deliver(store, run, quote(reports), settings, params.recipients) if params.send_email
                          else DeliveryOutcome())
             store.finish_run(run.run_id, status="succeeded", evaluations_added=added)
         except BaseException as error:  # Ctrl-C too: the run must not stay "running" in the records

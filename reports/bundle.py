@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -73,6 +74,9 @@ RECORDS_FILE_NAME = "records.csv"
 PARALLEL_FROM = 400  # suppliers: below this, starting worker processes costs more than it saves
 CHUNKS_PER_WORKER = 4
 MAX_BUYER_SECTION_BYTES = 50_000  # supplier sections in a buyer's message: with its summary, under mail clipping
+# A buyer message's zipped reports and records, before base64 adds a third: the message stays under the 10 MB that
+# many mail servers accept. A buyer of thousands of suppliers got one 140 MB message (and the run 8 GB to make it).
+MAX_BUYER_ATTACHMENT_BYTES = 5_500_000
 BUYER_SUMMARY_COLUMNS = {"supplier_id": pl.String, "name": pl.String, "score": pl.Float64, "band": pl.String,
                          "status": pl.String, "previous_status": pl.String, "score_change": pl.Float64,
                          "next_due": pl.String, "attention": pl.String}
@@ -264,14 +268,26 @@ def _supplier_rendering(path: Path, context: dict[str, Any]) -> Rendered:
 
 
 def _records_by_supplier(records: pl.DataFrame) -> Callable[[Sequence[str]], pl.DataFrame]:
-    """The records of some suppliers, partitioned once, on first use: most runs mail no supplier on its own."""
-    partitions: dict[tuple[Any, ...], pl.DataFrame] = {}
+    """The records of some suppliers, in the order of ``supplier_ids`` (each supplier's in their own order).
+
+    The metrics list the records by supplier id: one supplier's are a slice found by two binary searches, no copy,
+    so mailing each supplier its own costs next to nothing. Several suppliers' are filtered out in one pass: cut
+    into a frame per supplier first, 50,000 suppliers' records took gigabytes and a buyer's thousands of them
+    seconds to put together again.
+    """
+    ids = records.get_column("supplier_id")
+    by_supplier = ids.is_sorted()
 
     def of(supplier_ids: Sequence[str]) -> pl.DataFrame:
-        if not partitions and records.height:
-            partitions.update(records.partition_by("supplier_id", as_dict=True))
-        parts = [partitions[(supplier_id,)] for supplier_id in supplier_ids if (supplier_id,) in partitions]
-        return pl.concat(parts) if parts else records.clear()
+        if len(supplier_ids) == 1 and by_supplier:
+            first, after = (ids.search_sorted(supplier_ids[0], side=side) for side in ("left", "right"))
+            return records.slice(first, after - first)
+        wanted = pl.Series("supplier_id", supplier_ids, dtype=pl.String)
+        mine = records.filter(pl.col("supplier_id").is_in(wanted.implode()))
+        if list(supplier_ids) == sorted(supplier_ids) and by_supplier:
+            return mine
+        order = pl.DataFrame({"supplier_id": wanted}).with_row_index("_place")
+        return mine.join(order, on="supplier_id", how="left").sort("_place", maintain_order=True).drop("_place")
 
     return of
 
@@ -364,6 +380,7 @@ class _BuyerMessage:
                  records: Callable[[], tuple[Attachment, ...]]) -> None:
         self.context, self.folder, self.stems, self.contexts, self.records = context, folder, stems, contexts, records
         self._shown: list[dict[str, Any]] | None = None
+        self._packed: tuple[bytes | None, int, tuple[Attachment, ...], bool] | None = None
 
     def _html(self, supplier_id: str) -> Markup:
         path = self.folder / f"{self.stems[supplier_id]}.html"
@@ -383,30 +400,65 @@ class _BuyerMessage:
             self._shown = shown
         return self._shown, [*self.context["sections"][len(self._shown):], *self.context["more"]]
 
+    def _pack(self) -> tuple[bytes | None, int, tuple[Attachment, ...], bool]:
+        """The zip of the other reports (None: no other), how many of them it holds, the records attachment, and
+        whether the records were left out: reports in the message's order while the zip stays within
+        :data:`MAX_BUYER_ATTACHMENT_BYTES`, then the records if they fit in what is left. What does not fit stays
+        in the run's report folder."""
+        if self._packed is None:
+            _, more = self._split()
+            zipped, count = self._zip(more, MAX_BUYER_ATTACHMENT_BYTES) if more else (None, 0)
+            records = self.records()
+            fits = sum(len(content) for _, content, _ in records) + len(zipped or b"") <= MAX_BUYER_ATTACHMENT_BYTES
+            self._packed = (zipped, count, records if fits else (), not fits)
+        return self._packed
+
     def rendered(self) -> Rendered:
         shown, more = self._split()
-        return render_buyer_message({**self.context, "sections": shown, "more": more})
+        _, count, _, records_left_out = self._pack()
+        return render_buyer_message({**self.context, "sections": shown, "more": more, "more_zipped": count,
+                                     "left_out": len(more) - count, "records_left_out": records_left_out,
+                                     "report_folder": str(self.folder.parent)})
 
     def attachments(self) -> tuple[Attachment, ...]:
         context = self.context
         summary = pl.DataFrame([{key: row[key] for key in BUYER_SUMMARY_COLUMNS} for row in context["summary_rows"]],
                                schema=BUYER_SUMMARY_COLUMNS)
         attached: tuple[Attachment, ...] = ((context["summary_file"], csv_bytes(summary), "text/csv"),)
-        _, more = self._split()
-        if more:
-            attached += ((context["more_file"], self._zip(more), "application/zip"),)
-        return (*attached, *self.records())
+        zipped, count, records, _ = self._pack()
+        if count:
+            attached += ((context["more_file"], zipped, "application/zip"),)
+        return (*attached, *records)
 
-    def _zip(self, rows: Sequence[dict[str, Any]]) -> bytes:
-        """The report files of ``rows``, zipped: their inline styles repeat, so about a seventh of the bytes to mail."""
+    def _zip(self, rows: Sequence[dict[str, Any]], limit: int) -> tuple[bytes, int]:
+        """The report files of the first of ``rows`` that keep the zip within ``limit`` bytes, and how many: their
+        inline styles repeat, so about a seventh of the bytes to mail."""
         buffer = io.BytesIO()
         stamp = date.fromisoformat(self.context["as_of"]).timetuple()[:6]
+        directory, count = _ZIP_END_BYTES, 0  # what the zip's end adds: a central-directory entry per file
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             for row in rows:
                 name = f"{self.stems[row['supplier_id']]}.html"
+                data = (self.folder / name).read_bytes()
+                so_far = buffer.tell() + directory
+                worst = 76 + 2 * len(name.encode()) + len(data) + len(data) // 1000 + 64  # deflate's worst case
+                if so_far + worst > limit and so_far + _zip_entry_bytes(name, data) > limit:
+                    break  # near the limit, the exact size (deflated as the zip will) decides
                 archive.writestr(zipfile.ZipInfo(name, date_time=stamp),  # the same bytes for the same reports
-                                 (self.folder / name).read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
-        return buffer.getvalue()
+                                 data, compress_type=zipfile.ZIP_DEFLATED)
+                directory += 46 + len(name.encode())
+                count += 1
+        return buffer.getvalue(), count
+
+
+_ZIP_END_BYTES = 22  # a zip's end-of-central-directory record, without a comment
+
+
+def _zip_entry_bytes(name: str, data: bytes) -> int:
+    """What one file adds to a zip written as ``_BuyerMessage._zip`` writes it: its local header (30 bytes and
+    the name), its data deflated at level 1, and its central-directory entry (46 bytes and the name)."""
+    deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return 76 + 2 * len(name.encode()) + len(deflate.compress(data) + deflate.flush())
 
 
 def records_file_name(stem: str) -> str:

@@ -606,5 +606,7 @@ def buyer_context(buyer: str, entries: Sequence[Mapping[str, Any]], *, run: Mapp
         "summary_rows": rows, "summary_file": f"suppliers-{stem}.csv",
         "sections": rows[:MAX_BUYER_SECTIONS], "more": rows[MAX_BUYER_SECTIONS:],
         "more_file": f"more-reports-{stem}.zip",
+        # What the message could not attach (see reports.bundle): set when its attachments are made.
+        "more_zipped": len(rows[MAX_BUYER_SECTIONS:]), "left_out": 0, "records_left_out": False, "report_folder": "",
         "legend": _legend(bands, len(names)),
     }

@@ -192,6 +192,35 @@ def test_a_buyer_with_many_suppliers_gets_one_bounded_message_and_the_rest_attac
         (tmp_path / "suppliers" / name).stat().st_size for name in archive.namelist()) / 5
 
 
+def test_a_buyer_message_attaches_what_a_mail_server_accepts_and_says_where_the_rest_is(
+        tmp_path: Path, many: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A buyer of thousands of suppliers: the other reports are zipped in the message's order while the zip stays
+    within the limit, the records only if they fit in what is left; the message says where the rest is."""
+    import reports.bundle as bundle
+
+    limit = 40_000  # a few reports of the 300
+    monkeypatch.setattr(bundle, "MAX_BUYER_ATTACHMENT_BYTES", limit)
+    [message] = write(tmp_path, many).buyers
+    attached = {name: content for name, content, _ in message.attachments}
+    assert set(attached) == {"suppliers-buyer.csv", "more-reports-buyer.zip"}  # the records did not fit
+    assert len(attached["more-reports-buyer.zip"]) <= limit
+    seen = Text(message.rendered.html).text
+    found = re.search(r"Below: the full (?:reports of the first (\d+) suppliers|report of the first supplier);", seen)
+    shown = int(found[1] or 1)
+    with zipfile.ZipFile(io.BytesIO(attached["more-reports-buyer.zip"])) as archive:
+        zipped = archive.namelist()
+    assert 0 < len(zipped) < 300 - shown
+    summary = pl.read_csv(attached["suppliers-buyer.csv"])  # the message's order: the zip holds the next ones
+    assert zipped == [f"{sid}.html" for sid in summary["supplier_id"][shown:shown + len(zipped)]]
+    folder = tmp_path  # the run's report folder: the suppliers' files are in it, and records.csv
+    assert (f"those of the next {len(zipped)} are attached as more-reports-buyer.zip. The reports of the other "
+            f"{300 - shown - len(zipped)} are not attached, to keep this message small enough to be delivered: they "
+            f"are in the suppliers folder of the run's report folder, {folder}.") in seen
+    assert f"The records behind the metrics are not attached, to keep this message small enough to be delivered: " \
+           f"they are in records.csv in the run's report folder, {folder}." in seen
+    assert f"{300 - shown - len(zipped)} are not attached" in message.rendered.text
+
+
 def test_the_digest_stays_small_whatever_the_number_of_suppliers(tmp_path: Path, many: dict) -> None:
     reports = write(tmp_path, many)
     html = reports.digest.rendered.html
@@ -301,3 +330,17 @@ def test_ctrl_c_stops_the_report_workers_at_once_and_leaves_none(tmp_path: Path)
     assert child.stdout.read() == "stopped\n"
     assert child.wait(timeout=10) == 0 and time.monotonic() - pressed < 1.5
     assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
+
+
+@pytest.mark.parametrize("listed_by_supplier", [True, False])
+def test_the_records_of_some_suppliers_come_in_the_order_asked(listed_by_supplier: bool) -> None:
+    from reports.bundle import _records_by_supplier
+
+    records = pl.DataFrame({"supplier_id": ["A", "A", "B", "C", "C", "C"], "n": [1, 2, 3, 4, 5, 6]})
+    if not listed_by_supplier:
+        records = records.reverse()
+    of = _records_by_supplier(records)
+    assert of(["C"])["n"].to_list() == ([4, 5, 6] if listed_by_supplier else [6, 5, 4])
+    assert of(["A", "C"])["n"].to_list() == ([1, 2, 4, 5, 6] if listed_by_supplier else [2, 1, 6, 5, 4])
+    assert of(["C", "A"])["n"].to_list() == ([4, 5, 6, 1, 2] if listed_by_supplier else [6, 5, 4, 2, 1])
+    assert of(["Z"]).height == 0 and of(["Z"]).columns == ["supplier_id", "n"]
