@@ -441,24 +441,30 @@ class _BuyerMessage:
                 name = f"{self.stems[row['supplier_id']]}.html"
                 data = (self.folder / name).read_bytes()
                 so_far = buffer.tell() + directory
-                worst = 76 + 2 * len(name.encode()) + len(data) + len(data) // 1000 + 64  # deflate's worst case
-                if so_far + worst > limit and so_far + _zip_entry_bytes(name, data) > limit:
-                    break  # near the limit, the exact size (deflated as the zip will) decides
+                if (so_far + _zip_entry_bytes(name, data, exact=False) > limit
+                        and so_far + _zip_entry_bytes(name, data, exact=True) > limit):
+                    break  # only near the limit is the file deflated twice, to know its exact size
                 archive.writestr(zipfile.ZipInfo(name, date_time=stamp),  # the same bytes for the same reports
                                  data, compress_type=zipfile.ZIP_DEFLATED)
-                directory += 46 + len(name.encode())
+                directory += _ZIP_CENTRAL_BYTES + len(name.encode())
                 count += 1
         return buffer.getvalue(), count
 
 
 _ZIP_END_BYTES = 22  # a zip's end-of-central-directory record, without a comment
+_ZIP_LOCAL_BYTES, _ZIP_CENTRAL_BYTES = 30, 46  # a file's local header and central-directory entry, without its name
 
 
-def _zip_entry_bytes(name: str, data: bytes) -> int:
-    """What one file adds to a zip written as ``_BuyerMessage._zip`` writes it: its local header (30 bytes and
-    the name), its data deflated at level 1, and its central-directory entry (46 bytes and the name)."""
-    deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return 76 + 2 * len(name.encode()) + len(deflate.compress(data) + deflate.flush())
+def _zip_entry_bytes(name: str, data: bytes, *, exact: bool) -> int:
+    """What one file adds to a zip written as ``_BuyerMessage._zip`` writes it: its local header and its
+    central-directory entry, each with the name, and its data deflated at level 1 (``exact``) or at most that
+    (deflate's worst case: a thousandth more than the data, and a few bytes)."""
+    if exact:
+        deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+        deflated = len(deflate.compress(data) + deflate.flush())
+    else:
+        deflated = len(data) + len(data) // 1000 + 64
+    return _ZIP_LOCAL_BYTES + _ZIP_CENTRAL_BYTES + 2 * len(name.encode()) + deflated
 
 
 def records_file_name(stem: str) -> str:
